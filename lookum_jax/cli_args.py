@@ -9,6 +9,8 @@ from lookum_jax.configfile import parse_value
 from lookum_jax.sampling import SamplerConfig
 from lookum_jax.sampling.strategies import strategy_names
 
+# Strategies registered by `policy_rl` that take a trained policy (`--policy`).
+POLICY_STRATEGIES = ("policy", "policy_lookum")
 # Shortcut flags for common strategy parameters: flag -> params key.
 _SHORTCUTS = {
     "paths": "paths", "pool_size": "pool_size", "tau": "tau", "gamma": "gamma",
@@ -32,7 +34,7 @@ def add_sampler_arguments(parser: argparse.ArgumentParser, *, gen_length: int | 
   group = parser.add_argument_group("sampler")
   group.add_argument("--strategy", default="low_confidence",
                      help="unmasking strategy: " + ", ".join(strategy_names()) +
-                     ", policy (needs --policy)")
+                     ", policy and policy_lookum (need --policy)")
   group.add_argument("--gen-length", type=int, default=gen_length, help="response tokens")
   group.add_argument("--block-length", type=int, default=block_length,
                      help="semi-AR block size (default: gen length = full diffusion)")
@@ -47,7 +49,7 @@ def add_sampler_arguments(parser: argparse.ArgumentParser, *, gen_length: int | 
   group.add_argument("--pool-size", type=int, help="lookum: pool of most certain positions")
   group.add_argument("--tau", type=float, help="threshold (or lookum base=threshold): tau")
   group.add_argument("--gamma", type=float, help="entropy_bounded: entropy budget")
-  group.add_argument("--policy", help="policy strategy: a trained policy directory")
+  group.add_argument("--policy", help="policy / policy_lookum: a trained policy directory")
   group.add_argument("--logits-eos-inf", action="store_true")
   group.add_argument("--confidence-eos-eot-inf", action="store_true")
 
@@ -59,8 +61,8 @@ def sampler_config_from_args(args: argparse.Namespace) -> SamplerConfig:
     value = getattr(args, flag, None)
     if value is not None:
       params[key] = value
-  if args.strategy == "policy":
-    import policy_rl  # noqa: F401  (registers the strategy)
+  if args.strategy in POLICY_STRATEGIES:
+    import policy_rl  # noqa: F401  (registers the strategies)
   gen_length = args.gen_length
   block_length = gen_length if args.block_length is None else args.block_length
   steps = gen_length if args.steps is None else args.steps

@@ -135,11 +135,14 @@ def _fill_lengths(args: argparse.Namespace, lab: Lab) -> None:
 
 
 def load_aux(args: argparse.Namespace):
-  """The extra module a strategy needs: the learned policy for `--strategy policy`."""
-  if args.strategy != "policy":
+  """The extra module a strategy needs: the learned policy for `--strategy policy` (and
+  `policy_lookum`)."""
+  if args.strategy not in cli_args.POLICY_STRATEGIES:
     return None
   if not args.policy:
-    raise ValueError("--strategy policy needs --policy PATH (a trained policy directory).")
+    raise ValueError(
+        f"--strategy {args.strategy} needs --policy PATH (a trained policy directory, e.g. "
+        "lookum_jax/assets/toy-sudoku/policy).")
   from policy_rl import load_policy
   return load_policy(args.policy)
 

@@ -1,9 +1,11 @@
 """Learned unmasking policies for masked diffusion LMs, trained with GRPO.
 
-Importing the package registers the `policy` sampling strategy with `lookum_jax`.
+Importing the package registers the `policy` and `policy_lookum` (the policy proposes,
+LookUM's verifier selects) sampling strategies with `lookum_jax`.
 """
 
 from policy_rl.features import TOKEN_FEATURES, PolicyInput, compute_features
+from policy_rl.lookum import PolicyLookUMParams
 from policy_rl.policy import (
     PolicyConfig,
     UnmaskingPolicy,
@@ -24,7 +26,7 @@ from policy_rl.strategy import (
 )
 
 __all__ = [
-    "MODES", "TOKEN_FEATURES", "PolicyConfig", "PolicyInput", "PolicyParams", "PolicyState",
+    "MODES", "TOKEN_FEATURES", "PolicyConfig", "PolicyInput", "PolicyLookUMParams", "PolicyParams", "PolicyState",
     "SteeredPolicy", "Trajectory", "UnmaskingPolicy", "action_log_prob", "compute_features",
     "init_policy", "load_policy", "num_params", "position_log_probs", "save_policy",
     "unmask_probability",

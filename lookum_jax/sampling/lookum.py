@@ -225,12 +225,14 @@ class Candidates:
   score: jax.Array  # [B, K] verifier score (higher = more certain)
 
 
-def score_candidates(ctx: StepContext, state: LoopState, select_keys: jax.Array,
-                     noise_keys: jax.Array) -> Candidates:
-  """Proposes K sets per row and verifies all B * K look-aheads in one model call."""
-  params: LookUMParams = ctx.config.params
-  view = ctx.view(state, noise_keys)
-  commits, tokens = jax.vmap(lambda v, k: propose(params, v, k))(view, select_keys)
+def verify(params, ctx: StepContext, state: LoopState, commits: jax.Array,
+           tokens: jax.Array) -> Candidates:
+  """Scores K candidate commit sets per row (`commits`, `tokens` `[B, K, T]`) by the
+  certainty of their look-ahead states, all B * K look-aheads in one model call.
+
+  `params` needs the verifier fields of `LookUMParams` (`verifier`, `verifier_scope`); other
+  path generators (e.g. a learned policy's draws) reuse the verifier through this function.
+  """
   batch, paths, total = commits.shape
   commits &= (state.masked & ~state.done[:, None])[:, None]
   lookahead = jnp.where(commits, tokens, state.tokens[:, None])
@@ -244,16 +246,23 @@ def score_candidates(ctx: StepContext, state: LoopState, select_keys: jax.Array,
                     score=verifier_score(params, logits, scope))
 
 
-def branch_step(ctx: StepContext, state: LoopState) -> LoopState:
-  """One LookUM step: propose K sets, verify all K look-aheads in one call, select."""
+def score_candidates(ctx: StepContext, state: LoopState, select_keys: jax.Array,
+                     noise_keys: jax.Array) -> Candidates:
+  """Proposes K sets per row and verifies all B * K look-aheads in one model call."""
   params: LookUMParams = ctx.config.params
-  noise_keys, select_keys = ctx.step_keys(state)
-  propose_keys, choice_keys = jax.vmap(jax.random.split, out_axes=1)(select_keys)
-  cand = score_candidates(ctx, state, propose_keys, noise_keys)
+  view = ctx.view(state, noise_keys)
+  commits, tokens = jax.vmap(lambda v, k: propose(params, v, k))(view, select_keys)
+  return verify(params, ctx, state, commits, tokens)
+
+
+def select(ctx: StepContext, state: LoopState, cand: Candidates, choice_keys: jax.Array,
+           temperature: float) -> LoopState:
+  """Commits each row's chosen candidate (importance sampling with weights
+  `softmax(score / temperature)`, argmax at 0) and keeps its look-ahead logits as the next
+  step's, so a step costs K forwards."""
   batch, paths = cand.score.shape
-  if params.selection_temperature > 0:
-    chosen = jax.vmap(jax.random.categorical)(
-        choice_keys, cand.score / params.selection_temperature)
+  if temperature > 0:
+    chosen = jax.vmap(jax.random.categorical)(choice_keys, cand.score / temperature)
   else:
     chosen = jnp.argmax(cand.score, axis=-1)
   pick = lambda a: jnp.take_along_axis(
@@ -263,6 +272,15 @@ def branch_step(ctx: StepContext, state: LoopState) -> LoopState:
   return state.replace(
       logits=jnp.where(active[:, None, None], pick(cand.logits), state.logits),
       nfe=state.nfe + paths * ctx.forward_cost * active.astype(jnp.int32))
+
+
+def branch_step(ctx: StepContext, state: LoopState) -> LoopState:
+  """One LookUM step: propose K sets, verify all K look-aheads in one call, select."""
+  params: LookUMParams = ctx.config.params
+  noise_keys, select_keys = ctx.step_keys(state)
+  propose_keys, choice_keys = jax.vmap(jax.random.split, out_axes=1)(select_keys)
+  cand = score_candidates(ctx, state, propose_keys, noise_keys)
+  return select(ctx, state, cand, choice_keys, params.selection_temperature)
 
 
 def smc_step(ctx: StepContext, state: LoopState) -> LoopState:

@@ -1,0 +1,128 @@
+"""`policy_lookum`: the learned policy proposes, LookUM's verifier selects.
+
+Each step the policy gives every eligible position an unmask probability p (as in the
+`policy` strategy). K candidate commit sets are built from it:
+
+  * candidate 0 is the policy's deterministic action (commit where p >= 1/2);
+  * candidates 1..K-1 are independent Bernoulli draws with probability `min(1, beta * p)`;
+
+each falling back to the most confident eligible position when empty, so decoding always
+progresses. All K look-ahead canvases go through the model in one batched call and are
+scored by the LookUM verifier (`lookum_jax.sampling.lookum.verify`); the most certain one is
+kept (or one drawn with weights `softmax(score / selection_temperature)`), and its look-ahead
+logits are the next step's, so a step costs K forwards. Steps where no unfinished row has two
+eligible positions cannot differ between candidates: they run the deterministic action with
+one forward.
+
+With `paths=1` this is the `policy` strategy in "deterministic" mode, token for token and NFE
+for NFE. Pass the policy as `aux`, as for `policy`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import jax
+import jax.numpy as jnp
+
+from lookum_jax.sampling import lookum
+from lookum_jax.sampling.loop import LoopState, StepContext
+from lookum_jax.sampling.strategies import Strategy, commit_at_least_one, register_strategy
+from policy_rl.features import DEFAULT_FEATURES, compute_features, validate_features
+from policy_rl.strategy import PolicyParams, _policy_and_expert_rows, unmask_probability
+
+
+@dataclasses.dataclass(frozen=True)
+class PolicyLookUMParams:
+  """Options of `policy_lookum`.
+
+  Attributes:
+    paths: K candidate sets per step (1 = the deterministic policy exactly).
+    beta: the draws' test-time scaling, Bernoulli(min(1, beta * p)).
+    temperature: p = sigmoid(policy logit / temperature).
+    features: the policy's input features; must equal the policy's `config.features`.
+    verifier: a key of `lookum_jax.sampling.lookum.VERIFIER_METRICS`.
+    verifier_scope: see `LookUMParams.verifier_scope`. Default "common": candidates of
+      different sizes are judged on the positions none of them commits, so a candidate is
+      not favoured for removing uncertain positions from the average (on toy-sudoku the
+      paper's "sequence" scope lost to greedy; `experiments/README.md`, LookUM section).
+    selection_temperature: softmax temperature of the importance weights (0 = argmax).
+  """
+
+  paths: int = 2
+  beta: float = 1.0
+  temperature: float = 1.0
+  features: tuple[str, ...] = DEFAULT_FEATURES
+  verifier: str = "neg_entropy"
+  verifier_scope: str = "common"
+  selection_temperature: float = 0.0
+
+  def __post_init__(self):
+    checks = [
+        (self.paths >= 1, f"paths must be >= 1, got {self.paths}"),
+        (self.beta > 0, f"beta must be > 0, got {self.beta}"),
+        (self.temperature > 0, f"temperature must be > 0, got {self.temperature}"),
+        (self.verifier in lookum.VERIFIER_METRICS,
+         f"verifier must be one of {sorted(lookum.VERIFIER_METRICS)}, got {self.verifier!r}"),
+        (self.verifier_scope in lookum.SCOPES,
+         f"verifier_scope must be one of {lookum.SCOPES}, got {self.verifier_scope!r}"),
+        (self.selection_temperature >= 0,
+         f"selection_temperature must be >= 0, got {self.selection_temperature}"),
+    ]
+    for ok, message in checks:
+      if not ok:
+        raise ValueError(f"policy_lookum: {message}.")
+    object.__setattr__(self, "features",
+                       validate_features(self.features, "policy_lookum features"))
+
+  def policy_params(self, mode: str) -> PolicyParams:
+    return PolicyParams(mode=mode, beta=self.beta, temperature=self.temperature,
+                        features=self.features)
+
+
+def _unmask_probabilities(ctx: StepContext, state: LoopState, view, params: PolicyLookUMParams
+                          ) -> tuple[jax.Array, jax.Array]:
+  """`(p, beta-scaled p)` of every position `[B, T]` under the policy."""
+  policy, _ = _policy_and_expert_rows(ctx.aux, params.policy_params("deterministic"),
+                                      state.masked.shape[0])
+  inputs = compute_features(params.features, view.logits, state.masked, state.num_steps,
+                            ctx.config.gen_length, banned_token=ctx.mask_token_id)
+  logits = policy(inputs, ctx.attention_mask)
+  return (unmask_probability(params.policy_params("deterministic"), logits),
+          unmask_probability(params.policy_params("scaled"), logits))
+
+
+def policy_lookum_step(ctx: StepContext, state: LoopState) -> LoopState:
+  params: PolicyLookUMParams = ctx.config.params
+  batch, total = state.masked.shape
+  noise_keys, step_keys = ctx.step_keys(state)
+  draw_keys, choice_keys = jax.vmap(jax.random.split, out_axes=1)(step_keys)
+  view = ctx.view(state, noise_keys)
+  p, scaled = _unmask_probabilities(ctx, state, view, params)
+  at_least_one = jax.vmap(jax.vmap(commit_at_least_one, in_axes=(0, None, None)))
+  greedy = jax.vmap(commit_at_least_one)(p >= 0.5, view.confidence, view)
+
+  def plain(state: LoopState) -> LoopState:
+    return ctx.refresh_logits(ctx.commit(state, greedy, view.candidates))
+
+  def branch(state: LoopState) -> LoopState:
+    draws = params.paths - 1
+    # Uniforms for response positions only: draws do not depend on prompt padding.
+    uniform = jax.vmap(
+        lambda k: jax.random.uniform(k, (draws, ctx.config.gen_length)))(draw_keys)
+    uniform = jnp.pad(uniform, ((0, 0), (0, 0), (ctx.prompt_length, 0)), constant_values=1.0)
+    drawn = at_least_one(uniform < scaled[:, None], view.confidence, view)
+    commits = jnp.concatenate([greedy[:, None], drawn], axis=1)
+    tokens = jnp.broadcast_to(view.candidates[:, None], commits.shape)
+    cand = lookum.verify(params, ctx, state, commits, tokens)
+    return lookum.select(ctx, state, cand, choice_keys, params.selection_temperature)
+
+  if params.paths == 1:
+    return plain(state)
+  has_choice = jnp.any(~state.done & (jnp.sum(view.eligible, axis=-1) >= 2))
+  return jax.lax.cond(has_choice, branch, plain, state)
+
+
+POLICY_LOOKUM = register_strategy(Strategy(
+    name="policy_lookum", params_type=PolicyLookUMParams, uses_schedule=False,
+    step=policy_lookum_step))
