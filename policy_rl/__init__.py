@@ -26,7 +26,8 @@ from policy_rl.strategy import (
 )
 
 __all__ = [
-    "MODES", "TOKEN_FEATURES", "PolicyConfig", "PolicyInput", "PolicyLookUMParams", "PolicyParams", "PolicyState",
+    "MODES", "TOKEN_FEATURES", "PolicyConfig", "PolicyInput", "PolicyLookUMParams",
+    "PolicyParams", "PolicyState",
     "SteeredPolicy", "Trajectory", "UnmaskingPolicy", "action_log_prob", "compute_features",
     "init_policy", "load_policy", "num_params", "position_log_probs", "save_policy",
     "unmask_probability",
