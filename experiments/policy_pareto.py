@@ -22,6 +22,7 @@ import jax
 import numpy as np
 
 import policy_rl  # noqa: F401  (registers the `policy` strategy)
+from lookum_jax.configfile import parse_value
 from lookum_jax.evaluation import evaluate, format_table
 from lookum_jax.lab import open_lab
 from lookum_jax.sampling import SamplerConfig
@@ -158,9 +159,15 @@ def main(argv: list[str] | None = None) -> int:
   parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
   parser.add_argument("--model", default="toy-sudoku")
   parser.add_argument("--limit", type=int, default=500)
+  parser.add_argument("--task", help="task name (default: the model's task.json; needed for a "
+                      "model directory without one)")
+  parser.add_argument("--task-option", action="append", default=[], metavar="KEY=VALUE",
+                      help="task option, e.g. size=4 (repeatable)")
   parser.add_argument("--data", help="examples JSONL (default: the model's held-out set)")
+  parser.add_argument("--gen-length", type=int, default=None,
+                      help="response length (default: the model's task.json, else the task's)")
   parser.add_argument("--block-length", type=int, default=None,
-                      help="semi-AR block (default: the model's, full diffusion for toy-sudoku)")
+                      help="semi-AR block (default: the model's, else full diffusion)")
   parser.add_argument("--policy", action="append", default=[], metavar="LABEL=DIR",
                       help="a trained policy to evaluate (repeatable)")
   parser.add_argument("--modes", nargs="+", default=["deterministic"],
@@ -168,16 +175,21 @@ def main(argv: list[str] | None = None) -> int:
   parser.add_argument("--betas", nargs="+", type=float, default=[0.5, 2.0])
   parser.add_argument("--no-baselines", action="store_true")
   parser.add_argument("--taus", nargs="+", type=float, default=list(TAUS))
-  parser.add_argument("--gammas", nargs="+", type=float, default=list(GAMMAS))
+  parser.add_argument("--gammas", nargs="*", type=float, default=list(GAMMAS),
+                      help="EB-Sampler gammas (none given: no EB-Sampler rows)")
   parser.add_argument("--seed", type=int, default=0)
   parser.add_argument("--batch-size", type=int, default=250)
   parser.add_argument("--redo", action="append", default=[], help="re-evaluate this label")
   parser.add_argument("--out", required=True)
   args = parser.parse_args(argv)
 
-  lab = open_lab(args.model, data=args.data, limit=args.limit)
-  gen_length = lab.spec.gen_length
-  block_length = args.block_length or lab.spec.block_length
+  task_options = {key: parse_value(value) for key, _, value in
+                  (item.partition("=") for item in args.task_option)}
+  lab = open_lab(args.model, task_name=args.task, task_options=task_options, data=args.data,
+                 limit=args.limit)
+  gen_length = args.gen_length or (lab.spec.gen_length if lab.spec else lab.task.gen_length)
+  block_length = args.block_length or (
+      lab.spec.block_length if lab.spec and not args.gen_length else gen_length)
   out = Path(args.out)
   out.mkdir(parents=True, exist_ok=True)
   cache_path = out / "results.json"
