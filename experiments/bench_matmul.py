@@ -65,9 +65,9 @@ def main(argv: list[str] | None = None) -> int:
     b = rng.standard_normal(batch + (k, n)).astype(np.float32)
     ja, jb = jnp.asarray(a), jnp.asarray(b)
     ta, tb = torch.from_numpy(a), torch.from_numpy(b)
-    jax_us = median_us(lambda: matmul(ja, jb).block_until_ready(), args.repeats)
+    jax_us = median_us(lambda ja=ja, jb=jb: matmul(ja, jb).block_until_ready(), args.repeats)
     with torch.inference_mode():
-      torch_us = median_us(lambda: torch.matmul(ta, tb), args.repeats)
+      torch_us = median_us(lambda ta=ta, tb=tb: torch.matmul(ta, tb), args.repeats)
     shape = "x".join(map(str, batch + (m, k, n)))
     print(f"| {label} | {shape} | {jax_us:.0f} | {torch_us:.0f} | {jax_us / torch_us:.2f} |")
   return 0

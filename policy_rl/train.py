@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import functools
-import json
 import os
 import sys
 import time
@@ -35,6 +34,7 @@ from tqdm.auto import tqdm
 import policy_rl  # noqa: F401  (registers the `policy` strategy)
 from lookum_jax.sampling.config import SamplerConfig
 from lookum_jax.sampling.loop import GenerationResult, generate
+from lookum_jax.training import runs
 from policy_rl.config import OptimConfig, PolicyTrainConfig, apply_overrides, load_config
 from policy_rl.environments import Environment, PromptBatch, make_environment
 from policy_rl.grpo import (
@@ -51,8 +51,8 @@ from policy_rl.policy import UnmaskingPolicy, init_policy, save_policy
 from policy_rl.strategy import PolicyParams, SteeredPolicy, Trajectory
 
 CONFIG_FILE = "policy_train_config.json"
-METRICS_FILE = "metrics.jsonl"
-CHECKPOINT_DIR = "checkpoints"
+METRICS_FILE = runs.METRICS_FILE
+CHECKPOINT_DIR = runs.CHECKPOINT_DIR
 POLICY_DIR = "policy"
 MIN_STEP_BUCKET = 8
 
@@ -243,31 +243,6 @@ def load_dllm(config: PolicyTrainConfig) -> nnx.Module:
   return load_model(config.model)
 
 
-def _check_run_directory(out_dir: Path, config: PolicyTrainConfig) -> None:
-  """Records the config in a new run directory; refuses to resume under a different one."""
-  path = out_dir / CONFIG_FILE
-  wanted = config.to_dict()
-  if path.exists():
-    saved = json.loads(path.read_text())
-    diffs = sorted(k for k in wanted.keys() | saved.keys() if wanted.get(k) != saved.get(k))
-    if diffs:
-      listing = ", ".join(f"{k}: saved {saved.get(k)!r} vs now {wanted.get(k)!r}" for k in diffs)
-      raise ValueError(
-          f"{out_dir} holds a run with a different config ({listing}); resume with the same "
-          "config, or choose another --out directory.")
-    return
-  out_dir.mkdir(parents=True, exist_ok=True)
-  path.write_text(json.dumps(wanted, indent=2) + "\n")
-
-
-def _read_metrics(path: Path, up_to_step: int) -> list[dict[str, Any]]:
-  """Logged metrics up to a resume point; lines of steps redone after it are dropped."""
-  if not path.exists():
-    return []
-  records = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-  return [r for r in records if r["step"] <= up_to_step]
-
-
 def train(config: PolicyTrainConfig, out_dir: str | os.PathLike, *,
           stop_after: int | None = None, progress: bool = True,
           model: nnx.Module | None = None,
@@ -284,23 +259,17 @@ def train(config: PolicyTrainConfig, out_dir: str | os.PathLike, *,
     environment: prompts and correctness (default: from `config.task`).
   """
   out_dir = Path(out_dir)
-  _check_run_directory(out_dir, config)
+  runs.check_run_directory(out_dir, CONFIG_FILE, config.to_dict())
   trainer = PolicyTrainer(config, load_dllm(config) if model is None else model, environment)
   state = trainer.init_state()
-  options = ocp.CheckpointManagerOptions(
-      max_to_keep=config.keep_checkpoints, enable_async_checkpointing=False,
-      cleanup_tmp_directories=True, create=True)
-  manager = ocp.CheckpointManager((out_dir / CHECKPOINT_DIR).absolute(), options=options)
+  manager = runs.checkpoint_manager(out_dir, config.keep_checkpoints)
   try:
     latest = manager.latest_step()
     if latest is not None:
-      abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, state)
-      state = manager.restore(latest, args=ocp.args.StandardRestore(abstract))
+      state = runs.restore(manager, latest, state)
     start = int(state.step)
     end = config.num_steps if stop_after is None else min(stop_after, config.num_steps)
-    metrics_path = out_dir / METRICS_FILE
-    history = _read_metrics(metrics_path, start)
-    metrics_path.write_text("".join(json.dumps(r) + "\n" for r in history))
+    metrics_path, history = runs.resume_metrics(out_dir, start)
     state = _run_steps(trainer, state, start, end, manager, metrics_path, history, progress)
   finally:
     manager.close()
@@ -331,14 +300,13 @@ def _run_steps(trainer: PolicyTrainer, state: PolicyTrainState, start: int, end:
       if done % config.log_every == 0 or done == end:
         record = {"step": done, **metrics, "elapsed_s": time.perf_counter() - run_start}
         history.append(record)
-        with open(metrics_path, "a") as f:
-          f.write(json.dumps(record) + "\n")
+        runs.append_metrics(metrics_path, record)
       if done % config.checkpoint_every == 0 or done == end:
-        manager.save(done, args=ocp.args.StandardSave(state))
+        runs.save(manager, done, state)
         saved_step = done
   except KeyboardInterrupt:
     if int(state.step) > saved_step:
-      manager.save(int(state.step), args=ocp.args.StandardSave(state), force=True)
+      runs.save(manager, int(state.step), state, force=True)
     raise
   finally:
     bar.close()

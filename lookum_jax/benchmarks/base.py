@@ -13,14 +13,11 @@ from __future__ import annotations
 import abc
 import dataclasses
 import gzip
-import json
 import os
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, ClassVar
 
-# How many bad lines a load error describes in full; all bad line numbers are always listed.
-_MAX_DESCRIBED_ERRORS = 20
+from lookum_jax import jsonl
 
 
 @dataclasses.dataclass(frozen=True)
@@ -97,25 +94,8 @@ class Benchmark(abc.ABC):
     with opener(path, "rt", encoding="utf-8") as f:
       lines = f.read().splitlines()
     problems, errors, seen = [], [], {}
-    for line_number, line in enumerate(lines, start=1):
-      if not line.strip():
-        if line_number == len(lines):
-          continue  # a trailing blank line
-        errors.append((line_number, "blank line"))
-        continue
-      try:
-        problem = json.loads(line)
-      except json.JSONDecodeError as e:
-        errors.append((line_number, f"not valid JSON ({e.msg})"))
-        continue
-      if not isinstance(problem, dict):
-        errors.append((line_number, f"expected a JSON object, got {type(problem).__name__}"))
-        continue
-      try:
-        self.validate(problem)
-      except ValueError as e:
-        errors.append((line_number, str(e)))
-        continue
+    for line_number, problem in jsonl.iter_objects(lines, self.validate, errors,
+                                                   allow_trailing_blank=True):
       problem = dict(problem, id=self.problem_id(problem, len(problems)))
       if problem["id"] in seen:
         errors.append((line_number, f"duplicate id {problem['id']!r} (also line "
@@ -124,7 +104,7 @@ class Benchmark(abc.ABC):
       seen[problem["id"]] = line_number
       problems.append(problem)
     if errors:
-      raise ValueError(_describe_errors(path, self.name, errors, len(lines)))
+      raise ValueError(jsonl.describe_errors(path, self.name, errors, len(lines)))
     if not problems:
       raise ValueError(f"{path} holds no {self.name} problems.")
     return problems
@@ -136,17 +116,6 @@ class Benchmark(abc.ABC):
     if problem.get("id") is not None:
       return str(problem["id"])
     return f"{self.name}-{index}"
-
-
-def _describe_errors(path: Path, name: str, errors: Sequence[tuple[int, str]],
-                     num_lines: int) -> str:
-  numbers = ", ".join(str(n) for n, _ in errors)
-  details = "\n".join(f"  line {n}: {why}" for n, why in errors[:_MAX_DESCRIBED_ERRORS])
-  more = len(errors) - _MAX_DESCRIBED_ERRORS
-  if more > 0:
-    details += f"\n  ... and {more} more"
-  return (f"{path}: {len(errors)} malformed {name} line(s) of {num_lines} (lines {numbers}):\n"
-          f"{details}")
 
 
 def _registry() -> dict[str, type[Benchmark]]:

@@ -14,8 +14,7 @@ import os
 from collections.abc import Iterable, Sequence
 from typing import Any, ClassVar
 
-# How many bad lines `parse_jsonl` describes in full; all bad line numbers are always listed.
-_MAX_DESCRIBED_ERRORS = 20
+from lookum_jax import jsonl
 
 
 class Task(abc.ABC):
@@ -68,34 +67,10 @@ class Task(abc.ABC):
     """
     with open(path, encoding="utf-8") as f:
       lines = f.read().splitlines()
-    examples, errors = [], []
-    for line_number, line in enumerate(lines, start=1):
-      if not line.strip():
-        errors.append((line_number, "blank line"))
-        continue
-      try:
-        example = json.loads(line)
-      except json.JSONDecodeError as e:
-        errors.append((line_number, f"not valid JSON ({e.msg})"))
-        continue
-      if not isinstance(example, dict):
-        errors.append((line_number, f"expected a JSON object, got {type(example).__name__}"))
-        continue
-      try:
-        self.validate(example)
-      except ValueError as e:
-        errors.append((line_number, str(e)))
-        continue
-      examples.append(example)
+    errors: list[tuple[int, str]] = []
+    examples = [example for _, example in jsonl.iter_objects(lines, self.validate, errors)]
     if errors:
-      numbers = ", ".join(str(n) for n, _ in errors)
-      details = "\n".join(f"  line {n}: {why}" for n, why in errors[:_MAX_DESCRIBED_ERRORS])
-      more = len(errors) - _MAX_DESCRIBED_ERRORS
-      if more > 0:
-        details += f"\n  ... and {more} more"
-      raise ValueError(
-          f"{os.fspath(path)}: {len(errors)} malformed {self.name} line(s) of {len(lines)} "
-          f"(lines {numbers}):\n{details}")
+      raise ValueError(jsonl.describe_errors(path, self.name, errors, len(lines)))
     return examples
 
 

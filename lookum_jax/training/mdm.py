@@ -31,12 +31,13 @@ from tqdm.auto import tqdm
 
 from lookum_jax.model.llada import LLaDA, init_model
 from lookum_jax.tasks.tokenizer import build_tokenizer, save_tokenizer
+from lookum_jax.training import runs
 from lookum_jax.training.config import TrainConfig
 from lookum_jax.training.data import PrefetchedBatches, make_batch
 
 CONFIG_FILE = "train_config.json"
-METRICS_FILE = "metrics.jsonl"
-CHECKPOINT_DIR = "checkpoints"
+METRICS_FILE = runs.METRICS_FILE
+CHECKPOINT_DIR = runs.CHECKPOINT_DIR
 MODEL_DIR = "model"
 
 
@@ -144,38 +145,6 @@ class TrainResult:
   model_dir: Path | None  # the exported model (only when completed)
 
 
-def _check_run_directory(out_dir: Path, config: TrainConfig) -> None:
-  """Records the config in a new run directory; refuses to resume under a different one."""
-  path = out_dir / CONFIG_FILE
-  wanted = config.to_dict()
-  if path.exists():
-    saved = json.loads(path.read_text())
-    diffs = sorted(k for k in wanted.keys() | saved.keys() if wanted.get(k) != saved.get(k))
-    if diffs:
-      listing = ", ".join(f"{k}: saved {saved.get(k)!r} vs now {wanted.get(k)!r}" for k in diffs)
-      raise ValueError(
-          f"{out_dir} holds a run with a different config ({listing}); resume with the same "
-          "config, or choose another --out directory.")
-    return
-  out_dir.mkdir(parents=True, exist_ok=True)
-  path.write_text(json.dumps(wanted, indent=2) + "\n")
-
-
-def _read_metrics(path: Path, up_to_step: int) -> list[dict[str, Any]]:
-  """Logged metrics up to a resume point; lines of steps redone after it are dropped."""
-  if not path.exists():
-    return []
-  records = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-  return [r for r in records if r["step"] <= up_to_step]
-
-
-def _checkpoint_manager(out_dir: Path, config: TrainConfig) -> ocp.CheckpointManager:
-  options = ocp.CheckpointManagerOptions(
-      max_to_keep=config.keep_checkpoints, enable_async_checkpointing=False,
-      cleanup_tmp_directories=True, create=True)
-  return ocp.CheckpointManager((out_dir / CHECKPOINT_DIR).absolute(), options=options)
-
-
 def export_model(model: LLaDA, out_dir: str | Path) -> Path:
   """Saves `model` in the converted layout (config.json + orbax params) with the tokenizer
   files beside it, so `lookum_jax.load_model` and `AutoTokenizer` both load the directory."""
@@ -202,21 +171,19 @@ def train(config: TrainConfig, out_dir: str | Path, *, stop_after: int | None = 
     export: write the final model when the run completes.
   """
   out_dir = Path(out_dir)
-  _check_run_directory(out_dir, config)
+  runs.check_run_directory(out_dir, CONFIG_FILE, config.to_dict())
   task, tokenizer = config.make_task(), build_tokenizer()
   gen_length = config.resolved_gen_length
   tx = make_optimizer(config)
   graphdef, state = init_train_state(config, tx)
-  manager = _checkpoint_manager(out_dir, config)
+  manager = runs.checkpoint_manager(out_dir, config.keep_checkpoints)
   try:
     latest = manager.latest_step()
     if latest is not None:
-      state = _restore(manager, latest, state)
+      state = runs.restore(manager, latest, state)
     start = int(state.step)
     end = config.num_steps if stop_after is None else min(stop_after, config.num_steps)
-    metrics_path = out_dir / METRICS_FILE
-    history = _read_metrics(metrics_path, start)
-    metrics_path.write_text("".join(json.dumps(r) + "\n" for r in history))
+    metrics_path, history = runs.resume_metrics(out_dir, start)
     step_fn = jax.jit(
         functools.partial(train_step, graphdef, tx, config.model_config().mask_token_id,
                           config.noise_eps),
@@ -232,11 +199,6 @@ def train(config: TrainConfig, out_dir: str | Path, *, stop_after: int | None = 
   model_dir = export_model(model, out_dir / MODEL_DIR) if completed and export else None
   return TrainResult(state=state, model=model, metrics=history, completed=completed,
                      resumed_from=latest, model_dir=model_dir)
-
-
-def _restore(manager: ocp.CheckpointManager, step: int, like: TrainState) -> TrainState:
-  abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, like)
-  return manager.restore(step, args=ocp.args.StandardRestore(abstract))
 
 
 def read_run_config(out_dir: str | Path) -> TrainConfig:
@@ -255,13 +217,13 @@ def export_checkpoint(out_dir: str | Path, step: int | None = None,
   out_dir = Path(out_dir)
   config = read_run_config(out_dir)
   graphdef, state = init_train_state(config, make_optimizer(config))
-  manager = _checkpoint_manager(out_dir, config)
+  manager = runs.checkpoint_manager(out_dir, config.keep_checkpoints)
   try:
     available = sorted(manager.all_steps())
     step = available[-1] if step is None and available else step
     if step not in available:
       raise ValueError(f"{out_dir} has no checkpoint of step {step}; available: {available}")
-    state = _restore(manager, step, state)
+    state = runs.restore(manager, step, state)
   finally:
     manager.close()
   target = Path(model_dir) if model_dir is not None else out_dir / f"{MODEL_DIR}-step{step}"
@@ -299,19 +261,18 @@ def _run_steps(step_fn, state: TrainState, make, start: int, end: int,
         record["elapsed_s"] = now - run_start
         window_start, window_tokens = now, 0
         history.append(record)
-        with open(metrics_path, "a") as f:
-          f.write(json.dumps(record) + "\n")
+        runs.append_metrics(metrics_path, record)
         bar.set_postfix(loss=f"{record['loss']:.4f}",
                         tok_s=f"{record.get('tokens_per_s', 0.0):.0f}")
       if done % config.checkpoint_every == 0 or done == end:
-        manager.save(done, args=ocp.args.StandardSave(state))
+        runs.save(manager, done, state)
         saved_step = done
   except KeyboardInterrupt:
     # Save the last completed step, unless the interrupt hit inside a step whose input
     # buffers were already donated (then the previous checkpoint stays the latest).
     donated = any(x.is_deleted() for x in jax.tree.leaves(state) if isinstance(x, jax.Array))
     if not donated and int(state.step) > saved_step:
-      manager.save(int(state.step), args=ocp.args.StandardSave(state), force=True)
+      runs.save(manager, int(state.step), state, force=True)
     raise
   finally:
     batches.close()

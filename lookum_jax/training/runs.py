@@ -1,0 +1,74 @@
+"""Resumable run directories, shared by the MDM trainer and the policy trainer.
+
+A run directory holds the run's config (JSON, written once; a rerun under another config is
+refused), `metrics.jsonl` (one record a logged step) and `checkpoints/` (orbax, written
+synchronously to a temporary directory and renamed into place, so an interrupted save
+leaves the previous checkpoint as the latest). Rerunning with the same config resumes from
+the latest checkpoint and drops metric lines of steps after it, which it redoes.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, TypeVar
+
+import jax
+import orbax.checkpoint as ocp
+
+METRICS_FILE = "metrics.jsonl"
+CHECKPOINT_DIR = "checkpoints"
+
+State = TypeVar("State")
+
+
+def check_run_directory(out_dir: Path, config_file: str, wanted: Mapping[str, Any]) -> None:
+  """Records the config `wanted` in a new run directory; refuses to resume under another."""
+  path = out_dir / config_file
+  if path.exists():
+    saved = json.loads(path.read_text())
+    diffs = sorted(k for k in wanted.keys() | saved.keys() if wanted.get(k) != saved.get(k))
+    if diffs:
+      listing = ", ".join(f"{k}: saved {saved.get(k)!r} vs now {wanted.get(k)!r}" for k in diffs)
+      raise ValueError(
+          f"{out_dir} holds a run with a different config ({listing}); resume with the same "
+          "config, or choose another --out directory.")
+    return
+  out_dir.mkdir(parents=True, exist_ok=True)
+  path.write_text(json.dumps(dict(wanted), indent=2) + "\n")
+
+
+def resume_metrics(out_dir: Path, up_to_step: int) -> tuple[Path, list[dict[str, Any]]]:
+  """The metrics file and its records up to a resume point; the file is rewritten without
+  the lines of steps after it (they are redone)."""
+  path = out_dir / METRICS_FILE
+  records = []
+  if path.exists():
+    records = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    records = [r for r in records if r["step"] <= up_to_step]
+  path.write_text("".join(json.dumps(r) + "\n" for r in records))
+  return path, records
+
+
+def append_metrics(path: Path, record: Mapping[str, Any]) -> None:
+  with open(path, "a") as f:
+    f.write(json.dumps(dict(record)) + "\n")
+
+
+def checkpoint_manager(out_dir: Path, keep: int) -> ocp.CheckpointManager:
+  """Synchronous orbax checkpoints under `out_dir/checkpoints`, the last `keep` kept."""
+  options = ocp.CheckpointManagerOptions(
+      max_to_keep=keep, enable_async_checkpointing=False, cleanup_tmp_directories=True,
+      create=True)
+  return ocp.CheckpointManager((out_dir / CHECKPOINT_DIR).absolute(), options=options)
+
+
+def restore(manager: ocp.CheckpointManager, step: int, like: State) -> State:
+  """Checkpoint `step`, restored with the structure, shapes and dtypes of `like`."""
+  abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, like)
+  return manager.restore(step, args=ocp.args.StandardRestore(abstract))
+
+
+def save(manager: ocp.CheckpointManager, step: int, state: Any, *, force: bool = False) -> None:
+  manager.save(step, args=ocp.args.StandardSave(state), force=force)
