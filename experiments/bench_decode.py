@@ -31,7 +31,7 @@ from flax import nnx
 from lookum_jax.model.config import ModelConfig, llada_8b, tiny
 from lookum_jax.model.llada import LLaDA
 from lookum_jax.sampling import SamplerConfig, generate
-from lookum_jax.sampling.cli import compile_timer
+from lookum_jax.sampling.timing import compile_timer
 from lookum_jax.testing import random_model
 
 MODELS: dict[str, Callable[[], ModelConfig]] = {

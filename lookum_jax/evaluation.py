@@ -21,6 +21,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from lookum_jax.sampling import SamplerConfig, generate
+from lookum_jax.sampling.timing import compile_timer
 from lookum_jax.tasks import Task, decode_response, encode_text, left_pad_prompts
 
 
@@ -50,7 +51,7 @@ class EvalResult:
   mean_steps: float
   token_error_rate: float | None
   wall_time_s: float
-  compile_time_s: float
+  compile_time_s: float  # JAX tracing, lowering and compiling within wall_time_s
   records: list[dict[str, Any]] = dataclasses.field(default_factory=list, repr=False)
 
   def summary(self) -> dict[str, Any]:
@@ -101,11 +102,10 @@ def evaluate(model, tokenizer, task: Task, examples: Sequence[dict[str, Any]],
     ids, mask = left_pad_prompts([prompts[i] for i in padded], prompt_length,
                                  tokenizer.pad_token_id)
     keys = jax.vmap(lambda i: jax.random.fold_in(key, i))(jnp.asarray(padded))
-    t0 = time.perf_counter()
-    result = generate(model, ids, config, keys, mask, aux=aux)
-    tokens = np.asarray(result.tokens)
-    if first == 0:
-      compile_time = time.perf_counter() - t0
+    with compile_timer() as compile_seconds:
+      result = generate(model, ids, config, keys, mask, aux=aux)
+      tokens = np.asarray(result.tokens)
+    compile_time += compile_seconds[0]
     nfe, steps = np.asarray(result.nfe), np.asarray(result.num_steps)
     for row, i in enumerate(index):
       example = examples[i]

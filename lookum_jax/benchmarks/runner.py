@@ -36,7 +36,7 @@ from lookum_jax.benchmarks.results import ResultsFile, finished_records
 from lookum_jax.benchmarks.summary import RunSummary, summarize_records
 from lookum_jax.model.sharding import DATA_AXIS, make_mesh, shard_batch, shard_model
 from lookum_jax.sampling import generate
-from lookum_jax.sampling.cli import compile_timer
+from lookum_jax.sampling.timing import compile_timer
 from lookum_jax.tasks.tokenizer import decode_response, left_pad_prompts
 
 Log = Callable[[str], None]

@@ -7,40 +7,12 @@ time reported apart from the decoding time.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import sys
 import time
-from collections.abc import Iterator
-from typing import Any
 
-# jax.monitoring events whose durations make up a compilation (trace, lower, compile).
-COMPILE_EVENTS = (
-    "/jax/core/compile/jaxpr_trace_duration",
-    "/jax/core/compile/jaxpr_to_mlir_module_duration",
-    "/jax/core/compile/backend_compile_duration",
-)
+from lookum_jax.sampling.timing import compile_timer
+
 DTYPES = ("bfloat16", "float32")
-
-
-@contextlib.contextmanager
-def compile_timer() -> Iterator[list[float]]:
-  """Collects the seconds JAX spends tracing, lowering and compiling inside the block.
-
-  Yields a one-element list holding the running total (read it after the block).
-  """
-  import jax.monitoring
-
-  total = [0.0]
-
-  def listener(event: str, duration: float, **kwargs: Any) -> None:
-    if event in COMPILE_EVENTS:
-      total[0] += duration
-
-  jax.monitoring.register_event_duration_secs_listener(listener)
-  try:
-    yield total
-  finally:
-    jax.monitoring.unregister_event_duration_listener(listener)
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
