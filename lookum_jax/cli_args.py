@@ -7,10 +7,9 @@ from typing import Any
 
 from lookum_jax.configfile import parse_value
 from lookum_jax.sampling import SamplerConfig
+from lookum_jax.sampling.config import POLICY_STRATEGIES
 from lookum_jax.sampling.strategies import strategy_names
 
-# Strategies registered by `policy_rl` that take a trained policy (`--policy`).
-POLICY_STRATEGIES = ("policy", "policy_lookum")
 # Shortcut flags for common strategy parameters: flag -> params key.
 _SHORTCUTS = {
     "paths": "paths", "pool_size": "pool_size", "tau": "tau", "gamma": "gamma",

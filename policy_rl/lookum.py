@@ -29,7 +29,12 @@ from lookum_jax.sampling import lookum
 from lookum_jax.sampling.loop import LoopState, StepContext
 from lookum_jax.sampling.strategies import Strategy, commit_at_least_one, register_strategy
 from policy_rl.features import DEFAULT_FEATURES, compute_features, validate_features
-from policy_rl.strategy import PolicyParams, _policy_and_expert_rows, unmask_probability
+from policy_rl.strategy import (
+    PolicyParams,
+    SteeredPolicy,
+    policy_and_expert_rows,
+    unmask_probability,
+)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -83,8 +88,12 @@ class PolicyLookUMParams:
 def _unmask_probabilities(ctx: StepContext, state: LoopState, view, params: PolicyLookUMParams
                           ) -> tuple[jax.Array, jax.Array]:
   """`(p, beta-scaled p)` of every position `[B, T]` under the policy."""
-  policy, _ = _policy_and_expert_rows(ctx.aux, params.policy_params("deterministic"),
-                                      state.masked.shape[0])
+  if isinstance(ctx.aux, SteeredPolicy):
+    raise ValueError(
+        "strategy 'policy_lookum' does not follow an expert: pass the UnmaskingPolicy itself "
+        "as aux (SteeredPolicy is for GRPO rollouts of strategy 'policy').")
+  policy, _ = policy_and_expert_rows(ctx.aux, params.policy_params("deterministic"),
+                                     state.masked.shape[0], strategy="policy_lookum")
   inputs = compute_features(params.features, view.logits, state.masked, state.num_steps,
                             ctx.config.gen_length, banned_token=ctx.mask_token_id)
   logits = policy(inputs, ctx.attention_mask)
@@ -93,14 +102,16 @@ def _unmask_probabilities(ctx: StepContext, state: LoopState, view, params: Poli
 
 
 def policy_lookum_step(ctx: StepContext, state: LoopState) -> LoopState:
+  """One step: the policy's K candidate sets, verified in one batched forward, one kept; a
+  plain deterministic step when no unfinished row has two eligible positions."""
   params: PolicyLookUMParams = ctx.config.params
-  batch, total = state.masked.shape
   noise_keys, step_keys = ctx.step_keys(state)
   draw_keys, choice_keys = jax.vmap(jax.random.split, out_axes=1)(step_keys)
   view = ctx.view(state, noise_keys)
   p, scaled = _unmask_probabilities(ctx, state, view, params)
   at_least_one = jax.vmap(jax.vmap(commit_at_least_one, in_axes=(0, None, None)))
   greedy = jax.vmap(commit_at_least_one)(p >= 0.5, view.confidence, view)
+  row_choice = jnp.sum(view.eligible, axis=-1) >= 2  # one eligible position: no choice
 
   def plain(state: LoopState) -> LoopState:
     return ctx.refresh_logits(ctx.commit(state, greedy, view.candidates))
@@ -115,12 +126,12 @@ def policy_lookum_step(ctx: StepContext, state: LoopState) -> LoopState:
     commits = jnp.concatenate([greedy[:, None], drawn], axis=1)
     tokens = jnp.broadcast_to(view.candidates[:, None], commits.shape)
     cand = lookum.verify(params, ctx, state, commits, tokens)
-    return lookum.select(ctx, state, cand, choice_keys, params.selection_temperature)
+    return lookum.select(ctx, state, cand, choice_keys, params.selection_temperature,
+                         row_choice)
 
   if params.paths == 1:
     return plain(state)
-  has_choice = jnp.any(~state.done & (jnp.sum(view.eligible, axis=-1) >= 2))
-  return jax.lax.cond(has_choice, branch, plain, state)
+  return jax.lax.cond(jnp.any(~state.done & row_choice), branch, plain, state)
 
 
 POLICY_LOOKUM = register_strategy(Strategy(

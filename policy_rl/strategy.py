@@ -153,8 +153,9 @@ def action_log_prob(params: PolicyParams, logits: jax.Array, actions: jax.Array,
   return jnp.sum(position_log_probs(params, logits, actions, eligible), axis=-1)
 
 
-def _policy_and_expert_rows(aux, params: PolicyParams, batch: int
-                            ) -> tuple[UnmaskingPolicy, jax.Array]:
+def policy_and_expert_rows(aux, params: PolicyParams, batch: int, strategy: str = "policy"
+                           ) -> tuple[UnmaskingPolicy, jax.Array]:
+  """The policy passed as `aux` and the rows `[B]` that follow the expert instead."""
   if isinstance(aux, SteeredPolicy):
     policy, expert_rows = aux.policy, aux.expert_rows[...]
     if expert_rows.shape != (batch,):
@@ -165,7 +166,7 @@ def _policy_and_expert_rows(aux, params: PolicyParams, batch: int
     policy, expert_rows = aux, jnp.zeros((batch,), bool)
   else:
     raise ValueError(
-        "strategy 'policy' needs the learned policy: pass generate(..., aux=policy) with a "
+        f"strategy {strategy!r} needs the learned policy: pass generate(..., aux=policy) with a "
         f"policy_rl.UnmaskingPolicy (or a SteeredPolicy), got {type(aux).__name__}.")
   if policy.config.features != params.features:
     raise ValueError(
@@ -208,7 +209,7 @@ def policy_step(ctx: StepContext, state: LoopState) -> LoopState:
   """One step: features, policy, Bernoulli draws (or the expert), at-least-one, forward."""
   params: PolicyParams = ctx.config.params
   batch, total = state.masked.shape
-  policy, expert_rows = _policy_and_expert_rows(ctx.aux, params, batch)
+  policy, expert_rows = policy_and_expert_rows(ctx.aux, params, batch)
   noise_keys, draw_keys = ctx.step_keys(state)
   view = ctx.view(state, noise_keys)
   inputs = compute_features(params.features, view.logits, state.masked, state.num_steps,

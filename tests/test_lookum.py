@@ -220,13 +220,16 @@ def test_smc_resampling_copies_whole_particles():
   assert result.nfe.shape == (1,)
 
 
-@pytest.mark.parametrize("selection", ["is", "smc"])
-def test_a_row_samples_the_same_alone_and_in_a_padded_batch(model, selection):
-  """Per-row keys: LookUM's random proposals do not depend on the batch's padding."""
+@pytest.mark.parametrize("selection,base", [
+    ("is", {}), ("smc", {}), ("is", {"base": "threshold", "tau": 0.011})])
+def test_a_row_samples_the_same_alone_and_in_a_padded_batch(model, selection, base):
+  """Per-row keys: LookUM's random proposals do not depend on the batch's padding, and a row
+  is charged its own forwards (with the threshold base the rows take different step counts)."""
   config = SamplerConfig(
       gen_length=GEN, block_length=BLOCK, steps=STEPS, strategy="lookum",
       params={"paths": 3, "pool_size": 8, "proposal_temperature": 10.0,
-              "selection_temperature": 1.0, "sample_tokens": True, "selection": selection})
+              "selection_temperature": 1.0, "sample_tokens": True, "selection": selection,
+              **base})
   short = jnp.asarray([[21, 22, 23]], jnp.int32)
   longer = jnp.asarray([[30, 31, 32, 33, 34, 35]], jnp.int32)
   padded = jnp.concatenate([jnp.zeros((1, 3), jnp.int32), short], axis=1)
@@ -236,3 +239,4 @@ def test_a_row_samples_the_same_alone_and_in_a_padded_batch(model, selection):
   alone = generate(model, short, config, keys[:1])
   together = generate(model, batch, config, keys, mask)
   np.testing.assert_array_equal(alone.tokens[0, 3:], together.tokens[0, 6:])
+  np.testing.assert_array_equal(alone.nfe[0], together.nfe[0])

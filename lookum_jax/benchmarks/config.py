@@ -15,6 +15,7 @@ from typing import Any
 from lookum_jax import configfile
 from lookum_jax.benchmarks.base import Benchmark, get_benchmark
 from lookum_jax.sampling import SamplerConfig
+from lookum_jax.sampling.config import POLICY_STRATEGIES
 
 # Placeholders the user must override; a run refuses to start while one is left.
 MODEL_PATH_PLACEHOLDER = "<set model_path: --override model_path=/path/to/converted-model>"
@@ -43,7 +44,7 @@ class BenchmarkConfig:
     model_name, sampler_name: labels for result files and tables.
     gen_length, block_length, steps, strategy, params, temperature, cfg_scale,
       logits_eos_inf, confidence_eos_eot_inf: the `SamplerConfig`.
-    policy_path: a trained policy directory (strategy "policy").
+    policy_path: a trained policy directory (strategies "policy" and "policy_lookum").
     benchmark_options: the benchmark's options (prompt_style, timeout_s, memory_mb, ...).
     chat_template: wrap prompts in the tokenizer's chat template (Instruct models).
     batch_size: rows per generate call (a multiple of the mesh's data axis).
@@ -95,16 +96,16 @@ class BenchmarkConfig:
                        f"{buckets!r}.")
     if self.dtype not in DTYPES:
       raise ValueError(f"BenchmarkConfig.dtype must be one of {DTYPES}, got {self.dtype!r}.")
-    if self.strategy == "policy" and not self.policy_path:
-      raise ValueError("strategy 'policy' needs policy_path (--policy DIR or --override "
-                       "policy_path=DIR).")
+    if self.strategy in POLICY_STRATEGIES and not self.policy_path:
+      raise ValueError(f"strategy {self.strategy!r} needs policy_path (--policy DIR or "
+                       "--override policy_path=DIR).")
 
   def make_benchmark(self) -> Benchmark:
     return get_benchmark(self.benchmark, **self.benchmark_options)
 
   def sampler_config(self) -> SamplerConfig:
-    if self.strategy == "policy":
-      import policy_rl  # noqa: F401  (registers the strategy)
+    if self.strategy in POLICY_STRATEGIES:
+      import policy_rl  # noqa: F401  (registers the strategies)
     return SamplerConfig(
         gen_length=self.gen_length, block_length=self.block_length, steps=self.steps,
         temperature=self.temperature, cfg_scale=self.cfg_scale, strategy=self.strategy,

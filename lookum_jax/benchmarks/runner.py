@@ -36,6 +36,7 @@ from lookum_jax.benchmarks.results import ResultsFile, finished_records
 from lookum_jax.benchmarks.summary import RunSummary, summarize_records
 from lookum_jax.model.sharding import DATA_AXIS, make_mesh, shard_batch, shard_model
 from lookum_jax.sampling import generate
+from lookum_jax.sampling.config import POLICY_STRATEGIES
 from lookum_jax.sampling.timing import compile_timer
 from lookum_jax.tasks.tokenizer import decode_response, left_pad_prompts
 
@@ -66,7 +67,7 @@ def resolve_dtype(name: str) -> tuple[Any, Any]:
 def check_paths_set(config: BenchmarkConfig) -> None:
   """Raises ValueError naming the override of every path still left as a placeholder."""
   names = ["model_path", "tokenizer_path", "data_path"]
-  if config.strategy == "policy":
+  if config.strategy in POLICY_STRATEGIES:
     names.append("policy_path")
   unset = [f"{name} is still a placeholder: {getattr(config, name)}" for name in names
            if is_placeholder(getattr(config, name))]
@@ -96,8 +97,8 @@ def load_for_benchmark(config: BenchmarkConfig) -> tuple[Any, Any, jax.sharding.
 
 
 def load_policy(config: BenchmarkConfig, mesh: jax.sharding.Mesh) -> Any:
-  """The learned policy for strategy "policy" (replicated on the mesh), else None."""
-  if config.strategy != "policy":
+  """The learned policy of a policy strategy (replicated on the mesh), else None."""
+  if config.strategy not in POLICY_STRATEGIES:
     return None
   from policy_rl import load_policy as load
 

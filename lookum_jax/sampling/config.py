@@ -8,6 +8,9 @@ from typing import Any
 from lookum_jax.sampling import strategies
 from lookum_jax.sampling.schedule import num_transfer_tokens
 
+# Strategies registered by `policy_rl` (imported on demand) that take a trained policy as `aux`.
+POLICY_STRATEGIES = ("policy", "policy_lookum")
+
 
 @dataclasses.dataclass(frozen=True)
 class SamplerConfig:

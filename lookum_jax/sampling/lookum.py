@@ -256,10 +256,15 @@ def score_candidates(ctx: StepContext, state: LoopState, select_keys: jax.Array,
 
 
 def select(ctx: StepContext, state: LoopState, cand: Candidates, choice_keys: jax.Array,
-           temperature: float) -> LoopState:
+           temperature: float, row_choice: jax.Array | None = None) -> LoopState:
   """Commits each row's chosen candidate (importance sampling with weights
   `softmax(score / temperature)`, argmax at 0) and keeps its look-ahead logits as the next
-  step's, so a step costs K forwards."""
+  step's, so a step costs K forwards.
+
+  `row_choice` `[B]`: rows whose K candidates can differ. A row without a choice is charged
+  what its base step would cost (one forward, none if the commit finished it), so a row's NFE
+  does not depend on the rest of its batch.
+  """
   batch, paths = cand.score.shape
   if temperature > 0:
     chosen = jax.vmap(jax.random.categorical)(choice_keys, cand.score / temperature)
@@ -269,9 +274,12 @@ def select(ctx: StepContext, state: LoopState, cand: Candidates, choice_keys: ja
       a, chosen.reshape((batch,) + (1,) * (a.ndim - 1)), axis=1)[:, 0]
   active = ~state.done
   state = ctx.commit(state, pick(cand.commits), pick(cand.tokens))
+  charged = paths
+  if row_choice is not None:  # as a base step: a forward unless the commit finished the row
+    charged = jnp.where(row_choice, paths, (~state.done).astype(jnp.int32))
   return state.replace(
       logits=jnp.where(active[:, None, None], pick(cand.logits), state.logits),
-      nfe=state.nfe + paths * ctx.forward_cost * active.astype(jnp.int32))
+      nfe=state.nfe + charged * ctx.forward_cost * active.astype(jnp.int32))
 
 
 def branch_step(ctx: StepContext, state: LoopState) -> LoopState:
@@ -280,7 +288,8 @@ def branch_step(ctx: StepContext, state: LoopState) -> LoopState:
   noise_keys, select_keys = ctx.step_keys(state)
   propose_keys, choice_keys = jax.vmap(jax.random.split, out_axes=1)(select_keys)
   cand = score_candidates(ctx, state, propose_keys, noise_keys)
-  return select(ctx, state, cand, choice_keys, params.selection_temperature)
+  return select(ctx, state, cand, choice_keys, params.selection_temperature,
+                rows_with_choice(params, ctx.view(state, noise_keys)))
 
 
 def smc_step(ctx: StepContext, state: LoopState) -> LoopState:
@@ -340,13 +349,18 @@ def lookum_step(ctx: StepContext, state: LoopState) -> LoopState:
   return jax.lax.cond(branch, lambda s: branch_step(ctx, s), base, state)
 
 
+def rows_with_choice(params: LookUMParams, view: StepView) -> jax.Array:
+  """`[B]`: rows whose pool holds more positions than their step commits (otherwise every
+  candidate is the greedy set)."""
+  in_pool, count = jax.vmap(lambda v: candidate_pool(params, v))(view)
+  return jnp.sum(in_pool, axis=-1) > count
+
+
 def has_choice(ctx: StepContext, state: LoopState) -> jax.Array:
-  """Whether some unfinished row's pool holds more positions than its step commits."""
-  params: LookUMParams = ctx.config.params
+  """Whether some unfinished row has a choice this step."""
   noise_keys, _ = ctx.step_keys(state)
   view = ctx.view(state, noise_keys)
-  in_pool, count = jax.vmap(lambda v: candidate_pool(params, v))(view)
-  return jnp.any(~state.done & (jnp.sum(in_pool, axis=-1) > count))
+  return jnp.any(~state.done & rows_with_choice(ctx.config.params, view))
 
 
 def _init_state(batch: int, total: int, params: LookUMParams):
