@@ -62,6 +62,13 @@ def build_model(name: str, dtype: jnp.dtype) -> LLaDA:
   return nnx.merge(graphdef, state)
 
 
+def prompt_vocab(config: ModelConfig) -> int:
+  """Random prompt tokens are drawn below this: under every special id (LLaDA's mask id
+  126336 lies inside its vocabulary, and a prompt may not hold it)."""
+  special = [config.mask_token_id, config.eos_token_id, config.eot_token_id]
+  return min(i for i in special if i is not None)
+
+
 def median_seconds(fn: Callable[[], object], runs: int, sync: Callable[[], None]) -> float:
   times = []
   for _ in range(runs):
@@ -162,7 +169,7 @@ def main(argv: list[str] | None = None) -> int:
   print(header + "\n|" + "---|" * 9, flush=True)
   rng = np.random.default_rng(0)
   for batch in args.batch:
-    prompt = rng.integers(0, model.config.vocab_size - 3, (batch, args.prompt_length),
+    prompt = rng.integers(0, prompt_vocab(model.config), (batch, args.prompt_length),
                           dtype=np.int32)
     tokens, compile_s, jax_s, nfe = bench_jax(model, prompt, config, args.runs)
     generated = batch * config.gen_length

@@ -8,7 +8,9 @@ base strategy is the ratio of their NFE. Its wall-clock overhead can be lower: t
 look-ahead canvases of a step go through the model as one batch of B * K rows, which a device
 that is not saturated by B rows runs in less than K times the time. This prints both ratios
 for K = 2, 3 (and more with --paths) on random weights, with the same steps as the base
-(low_confidence), and the device's peak memory where JAX reports it (GPU/TPU).
+(low_confidence), and the device's peak memory where JAX reports it (GPU/TPU). JAX's peak is a
+high-water mark since the process started: a row shows the largest footprint of it and the
+rows before it, so run one sampler per process (`--paths`, `--batch`) for its own peak.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ import sys
 import jax
 import jax.numpy as jnp
 import numpy as np
-from bench_decode import MODELS, build_model, median_seconds
+from bench_decode import MODELS, build_model, median_seconds, prompt_vocab
 
 from lookum_jax.sampling import SamplerConfig, generate
 
@@ -56,12 +58,12 @@ def main(argv: list[str] | None = None) -> int:
         f"{args.prompt_length}, gen {args.gen_length}, block {args.block_length}, steps "
         f"{args.steps}; median of {args.runs} run(s)")
   print("| batch | sampler | NFE | gen s | ms / step | FLOP overhead | wall overhead "
-        "| peak GiB |")
+        "| peak GiB so far |")
   print("|" + "---|" * 8, flush=True)
   rng = np.random.default_rng(0)
   key = jax.random.key(0)
   for batch in args.batch:
-    prompt = rng.integers(0, model.config.vocab_size - 3, (batch, args.prompt_length),
+    prompt = rng.integers(0, prompt_vocab(model.config), (batch, args.prompt_length),
                           dtype=np.int32)
     samplers = [("low_confidence", base)] + [
         (f"lookum K={k}", base.replace(strategy="lookum", params={"paths": k}))
