@@ -11,7 +11,8 @@ verifier's), and the confidence threshold at matching NFE for reference.
         --out experiments/results/policy_lookum
 
 Writes OUT/results.json (with per-problem correctness), results.csv and accuracy_vs_nfe.png;
-a rerun evaluates only the labels missing from results.json.
+a rerun with the same model, policy, problems and seed evaluates only the labels missing from
+results.json (another setup into the same OUT is refused).
 """
 
 from __future__ import annotations
@@ -72,14 +73,25 @@ def main(argv: list[str] | None = None) -> int:
   parser.add_argument("--out", required=True)
   args = parser.parse_args(argv)
 
-  lab = open_lab(args.model, None, {}, None, args.limit)
+  lab = open_lab(args.model, task_name=None, task_options={}, data=None, limit=args.limit)
   gen_length = lab.spec.gen_length if lab.spec else lab.task.gen_length
   block_length = args.block_length or (lab.spec.block_length if lab.spec else gen_length)
   policy = policy_rl.load_policy(args.policy)
   out = Path(args.out)
   out.mkdir(parents=True, exist_ok=True)
   results_path = out / "results.json"
-  done = json.loads(results_path.read_text()) if results_path.exists() else {}
+  setup = {"model": args.model, "policy": args.policy, "limit": args.limit,
+           "block_length": block_length, "seed": args.seed}
+  saved = json.loads(results_path.read_text()) if results_path.exists() else {}
+  if saved and saved.get("setup") != setup:
+    raise SystemExit(f"{results_path} holds results of another setup ({saved.get('setup')}, "
+                     f"now {setup}); choose another --out.")
+  done = saved.get("results", {})
+
+  def write() -> None:
+    tmp = results_path.with_suffix(".tmp")
+    tmp.write_text(json.dumps({"setup": setup, "results": done}, indent=1, default=str))
+    tmp.replace(results_path)
 
   results = []
   for label, config in line_up(gen_length, block_length, policy.config.features, args.paths,
@@ -92,9 +104,7 @@ def main(argv: list[str] | None = None) -> int:
       summary = result.summary()
       summary["correct_bits"] = "".join("1" if r["correct"] else "0" for r in result.records)
       done[label] = summary
-      tmp = results_path.with_suffix(".tmp")
-      tmp.write_text(json.dumps(done, indent=1, default=str))
-      tmp.replace(results_path)
+      write()
     results.append(done[label])
     r = done[label]
     print(f"  {label:45s} acc {r['accuracy']:.3f} NFE {r['mean_nfe']:.2f}", flush=True)
