@@ -282,14 +282,19 @@ def select(ctx: StepContext, state: LoopState, cand: Candidates, choice_keys: ja
       nfe=state.nfe + charged * ctx.forward_cost * active.astype(jnp.int32))
 
 
-def branch_step(ctx: StepContext, state: LoopState) -> LoopState:
-  """One LookUM step: propose K sets, verify all K look-aheads in one call, select."""
+def branch_step(ctx: StepContext, state: LoopState,
+                row_choice: jax.Array | None = None) -> LoopState:
+  """One LookUM step: propose K sets, verify all K look-aheads in one call, select.
+
+  `row_choice` `[B]` (`rows_with_choice`) when the caller has it already.
+  """
   params: LookUMParams = ctx.config.params
   noise_keys, select_keys = ctx.step_keys(state)
   propose_keys, choice_keys = jax.vmap(jax.random.split, out_axes=1)(select_keys)
   cand = score_candidates(ctx, state, propose_keys, noise_keys)
-  return select(ctx, state, cand, choice_keys, params.selection_temperature,
-                rows_with_choice(params, ctx.view(state, noise_keys)))
+  if row_choice is None:
+    row_choice = rows_with_choice(params, ctx.view(state, noise_keys))
+  return select(ctx, state, cand, choice_keys, params.selection_temperature, row_choice)
 
 
 def smc_step(ctx: StepContext, state: LoopState) -> LoopState:
@@ -343,10 +348,12 @@ def lookum_step(ctx: StepContext, state: LoopState) -> LoopState:
     return smc_step(ctx, state)
   # Branch only where some row has a choice: when every pool is no larger than what the
   # step commits (e.g. a block's last step), all K candidates would be the greedy set.
-  branch = has_choice(ctx, state)
+  noise_keys, _ = ctx.step_keys(state)
+  row_choice = rows_with_choice(params, ctx.view(state, noise_keys))
+  branch = jnp.any(~state.done & row_choice)
   if params.branch_every > 1:
     branch &= state.iteration % params.branch_every == 0
-  return jax.lax.cond(branch, lambda s: branch_step(ctx, s), base, state)
+  return jax.lax.cond(branch, lambda s: branch_step(ctx, s, row_choice), base, state)
 
 
 def rows_with_choice(params: LookUMParams, view: StepView) -> jax.Array:
@@ -354,13 +361,6 @@ def rows_with_choice(params: LookUMParams, view: StepView) -> jax.Array:
   candidate is the greedy set)."""
   in_pool, count = jax.vmap(lambda v: candidate_pool(params, v))(view)
   return jnp.sum(in_pool, axis=-1) > count
-
-
-def has_choice(ctx: StepContext, state: LoopState) -> jax.Array:
-  """Whether some unfinished row has a choice this step."""
-  noise_keys, _ = ctx.step_keys(state)
-  view = ctx.view(state, noise_keys)
-  return jnp.any(~state.done & rows_with_choice(ctx.config.params, view))
 
 
 def _init_state(batch: int, total: int, params: LookUMParams):
