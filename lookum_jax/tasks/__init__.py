@@ -1,7 +1,9 @@
-"""Verifiable toy tasks (Sudoku, Countdown, multi-digit arithmetic) and their tokenizer."""
+"""Verifiable toy tasks (Sudoku, Countdown, multi-digit arithmetic, register chains) and their
+tokenizer."""
 
 from lookum_jax.tasks.arithmetic import Addition, Multiplication
 from lookum_jax.tasks.base import Task, get_task, task_names, write_jsonl
+from lookum_jax.tasks.chain import RegisterChain
 from lookum_jax.tasks.countdown import Countdown
 from lookum_jax.tasks.sudoku import Sudoku
 from lookum_jax.tasks.tokenizer import (
@@ -17,7 +19,7 @@ from lookum_jax.tasks.tokenizer import (
 )
 
 __all__ = [
-    "Addition", "Countdown", "Multiplication", "Sudoku", "Task", "build_tokenizer",
+    "Addition", "Countdown", "Multiplication", "RegisterChain", "Sudoku", "Task", "build_tokenizer",
     "decode_response", "encode_batch", "encode_example", "encode_text", "get_task",
     "left_pad_prompts", "load_tokenizer", "model_token_config", "save_tokenizer", "task_names",
     "write_jsonl",

@@ -94,9 +94,10 @@ def require_keys(example: dict[str, Any], keys: Sequence[str]) -> None:
 def _registry() -> dict[str, type[Task]]:
   # Imported here: the task modules import this one.
   from lookum_jax.tasks.arithmetic import Addition, Multiplication
+  from lookum_jax.tasks.chain import RegisterChain
   from lookum_jax.tasks.countdown import Countdown
   from lookum_jax.tasks.sudoku import Sudoku
-  return {cls.name: cls for cls in (Sudoku, Countdown, Addition, Multiplication)}
+  return {cls.name: cls for cls in (Sudoku, Countdown, Addition, Multiplication, RegisterChain)}
 
 
 def task_names() -> list[str]:

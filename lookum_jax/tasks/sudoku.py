@@ -4,6 +4,10 @@ Example: `{"puzzle": "<N*N chars, 0 = blank>", "solution": "<N*N digits>"}`, cel
 row-major order. The prompt is the puzzle string and the reference response the solution
 string; the scorer accepts any valid completion consistent with the givens (for generated
 puzzles that is the unique solution, for puzzles from a file it need not be).
+
+With `response="blanks"` the response is only the blank cells' digits, in row-major order,
+so no decoding step is spent copying givens; `blank_accuracy` scores either form on the
+blank cells alone.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ _MIN_GIVENS = {4: 4, 6: 8, 9: 17}
 _DEFAULT_BLANKS = {4: 10, 6: 20, 9: 45}
 # Generation restarts from a fresh grid when the blank target is not reached; cap the restarts.
 _MAX_ATTEMPTS = 1000
+RESPONSE_FORMS = ("grid", "blanks")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -143,8 +148,12 @@ class Sudoku(Task):
 
   size: int = 6
   num_blanks: int | None = None
+  response: str = "grid"  # "grid": all N*N cells; "blanks": the blank cells only
 
   def __post_init__(self):
+    if self.response not in RESPONSE_FORMS:
+      raise ValueError(
+          f"Sudoku.response must be one of {RESPONSE_FORMS}, got {self.response!r}.")
     if self.size not in BOX_SHAPES:
       raise ValueError(f"Sudoku.size must be one of {sorted(BOX_SHAPES)}, got {self.size!r}.")
     if self.num_blanks is None:
@@ -161,7 +170,8 @@ class Sudoku(Task):
 
   @property
   def gen_length(self) -> int:
-    return round_up(self.num_cells, 8)
+    cells = self.num_blanks if self.response == "blanks" else self.num_cells
+    return round_up(cells, 8)
 
   @property
   def prompt_length(self) -> int:
@@ -199,7 +209,37 @@ class Sudoku(Task):
     return example["puzzle"]
 
   def target_text(self, example: dict[str, Any]) -> str | None:
-    return example.get("solution")
+    solution = example.get("solution")
+    if solution is None or self.response == "grid":
+      return solution
+    return "".join(s for p, s in zip(example["puzzle"], solution, strict=True) if p == "0")
+
+  def _response_grid(self, example: dict[str, Any], response_text: str) -> list[int] | None:
+    """The full grid a response stands for (blank-only responses filled into the puzzle), or
+    None when it is malformed."""
+    text = "".join(response_text.split())
+    if self.response == "blanks":
+      puzzle = example["puzzle"]
+      if len(text) != puzzle.count("0") or len(puzzle) != self.num_cells:
+        return None
+      digits = iter(text)
+      text = "".join(next(digits) if p == "0" else p for p in puzzle)
+    return self._parse_grid(text, blanks_ok=False)
+
+  def blank_accuracy(self, example: dict[str, Any], response_text: str) -> float:
+    """The fraction of blank cells holding the reference solution's digit (givens, which a
+    grid response merely copies, are not counted). A response of the wrong length scores 0;
+    a grid response that changes a given still gets credit for its blanks."""
+    text = "".join(response_text.split())
+    puzzle, solution = example["puzzle"], example["solution"]
+    blanks = [i for i, p in enumerate(puzzle) if p == "0"]
+    if self.response == "blanks":
+      cells = text if len(text) == len(blanks) else None
+    else:
+      cells = "".join(text[i] for i in blanks) if len(text) == self.num_cells else None
+    if cells is None or not blanks:
+      return 0.0
+    return sum(c == solution[i] for c, i in zip(cells, blanks, strict=True)) / len(blanks)
 
   def _parse_grid(self, text: str, *, blanks_ok: bool) -> list[int] | None:
     if len(text) != self.num_cells:
@@ -213,7 +253,7 @@ class Sudoku(Task):
     return grid
 
   def score(self, example: dict[str, Any], response_text: str) -> bool:
-    grid = self._parse_grid("".join(response_text.split()), blanks_ok=False)
+    grid = self._response_grid(example, response_text)
     if grid is None or not is_valid_solution(grid, self.size):
       return False
     puzzle = self._parse_grid(example["puzzle"], blanks_ok=True)
@@ -228,5 +268,5 @@ class Sudoku(Task):
         raise ValueError(
             f"{key} must be a string of {self.num_cells} digits in {allowed} for a "
             f"{self.size}x{self.size} sudoku, got {value!r}")
-    if not self.score(example, solution):
+    if not self.score(example, self.target_text(example)):
       raise ValueError("solution is not a valid sudoku grid consistent with the puzzle's givens")

@@ -1,0 +1,181 @@
+"""Register chains: a long scratchpad in which every step depends on the one before.
+
+The prompt lists `num_registers` programs, one per register: a start digit, then `num_steps`
+operations on it, each `+d`, `-d` or `*d`, all mod 10. It ends with a question naming one
+register. The answer is that register's trace: its value after every operation, then the
+final value after `=` (in the place of GSM8K's `####` marker; the char tokenizer has no `#`).
+With two registers and three steps:
+
+    prompt:   a=4+7-3*9;b=1*3+5-2;?b
+    answer:   3;8;6;=6
+
+Every operation is a bijection of the digits mod 10 (multipliers are 3, 7 or 9), so a wrong
+step makes every later step wrong: a local error cascades to the final answer. The answer
+never copies the prompt: each step is computed from the previous one. The other registers'
+programs are distractors that make the prompt long (so prefix and dual KV caches matter)
+and make the model pick the right line.
+
+The answer has one dependent digit and one `;` per step, so at two or more tokens per step
+a decoder has to commit some digits before the digit they depend on is known, unless it
+pairs each ready digit with a separator. That is what makes samplers matter on this task.
+
+Example: `{"program": ["4+7-3*9", "1*3+5-2"], "query": 1, "trace": "386"}` (`trace`: the
+queried register's value after each operation).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import random
+import re
+import string
+from typing import Any, ClassVar
+
+from lookum_jax.tasks.base import Task, require_keys, round_up
+
+MODULUS = 10
+# Each operation is a bijection mod 10, so an error is never erased by a later step.
+OPERANDS = {"+": tuple(range(1, 10)), "-": tuple(range(1, 10)), "*": (3, 7, 9)}
+FINAL_MARKER = "="
+STEP_SEPARATOR = ";"
+REGISTER_NAMES = string.ascii_lowercase
+
+
+def apply_operation(value: int, op: str, operand: int) -> int:
+  if op == "+":
+    return (value + operand) % MODULUS
+  if op == "-":
+    return (value - operand) % MODULUS
+  if op == "*":
+    return (value * operand) % MODULUS
+  raise ValueError(f"unknown operation {op!r}")
+
+
+def run_program(program: str) -> str:
+  """The trace of one register's program ('4+7-3*9' -> '386')."""
+  value = int(program[0])
+  trace = []
+  for i in range(1, len(program), 2):
+    value = apply_operation(value, program[i], int(program[i + 1]))
+    trace.append(str(value))
+  return "".join(trace)
+
+
+@dataclasses.dataclass(frozen=True)
+class RegisterChain(Task):
+  """`num_registers` programs of `num_steps` mod-10 operations; the answer is the queried
+  register's value after each step, then `=<final value>`.
+
+  The response is `2 * num_steps + 2` tokens: `num_steps=63` gives 128, `num_steps=127`
+  gives 256. The prompt is `num_registers * (2 * num_steps + 4) + 2` tokens: 392 for the
+  defaults, 652 with `num_registers=5`.
+
+  `strict`: `score` requires every step and the final answer to be right (the default:
+  a final digit alone is right by chance one time in ten); False scores the final answer
+  only, as GSM8K does. `step_accuracy` gives per-step credit either way.
+  """
+
+  name: ClassVar[str] = "chain"
+
+  num_steps: int = 63
+  num_registers: int = 3
+  strict: bool = True
+
+  def __post_init__(self):
+    if not isinstance(self.num_steps, int) or not 1 <= self.num_steps <= 1000:
+      raise ValueError(f"RegisterChain.num_steps must be an int in [1, 1000], "
+                       f"got {self.num_steps!r}.")
+    most = len(REGISTER_NAMES)
+    if not isinstance(self.num_registers, int) or not 1 <= self.num_registers <= most:
+      raise ValueError(f"RegisterChain.num_registers must be an int in [1, {most}], "
+                       f"got {self.num_registers!r}.")
+    if not isinstance(self.strict, bool):
+      raise ValueError(f"RegisterChain.strict must be a bool, got {self.strict!r}.")
+
+  @property
+  def answer_length(self) -> int:
+    return 2 * self.num_steps + len(FINAL_MARKER) + 1
+
+  @property
+  def gen_length(self) -> int:
+    return round_up(self.answer_length, 32)
+
+  @property
+  def prompt_length(self) -> int:
+    # "a=" + program (1 + 2 * num_steps) + ";" per register, then "?" + name.
+    return self.num_registers * (2 * self.num_steps + 4) + 2
+
+  def generate(self, n: int, seed: int) -> list[dict[str, Any]]:
+    rng = random.Random(seed)
+    ops = sorted(OPERANDS)
+    examples = []
+    for _ in range(n):
+      program = []
+      for _ in range(self.num_registers):
+        line = [str(rng.randrange(MODULUS))]
+        for _ in range(self.num_steps):
+          op = rng.choice(ops)
+          line += [op, str(rng.choice(OPERANDS[op]))]
+        program.append("".join(line))
+      query = rng.randrange(self.num_registers)
+      examples.append({"program": program, "query": query, "trace": run_program(program[query])})
+    return examples
+
+  def prompt_text(self, example: dict[str, Any]) -> str:
+    lines = "".join(f"{REGISTER_NAMES[i]}={line};" for i, line in enumerate(example["program"]))
+    return f"{lines}?{REGISTER_NAMES[example['query']]}"
+
+  def target_text(self, example: dict[str, Any]) -> str | None:
+    trace = example["trace"]
+    return "".join(f"{d}{STEP_SEPARATOR}" for d in trace) + FINAL_MARKER + trace[-1]
+
+  def parse_response(self, response_text: str) -> tuple[list[str], str | None]:
+    """(step values, final answer) of a response; the final answer is None without a
+    `=` marker. Whitespace is ignored; a step value is whatever lies between separators."""
+    text = "".join(response_text.split())
+    chain, marker, final = text.partition(FINAL_MARKER)
+    steps = chain.split(STEP_SEPARATOR)
+    if steps and steps[-1] == "":
+      steps.pop()
+    return steps, (final if marker else None)
+
+  def step_accuracy(self, example: dict[str, Any], response_text: str) -> float:
+    """The fraction of steps whose value is right, step i of the response against step i
+    of the true trace (a response with the wrong number of steps still gets credit for the
+    steps it has right)."""
+    steps, _ = self.parse_response(response_text)
+    trace = example["trace"]
+    return sum(s == t for s, t in zip(steps, trace, strict=False)) / len(trace)
+
+  def final_correct(self, example: dict[str, Any], response_text: str) -> bool:
+    _, final = self.parse_response(response_text)
+    return final == example["trace"][-1]
+
+  def score(self, example: dict[str, Any], response_text: str) -> bool:
+    if not self.final_correct(example, response_text):
+      return False
+    if not self.strict:
+      return True
+    steps, _ = self.parse_response(response_text)
+    return steps == list(example["trace"])
+
+  def validate(self, example: dict[str, Any]) -> None:
+    require_keys(example, ("program", "query", "trace"))
+    program, query, trace = example["program"], example["query"], example["trace"]
+    line_pattern = re.compile(rf"[0-9]([-+*][0-9]){{{self.num_steps}}}")
+    if (not isinstance(program, list) or len(program) != self.num_registers
+        or not all(isinstance(line, str) and line_pattern.fullmatch(line) for line in program)):
+      raise ValueError(
+          f"program must be a list of {self.num_registers} strings, each a start digit and "
+          f"{self.num_steps} operations like '+7', '-3' or '*9', got {program!r}")
+    for line in program:
+      for i in range(1, len(line), 2):
+        if int(line[i + 1]) not in OPERANDS[line[i]]:
+          raise ValueError(f"operation {line[i:i + 2]!r} in {line!r} is not allowed; operands: "
+                           f"{ {op: list(v) for op, v in OPERANDS.items()} }")
+    if not isinstance(query, int) or isinstance(query, bool) or \
+        not 0 <= query < self.num_registers:
+      raise ValueError(f"query must be an int in [0, {self.num_registers}), got {query!r}")
+    expected = run_program(program[query])
+    if trace != expected:
+      raise ValueError(f"trace {trace!r} is wrong for register {query} (expected {expected!r})")

@@ -1,0 +1,163 @@
+"""The register-chain task (long cascading answers) and Sudoku's blank-only scoring."""
+
+import pytest
+
+from lookum_jax.tasks import (
+    RegisterChain,
+    Sudoku,
+    build_tokenizer,
+    decode_response,
+    encode_batch,
+    encode_example,
+    get_task,
+    write_jsonl,
+)
+from lookum_jax.tasks.chain import apply_operation, run_program
+
+
+def _corrupt_step(task: RegisterChain, example: dict, step: int) -> str:
+  """The reference response with step `step` changed and every later step recomputed from
+  it, as a decoder that slipped once and then followed the rule would write."""
+  line = example["program"][example["query"]]
+  values = [int(d) for d in example["trace"]]
+  values[step] = (values[step] + 1) % 10
+  for i in range(step + 1, len(values)):
+    values[i] = apply_operation(values[i - 1], line[1 + 2 * i], int(line[2 + 2 * i]))
+  return "".join(f"{v};" for v in values) + f"={values[-1]}"
+
+
+def test_generation_is_deterministic_by_seed():
+  task = get_task("chain", num_steps=20, num_registers=3)
+  assert task.generate(5, seed=3) == task.generate(5, seed=3)
+  assert task.generate(5, seed=3) != task.generate(5, seed=4)
+  assert task.generate(3, seed=3) == task.generate(5, seed=3)[:3]
+
+
+@pytest.mark.parametrize("num_steps, num_registers, gen_length, prompt_range", [
+    (63, 3, 128, (256, 512)),  # the default: 128-token answers, prompt 256-512 tokens
+    (127, 2, 256, (512, 1024)),  # 256-token answers
+    (63, 5, 128, (512, 1024)),  # the long-context option: >= 512 prompt tokens
+])
+def test_lengths(num_steps, num_registers, gen_length, prompt_range):
+  task = get_task("chain", num_steps=num_steps, num_registers=num_registers)
+  assert task.gen_length == gen_length and gen_length % 32 == 0  # semi-AR blocks of 32
+  for example in task.generate(20, seed=0):
+    prompt = task.prompt_text(example)
+    assert len(prompt) == task.prompt_length
+    assert prompt_range[0] <= len(prompt) <= prompt_range[1]
+    assert len(task.target_text(example)) <= task.gen_length
+  default = RegisterChain()
+  assert (default.num_steps, default.num_registers, default.gen_length) == (63, 3, 128)
+  assert len(default.target_text(default.generate(1, 0)[0])) == 128
+
+
+def test_worked_example():
+  task = get_task("chain", num_steps=3, num_registers=2)
+  example = {"program": ["4+7-3*9", "1*3+5-2"], "query": 1, "trace": "386"}
+  task.validate(example)
+  assert task.prompt_text(example) == "a=4+7-3*9;b=1*3+5-2;?b"
+  assert task.target_text(example) == "3;8;6;=6"
+  # 4+7 = 11 -> 1; 1-3 = -2 -> 8; 8*9 = 72 -> 2 (mod 10).
+  assert run_program("4+7-3*9") == "182"
+  assert [apply_operation(4, "+", 7), apply_operation(1, "-", 3), apply_operation(8, "*", 9)] \
+      == [1, 8, 2]
+
+
+def test_scorer_exact_and_per_step():
+  task = get_task("chain", num_steps=30, num_registers=2)
+  for example in task.generate(10, seed=1):
+    target = task.target_text(example)
+    assert task.score(example, target) and task.final_correct(example, target)
+    assert task.step_accuracy(example, target) == 1.0
+    assert task.score(example, " ".join(target))  # whitespace is ignored
+    for bad in ("", "=", target[:-1], target.replace("=", ";"), target + "0", "<|mask|>"):
+      assert not task.score(example, bad)
+    # The last step wrong: 29 of 30 steps and no final answer.
+    last = task.parse_response(target)[0]
+    wrong = str((int(last[-1]) + 1) % 10)
+    response = "".join(f"{s};" for s in last[:-1]) + f"{wrong};={example['trace'][-1]}"
+    assert not task.score(example, response) and task.final_correct(example, response)
+    assert task.step_accuracy(example, response) == pytest.approx(29 / 30)
+    lenient = get_task("chain", num_steps=30, num_registers=2, strict=False)
+    assert lenient.score(example, response)  # strict=False: the final answer only
+
+
+def test_an_early_error_cascades():
+  task = get_task("chain", num_steps=40, num_registers=3)
+  for example in task.generate(20, seed=2):
+    response = _corrupt_step(task, example, step=5)
+    assert not task.score(example, response)
+    assert not task.final_correct(example, response)
+    # Every step from the slip on is wrong: the operations are bijections mod 10.
+    assert task.step_accuracy(example, response) == pytest.approx(5 / 40)
+
+
+def test_answer_does_not_copy_the_prompt():
+  task = get_task("chain", num_steps=63, num_registers=3)
+  for example in task.generate(20, seed=5):
+    prompt, target = task.prompt_text(example), task.target_text(example)
+    assert target not in prompt
+    # Not even one step's "value;value;" window is in the prompt's alphabet of "+d-d*d".
+    assert not any(target[i:i + 4] in prompt for i in range(0, len(target) - 4, 2))
+
+
+def test_jsonl_round_trip(tmp_path):
+  task = get_task("chain", num_steps=15, num_registers=4)
+  examples = task.generate(8, seed=7)
+  path = tmp_path / "chain.jsonl"
+  write_jsonl(examples, path)
+  assert task.parse_jsonl(path) == examples
+
+
+@pytest.mark.parametrize("bad, message", [
+    ({"program": ["4+7-3"], "query": 0, "trace": "18"}, "list of 2"),
+    ({"program": ["4+7-3*9", "1*3+5"], "query": 0, "trace": "182"}, "list of 2"),
+    ({"program": ["4+7-3*5", "1*3+5-2"], "query": 0, "trace": "180"}, "not allowed"),
+    ({"program": ["4+7-3*9", "1*3+5-2"], "query": 2, "trace": "386"}, "query"),
+    ({"program": ["4+7-3*9", "1*3+5-2"], "query": 1, "trace": "387"}, "wrong"),
+    ({"program": ["4+7-3*9", "1*3+5-2"], "query": 1}, "missing"),
+])
+def test_validate_rejects_malformed_examples(bad, message):
+  with pytest.raises(ValueError, match=message):
+    get_task("chain", num_steps=3, num_registers=2).validate(bad)
+
+
+def test_options_are_validated():
+  for options in ({"num_steps": 0}, {"num_registers": 27}, {"strict": 1}):
+    with pytest.raises(ValueError, match="RegisterChain"):
+      get_task("chain", **options)
+
+
+def test_char_tokenizer_round_trip():
+  task, tok = get_task("chain"), build_tokenizer()
+  examples = task.generate(4, seed=0)
+  for example in examples:
+    prompt_ids, response_ids = encode_example(task, example, tok)
+    assert len(prompt_ids) == task.prompt_length and len(response_ids) == task.gen_length
+    assert tok.decode(prompt_ids) == task.prompt_text(example)
+    assert task.score(example, decode_response(tok, response_ids))
+  batch = encode_batch(task, examples, tok)
+  assert batch["tokens"].shape == (4, task.prompt_length + task.gen_length)
+
+
+def test_sudoku_blank_responses():
+  grid, blanks = Sudoku(size=4, num_blanks=10), Sudoku(size=4, num_blanks=10, response="blanks")
+  assert blanks.gen_length == 16 and Sudoku(size=9, response="blanks").gen_length == 48
+  for example in grid.generate(10, seed=0):
+    solution, puzzle = example["solution"], example["puzzle"]
+    only = blanks.target_text(example)
+    assert len(only) == 10 and all(solution[i] == d for i, d in zip(
+        [i for i, p in enumerate(puzzle) if p == "0"], only, strict=True))
+    blanks.validate(example)
+    assert blanks.score(example, only) and not blanks.score(example, solution)
+    assert grid.score(example, solution) and not grid.score(example, only)
+    assert blanks.blank_accuracy(example, only) == grid.blank_accuracy(example, solution) == 1.0
+    # One blank wrong: 9 of 10 blanks right, however many givens a grid response copies.
+    wrong = str(int(only[0]) % 4 + 1)
+    assert blanks.blank_accuracy(example, wrong + only[1:]) == pytest.approx(0.9)
+    first = puzzle.index("0")
+    changed = solution[:first] + wrong + solution[first + 1:]
+    assert grid.blank_accuracy(example, changed) == pytest.approx(0.9)
+    assert blanks.blank_accuracy(example, only[:-1]) == grid.blank_accuracy(example, "1") == 0.0
+  with pytest.raises(ValueError, match="Sudoku.response"):
+    Sudoku(size=4, response="cells")
