@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import types
+import typing
 from typing import Any
 
-from lookum_jax.configfile import parse_value
+from lookum_jax.configfile import coerce, parse_value
 from lookum_jax.sampling import SamplerConfig
 from lookum_jax.sampling.config import POLICY_STRATEGIES
 from lookum_jax.sampling.strategies import strategy_names
@@ -24,6 +27,59 @@ def parse_key_values(items: list[str] | None, what: str) -> dict[str, Any]:
       raise ValueError(f"{what} {item!r} must look like key=value.")
     key, value = item.split("=", 1)
     out[key.strip().replace("-", "_")] = parse_value(value.strip())
+  return out
+
+
+# Field types `typed_strategy_params` checks; other annotations are left to the params class.
+_PLAIN_TYPES = (int, float, bool, str, tuple, type(None))
+
+
+def _strategy_param_types(strategy: str) -> dict[str, Any]:
+  """Annotated field types of a strategy's params dataclass ({} for an unknown strategy,
+  which `SamplerConfig` then reports with the valid names)."""
+  try:
+    config = SamplerConfig(strategy=strategy)
+  except ValueError:
+    return {}
+  # The parameters live in `params` or, where strategies are values, in the strategy itself.
+  params = config.strategy if config.params is None else config.params
+  if not dataclasses.is_dataclass(params) or isinstance(params, type):
+    return {}
+  try:
+    return typing.get_type_hints(type(params))
+  except NameError:
+    return {}
+
+
+def _plain_types(hint: Any) -> tuple[type, ...] | None:
+  union = typing.get_origin(hint) in (typing.Union, types.UnionType)
+  allowed = tuple(typing.get_origin(t) or t for t in (typing.get_args(hint) if union
+                                                          else (hint,)))
+  return allowed if all(t in _PLAIN_TYPES for t in allowed) else None
+
+
+def typed_strategy_params(strategy: str, params: dict[str, Any],
+                          what: str = "--param") -> dict[str, Any]:
+  """`params` converted to the types of `strategy`'s parameters where that is lossless
+  (`paths=2` -> 2, `tau=1` -> 1.0).
+
+  Raises:
+    ValueError: naming the parameter and its expected type (`--param tau=abc`); unknown
+      names are left for `SamplerConfig`, which lists the valid ones.
+  """
+  hints = _strategy_param_types(strategy)
+  out = {}
+  for key, value in params.items():
+    allowed = _plain_types(hints[key]) if key in hints else None
+    if allowed is None:
+      out[key] = value
+      continue
+    try:
+      out[key] = coerce(key, hints[key], value, f"{what} {key}={value}")
+    except ValueError:
+      names = " or ".join("None" if t is type(None) else t.__name__ for t in allowed)
+      raise ValueError(f"{what} {key}={value}: strategy {strategy!r} takes {key} as {names}, "
+                       f"got {value!r}.") from None
   return out
 
 
@@ -62,6 +118,7 @@ def sampler_config_from_args(args: argparse.Namespace) -> SamplerConfig:
       params[key] = value
   if args.strategy in POLICY_STRATEGIES:
     import policy_rl  # noqa: F401  (registers the strategies)
+  params = typed_strategy_params(args.strategy, params)
   gen_length = args.gen_length
   block_length = gen_length if args.block_length is None else args.block_length
   steps = gen_length if args.steps is None else args.steps

@@ -110,7 +110,7 @@ def _add_common(parser: argparse.ArgumentParser) -> None:
 def add_parsers(subparsers: argparse._SubParsersAction) -> None:
   ev = subparsers.add_parser(
       "eval", help="score one sampler on a task's held-out set",
-      description="Accuracy (95%% Wilson interval), mean NFE, token error rate and wall "
+      description="Accuracy (95% Wilson interval), mean NFE, token error rate and wall "
       "time of one sampler; writes a JSON record.")
   _add_common(ev)
   cli_args.add_sampler_arguments(ev, gen_length=None, block_length=None)
@@ -147,7 +147,21 @@ def load_aux(args: argparse.Namespace):
   return load_policy(args.policy)
 
 
+def prepare_out_path(path: str) -> None:
+  """Checks `--out` before the evaluation runs (creating its folder), so that a bad path
+  does not lose a finished evaluation."""
+  out = Path(path)
+  if out.is_dir():
+    raise ValueError(f"--out {path} is a directory; pass a file path, e.g. {out / 'eval.json'}.")
+  try:
+    out.parent.mkdir(parents=True, exist_ok=True)
+  except OSError as e:
+    raise ValueError(f"--out {path}: cannot create its folder {out.parent}: {e}") from e
+
+
 def run_eval(args: argparse.Namespace) -> int:
+  if args.out:
+    prepare_out_path(args.out)
   lab = open_lab(args.model, args.task,
                  cli_args.parse_key_values(args.task_option, "--task-option"), args.data,
                  args.limit)
@@ -193,6 +207,11 @@ def run_demo(args: argparse.Namespace) -> int:
   from lookum_jax.plotting import plot_accuracy_vs_nfe
 
   t0 = time.perf_counter()
+  out_dir = Path(args.out_dir)
+  try:  # before the samplers run, so a bad --out-dir loses nothing
+    out_dir.mkdir(parents=True, exist_ok=True)
+  except OSError as e:
+    raise ValueError(f"--out-dir {out_dir}: cannot create it: {e}") from e
   lab = open_lab(args.model, args.task,
                  cli_args.parse_key_values(args.task_option, "--task-option"), args.data,
                  args.limit)
@@ -219,8 +238,6 @@ def run_demo(args: argparse.Namespace) -> int:
     print(format_table(results[-1:]).splitlines()[-1], flush=True)
   print()
   print(format_table(results))
-  out_dir = Path(args.out_dir)
-  out_dir.mkdir(parents=True, exist_ok=True)
   with open(out_dir / "results.json", "w") as f:
     json.dump([r.summary() for r in results], f, indent=1, default=str)
   with open(out_dir / "results.csv", "w") as f:

@@ -93,7 +93,9 @@ def load_tokenizer(path: str | os.PathLike) -> Any:
     raise ValueError(
         f"{directory} has no tokenizer files ({', '.join(_TOKENIZER_MARKERS)}); copy them "
         "from the original Hugging Face checkpoint.")
-  import transformers  # slow import, only when a tokenizer is needed
+  from lookum_jax.tasks.tokenizer import import_transformers
+
+  transformers = import_transformers()  # slow, so only when a tokenizer is needed
 
   # transformers reads the sibling config.json, finds model_type "llada" (a class it does
   # not know) and warns; the tokenizer does not depend on it, so keep the log quiet.

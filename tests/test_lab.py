@@ -80,3 +80,17 @@ def test_wilson_interval_brackets_the_estimate(k, n):
   low, high = wilson_interval(k, n)
   assert 0 <= low <= k / n <= high <= 1
   assert high - low < 0.35
+
+
+@pytest.mark.parametrize("k,n,expected", [
+    (0, 10, (0.0, 0.27754)),   # Wald: (0, 0)
+    (10, 10, (0.72246, 1.0)),  # Wald: (1, 1)
+    (5, 10, (0.23659, 0.76341)),  # Wald: (0.190, 0.810)
+    (1, 20, (0.00888, 0.23614)),  # Wald: (0, 0.146)
+    (37, 100, (0.28182, 0.46780)),  # Wald: (0.275, 0.465)
+])
+def test_wilson_interval_matches_known_values(k, n, expected):
+  """Published Wilson score bounds (z = 1.96), which a normal (Wald) interval misses."""
+  low, high = wilson_interval(k, n)
+  assert low == pytest.approx(expected[0], abs=1e-5)
+  assert high == pytest.approx(expected[1], abs=1e-5)

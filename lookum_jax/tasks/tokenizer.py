@@ -11,16 +11,19 @@ fast tokenizer.
 from __future__ import annotations
 
 import json
+import logging
 import os
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import transformers
 from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers
 
 from lookum_jax.tasks.base import Task
+
+if TYPE_CHECKING:
+  import transformers
 
 PAD_TOKEN = "<|pad|>"
 EOS_TOKEN = "<|endoftext|>"
@@ -36,8 +39,23 @@ TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json")
 MODEL_VOCAB_SIZE = 64
 
 
+def _drop_torch_notice(record: logging.LogRecord) -> bool:
+  return not str(record.msg).startswith("PyTorch was not found")
+
+
+def import_transformers():
+  """The `transformers` module, imported without its "PyTorch was not found" notice: we use
+  only its tokenizers, which need no PyTorch. (A filter on the logger outlives transformers
+  resetting the logger's level as it configures itself on import.)"""
+  logging.getLogger("transformers").addFilter(_drop_torch_notice)
+  import transformers
+
+  return transformers
+
+
 def build_tokenizer() -> transformers.PreTrainedTokenizerFast:
   """The character-level tokenizer (deterministic: same ids on every call)."""
+  transformers = import_transformers()
   vocab = {token: i for i, token in enumerate((*SPECIAL_TOKENS, *CHARACTERS))}
   tok = Tokenizer(models.WordLevel(vocab=vocab, unk_token=UNK_TOKEN))
   tok.pre_tokenizer = pre_tokenizers.Split(Regex(r"[\s\S]"), behavior="isolated")
@@ -63,7 +81,7 @@ def save_tokenizer(out_dir: str | os.PathLike) -> list[Path]:
 
 def load_tokenizer(path: str | os.PathLike) -> transformers.PreTrainedTokenizerBase:
   """Loads a saved tokenizer through `AutoTokenizer`, as any Hugging Face user would."""
-  return transformers.AutoTokenizer.from_pretrained(os.fspath(path))
+  return import_transformers().AutoTokenizer.from_pretrained(os.fspath(path))
 
 
 def model_token_config(tokenizer: transformers.PreTrainedTokenizerBase) -> dict[str, Any]:

@@ -1,0 +1,180 @@
+"""What a user of the command line sees: clear errors for bad input, help text, quiet
+imports, and the accuracy-vs-NFE plot's sampler families."""
+
+import json
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+from lookum_jax import lab
+from lookum_jax.cli import build_parser, main
+from lookum_jax.cli_args import typed_strategy_params
+from lookum_jax.evaluation import EvalResult, sampler_summary, wilson_interval
+from lookum_jax.plotting import family_styles, plot_accuracy_vs_nfe, sampler_families
+from lookum_jax.sampling import SamplerConfig
+
+
+def _subcommands():
+  parser = build_parser()
+  return sorted(parser._subparsers._group_actions[0].choices)
+
+
+@pytest.mark.parametrize("command", _subcommands())
+def test_every_subcommand_has_help(command, capsys):
+  with pytest.raises(SystemExit) as exit_info:
+    main([command, "--help"])
+  assert exit_info.value.code == 0
+  out = capsys.readouterr().out
+  assert out.startswith(f"usage: lookum {command}")
+  assert "%%" not in out
+
+
+def test_eval_help_shows_one_percent_sign(capsys):
+  with pytest.raises(SystemExit):
+    main(["eval", "--help"])
+  assert "Accuracy (95% Wilson interval)" in " ".join(capsys.readouterr().out.split())
+
+
+@pytest.mark.parametrize("param,expected", [
+    ("tau=abc", "--param tau=abc: strategy 'threshold' takes tau as float, got 'abc'."),
+    ("tau=[1]", "--param tau=[1]: strategy 'threshold' takes tau as float, got [1]."),
+])
+def test_param_of_the_wrong_type_is_a_clear_error(param, expected, capsys):
+  assert main(["eval", "--limit", "2", "--strategy", "threshold", "--param", param,
+               "--no-progress"]) == 2
+  err = capsys.readouterr().err
+  assert err.strip() == f"lookum eval: error: {expected}"
+
+
+def test_strategy_params_are_converted_to_their_types():
+  assert typed_strategy_params("threshold", {"tau": 1}) == {"tau": 1.0}
+  assert isinstance(typed_strategy_params("threshold", {"tau": 1})["tau"], float)
+  assert typed_strategy_params("lookum", {"paths": 3, "verifier": "margin"}) == {
+      "paths": 3, "verifier": "margin"}
+  with pytest.raises(ValueError, match=r"takes paths as int, got 2\.5"):
+    typed_strategy_params("lookum", {"paths": 2.5})
+  with pytest.raises(ValueError, match="takes sample_tokens as bool"):
+    typed_strategy_params("lookum", {"sample_tokens": "maybe"})
+  # Unknown names and strategies are left for SamplerConfig, which lists the valid ones.
+  assert typed_strategy_params("lookum", {"pathz": 2}) == {"pathz": 2}
+  assert typed_strategy_params("oracle", {"x": 1}) == {"x": 1}
+
+
+def _no_evaluation(*args, **kwargs):
+  raise AssertionError("the evaluation ran before --out was checked")
+
+
+def test_out_into_a_missing_folder_creates_it(tmp_path):
+  out = tmp_path / "new" / "sub" / "record.json"
+  assert main(["eval", "--limit", "2", "--batch-size", "2", "--no-progress",
+               "--out", str(out)]) == 0
+  assert json.loads(out.read_text())["n"] == 2
+
+
+@pytest.mark.parametrize("where", ["directory", "below_a_file"])
+def test_bad_out_fails_before_the_evaluation(where, tmp_path, monkeypatch, capsys):
+  monkeypatch.setattr(lab, "evaluate", _no_evaluation)
+  monkeypatch.setattr(lab, "open_lab", _no_evaluation)
+  if where == "directory":
+    out, message = tmp_path, "is a directory"
+  else:
+    (tmp_path / "file.txt").write_text("x")
+    out, message = tmp_path / "file.txt" / "record.json", "cannot create its folder"
+  assert main(["eval", "--no-progress", "--out", str(out)]) == 2
+  assert message in capsys.readouterr().err
+
+
+def test_bad_demo_out_dir_fails_before_the_samplers_run(tmp_path, monkeypatch, capsys):
+  monkeypatch.setattr(lab, "open_lab", _no_evaluation)
+  (tmp_path / "file.txt").write_text("x")
+  assert main(["demo", "--no-progress", "--out-dir", str(tmp_path / "file.txt" / "d")]) == 2
+  assert "--out-dir" in capsys.readouterr().err
+
+
+# Runs Python as if PyTorch were not installed (transformers looks it up with find_spec).
+_WITHOUT_TORCH = textwrap.dedent("""
+    import importlib.util, sys
+    _find_spec = importlib.util.find_spec
+    def find_spec(name, package=None):
+      return None if name.split(".")[0] == "torch" else _find_spec(name, package)
+    importlib.util.find_spec = find_spec
+    class _NoTorch:
+      def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] == "torch":
+          raise ModuleNotFoundError(name)
+    sys.meta_path.insert(0, _NoTorch())
+""")
+
+
+def _stderr_without_torch(code: str) -> str:
+  run = subprocess.run([sys.executable, "-c", _WITHOUT_TORCH + code], capture_output=True,
+                       text=True, timeout=120, check=True)
+  return run.stderr
+
+
+def test_tokenizers_load_without_the_pytorch_notice():
+  # The control: transformers itself prints the notice when PyTorch is missing.
+  assert "PyTorch was not found" in _stderr_without_torch("import transformers")
+  err = _stderr_without_torch(textwrap.dedent("""
+      import lookum_jax as lj
+      from lookum_jax.tasks import build_tokenizer
+      tok = lj.load_tokenizer("toy-sudoku")
+      assert build_tokenizer().encode("12") == tok.encode("12")
+      import transformers  # already imported: no notice now either
+  """))
+  assert "PyTorch was not found" not in err
+
+
+def _result(label: str, config: SamplerConfig, accuracy: float, nfe: float) -> EvalResult:
+  n = 50
+  correct = round(accuracy * n)
+  return EvalResult(task="sudoku", label=label, sampler=sampler_summary(config), n=n,
+                    correct=correct, accuracy=correct / n, ci95=wilson_interval(correct, n),
+                    mean_nfe=nfe, mean_steps=nfe, token_error_rate=None, wall_time_s=1.0,
+                    compile_time_s=0.0)
+
+
+def test_plot_draws_one_line_per_sampler_family(tmp_path):
+  import policy_rl  # noqa: F401  (registers the policy strategy)
+
+  line_up = lab.demo_samplers(16, 16)
+  results = [_result(label, config, 0.3 + 0.02 * i, config.steps - 0.5 * i)
+             for i, (label, config) in enumerate(line_up)]
+  base = SamplerConfig(gen_length=16, block_length=16, steps=16)
+  for alpha, nfe in ((0.5, 9.0), (2.0, 6.0)):  # two policies trained with different alpha
+    results.append(_result(f"policy alpha={alpha}", base.replace(
+        strategy="policy", params={"mode": "deterministic"}), 0.5, nfe))
+  families = plot_accuracy_vs_nfe(results, tmp_path / "plot.png")
+  assert (tmp_path / "plot.png").stat().st_size > 1000
+  by_name = {f.name: [results[i].label for i in f.members] for f in families}
+  lookum = sorted(name for name in by_name if name.startswith("lookum"))
+  assert len(lookum) == 2 and all("verifier_scope=" in name for name in lookum)
+  assert sorted(label for name in lookum for label in by_name.pop(name)) == [
+      "lookum K=2 2/step", "lookum K=2 2/step common"]
+  assert by_name == {
+      "low_confidence": ["low_confidence 4/step", "low_confidence 2/step",
+                         "low_confidence 1/step"],  # in order of NFE
+      "margin": ["margin 2/step"],
+      "entropy": ["entropy 2/step"],
+      "random": ["random 1/step"],
+      "threshold": ["threshold tau=0.7", "threshold tau=0.9"],
+      "entropy_bounded": ["entropy_bounded g=1", "entropy_bounded g=0.1"],
+      "policy": ["policy alpha=2.0", "policy alpha=0.5"],
+  }
+
+
+def test_a_lookum_k_sweep_is_one_family():
+  base = SamplerConfig(gen_length=16, block_length=16, steps=8, strategy="lookum")
+  results = [_result(f"lookum K={k}", base.replace(params={"paths": k}), 0.4, 8.0 * k)
+             for k in (2, 3, 4)]
+  assert [f.name for f in sampler_families(results)] == ["lookum"]
+
+
+@pytest.mark.parametrize("count", [1, 9, 13, 20])
+def test_family_styles_are_distinct(count):
+  styles = family_styles(count)
+  assert len(set(styles)) == count
+  assert len({colour for colour, _ in styles}) == count
+  assert len({marker for _, marker in styles}) == min(count, 12)
