@@ -1,11 +1,12 @@
 """Learned unmasking policies for masked diffusion LMs, trained with GRPO.
 
-Importing the package registers the `policy` and `policy_lookum` (the policy proposes,
-LookUM's verifier selects) sampling strategies with `lookum_jax`.
+Strategies: `Policy` (the policy's Bernoulli unmask decisions) and `PolicyLookUM` (the policy
+proposes, LookUM's verifier selects); by name, "policy" and "policy_lookum" in
+`lookum_jax.sampling.strategies.STRATEGIES`.
 """
 
 from policy_rl.features import TOKEN_FEATURES, PolicyInput, compute_features
-from policy_rl.lookum import PolicyLookUMParams
+from policy_rl.lookum import PolicyLookUM
 from policy_rl.policy import (
     PolicyConfig,
     UnmaskingPolicy,
@@ -16,6 +17,7 @@ from policy_rl.policy import (
 )
 from policy_rl.strategy import (
     MODES,
+    Policy,
     PolicyParams,
     PolicyState,
     SteeredPolicy,
@@ -26,7 +28,7 @@ from policy_rl.strategy import (
 )
 
 __all__ = [
-    "MODES", "TOKEN_FEATURES", "PolicyConfig", "PolicyInput", "PolicyLookUMParams",
+    "MODES", "TOKEN_FEATURES", "PolicyConfig", "PolicyInput", "Policy", "PolicyLookUM",
     "PolicyParams", "PolicyState",
     "SteeredPolicy", "Trajectory", "UnmaskingPolicy", "action_log_prob", "compute_features",
     "init_policy", "load_policy", "num_params", "position_log_probs", "save_policy",

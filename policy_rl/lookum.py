@@ -15,7 +15,8 @@ eligible positions cannot differ between candidates: they run the deterministic 
 one forward.
 
 With `paths=1` this is the `policy` strategy in "deterministic" mode, token for token and NFE
-for NFE. Pass the policy as `aux`, as for `policy`.
+for NFE. Pass the policy as `generate(..., policy=...)`, as for the `policy` strategy; it sees the
+loop's window of response positions (see `policy_rl.strategy`).
 """
 
 from __future__ import annotations
@@ -26,19 +27,21 @@ import jax
 import jax.numpy as jnp
 
 from lookum_jax.sampling import lookum
+from lookum_jax.sampling import scores
 from lookum_jax.sampling.loop import LoopState, StepContext
-from lookum_jax.sampling.strategies import Strategy, commit_at_least_one, register_strategy
-from policy_rl.features import DEFAULT_FEATURES, compute_features, validate_features
+from lookum_jax.sampling.strategies import Strategy, commit_at_least_one
+from policy_rl.features import DEFAULT_FEATURES, validate_features
 from policy_rl.strategy import (
-    PolicyParams,
+    Policy,
     SteeredPolicy,
     policy_and_expert_rows,
+    policy_inputs,
     unmask_probability,
 )
 
 
 @dataclasses.dataclass(frozen=True)
-class PolicyLookUMParams:
+class PolicyLookUM(Strategy):
   """Options of `policy_lookum`.
 
   Attributes:
@@ -54,6 +57,8 @@ class PolicyLookUMParams:
     selection_temperature: softmax temperature of the importance weights (0 = argmax).
   """
 
+  name = "policy_lookum"
+  needs_policy = True
   paths: int = 2
   beta: float = 1.0
   temperature: float = 1.0
@@ -67,50 +72,51 @@ class PolicyLookUMParams:
         (self.paths >= 1, f"paths must be >= 1, got {self.paths}"),
         (self.beta > 0, f"beta must be > 0, got {self.beta}"),
         (self.temperature > 0, f"temperature must be > 0, got {self.temperature}"),
-        (self.verifier in lookum.VERIFIER_METRICS,
-         f"verifier must be one of {sorted(lookum.VERIFIER_METRICS)}, got {self.verifier!r}"),
-        (self.verifier_scope in lookum.SCOPES,
-         f"verifier_scope must be one of {lookum.SCOPES}, got {self.verifier_scope!r}"),
         (self.selection_temperature >= 0,
          f"selection_temperature must be >= 0, got {self.selection_temperature}"),
     ]
     for ok, message in checks:
       if not ok:
         raise ValueError(f"policy_lookum: {message}.")
+    lookum.check_verifier("policy_lookum", self.verifier, self.verifier_scope)
     object.__setattr__(self, "features",
                        validate_features(self.features, "policy_lookum features"))
 
-  def policy_params(self, mode: str) -> PolicyParams:
-    return PolicyParams(mode=mode, beta=self.beta, temperature=self.temperature,
+  @property
+  def uses_schedule(self) -> bool:
+    return False
+
+  def step(self, ctx, state):
+    return policy_lookum_step(self, ctx, state)
+
+  def policy_params(self, mode: str) -> Policy:
+    return Policy(mode=mode, beta=self.beta, temperature=self.temperature,
                         features=self.features)
 
 
-def _unmask_probabilities(ctx: StepContext, state: LoopState, view, params: PolicyLookUMParams
+def _unmask_probabilities(ctx: StepContext, state: LoopState, view, params: PolicyLookUM
                           ) -> tuple[jax.Array, jax.Array]:
-  """`(p, beta-scaled p)` of every position `[B, T]` under the policy."""
-  if isinstance(ctx.aux, SteeredPolicy):
+  """`(p, beta-scaled p)` of every window position `[B, W]` under the policy."""
+  if isinstance(ctx.policy, SteeredPolicy):
     raise ValueError(
         "strategy 'policy_lookum' does not follow an expert: pass the UnmaskingPolicy itself "
-        "as aux (SteeredPolicy is for GRPO rollouts of strategy 'policy').")
-  policy, _ = policy_and_expert_rows(ctx.aux, params.policy_params("deterministic"),
-                                     state.masked.shape[0], strategy="policy_lookum")
-  inputs = compute_features(params.features, view.logits, state.masked, state.num_steps,
-                            ctx.config.gen_length, banned_token=ctx.mask_token_id)
-  logits = policy(inputs, ctx.attention_mask)
+        "as policy (SteeredPolicy is for GRPO rollouts of strategy 'policy').")
+  policy, _ = policy_and_expert_rows(ctx.policy, params.policy_params("deterministic"),
+                                     state.tokens.shape[0], strategy="policy_lookum")
+  logits = policy(policy_inputs(ctx, state, view, params.features))
   return (unmask_probability(params.policy_params("deterministic"), logits),
           unmask_probability(params.policy_params("scaled"), logits))
 
 
-def policy_lookum_step(ctx: StepContext, state: LoopState) -> LoopState:
+def policy_lookum_step(params: PolicyLookUM, ctx: StepContext, state: LoopState) -> LoopState:
   """One step: the policy's K candidate sets, verified in one batched forward, one kept; a
   plain deterministic step when no unfinished row has two eligible positions."""
-  params: PolicyLookUMParams = ctx.config.params
   noise_keys, step_keys = ctx.step_keys(state)
   draw_keys, choice_keys = jax.vmap(jax.random.split, out_axes=1)(step_keys)
   view = ctx.view(state, noise_keys)
   p, scaled = _unmask_probabilities(ctx, state, view, params)
   at_least_one = jax.vmap(jax.vmap(commit_at_least_one, in_axes=(0, None, None)))
-  greedy = jax.vmap(commit_at_least_one)(p >= 0.5, view.confidence, view)
+  greedy = jax.vmap(commit_at_least_one)(p >= 0.5, view.certainty, view)
   row_choice = jnp.sum(view.eligible, axis=-1) >= 2  # one eligible position: no choice
 
   def plain(state: LoopState) -> LoopState:
@@ -118,11 +124,10 @@ def policy_lookum_step(ctx: StepContext, state: LoopState) -> LoopState:
 
   def branch(state: LoopState) -> LoopState:
     draws = params.paths - 1
-    # Uniforms for response positions only: draws do not depend on prompt padding.
-    uniform = jax.vmap(
-        lambda k: jax.random.uniform(k, (draws, ctx.config.gen_length)))(draw_keys)
-    uniform = jnp.pad(uniform, ((0, 0), (0, 0), (ctx.prompt_length, 0)), constant_values=1.0)
-    drawn = at_least_one(uniform < scaled[:, None], view.confidence, view)
+    uniform = jax.vmap(lambda k, pos: jax.vmap(
+        lambda d: scores.position_uniform(jax.random.fold_in(k, d), pos))(jnp.arange(draws)))(
+            draw_keys, view.positions)  # [B, K - 1, W]
+    drawn = at_least_one(uniform < scaled[:, None], view.certainty, view)
     commits = jnp.concatenate([greedy[:, None], drawn], axis=1)
     tokens = jnp.broadcast_to(view.candidates[:, None], commits.shape)
     cand = lookum.verify(params, ctx, state, commits, tokens)
@@ -131,9 +136,4 @@ def policy_lookum_step(ctx: StepContext, state: LoopState) -> LoopState:
 
   if params.paths == 1:
     return plain(state)
-  return jax.lax.cond(jnp.any(~state.done & row_choice), branch, plain, state)
-
-
-POLICY_LOOKUM = register_strategy(Strategy(
-    name="policy_lookum", params_type=PolicyLookUMParams, uses_schedule=False,
-    step=policy_lookum_step))
+  return jax.lax.cond(jnp.any(ctx.active(state) & row_choice), branch, plain, state)

@@ -8,7 +8,12 @@ probability scaled to `min(1, beta * p)` ("scaled", test-time scaling), or when 
 so decoding always progresses. The policy decides the counts: `uses_schedule=False`, a block
 lasts until committed and a generation takes at most `gen_length` steps.
 
-The policy is passed as `aux` (`generate(model, prompt, config, key, aux=policy)`); wrap it in
+The policy sees the loop's window of response positions (the whole response without a KV
+cache, the current block with one; never the prompt, whose dLLM outputs are untrained): its
+token features and mask flags cover those positions only, and its attention and RoPE positions
+run over the window. Positions outside the block under a cache are not shown to it.
+
+The policy is passed as `policy` (`generate(model, prompt, config, key, policy=policy)`); wrap it in
 `SteeredPolicy` to let chosen rows follow the confidence-threshold expert instead (mode
 "expert" steers every row). Expert actions are recorded like the policy's.
 
@@ -28,7 +33,8 @@ import jax.numpy as jnp
 from flax import nnx, struct
 
 from lookum_jax.sampling.loop import LoopState, StepContext
-from lookum_jax.sampling.strategies import Strategy, commit_at_least_one, register_strategy
+from lookum_jax.sampling.strategies import Strategy, commit_at_least_one
+from lookum_jax.sampling import scores
 from policy_rl.features import DEFAULT_FEATURES, PolicyInput, compute_features, validate_features
 from policy_rl.policy import UnmaskingPolicy
 
@@ -38,8 +44,8 @@ _MAX_SCALED_PROB = 1.0 - 1e-6
 
 
 @dataclasses.dataclass(frozen=True)
-class PolicyParams:
-  """Options of the `policy` strategy.
+class Policy(Strategy):
+  """The learned-policy strategy; pass the policy module as `generate(..., policy=...)`.
 
   Attributes:
     mode: "sample" (Bernoulli(p)), "deterministic" (p >= 0.5), "scaled" (Bernoulli(min(1,
@@ -51,6 +57,8 @@ class PolicyParams:
     record: carry a per-step `Trajectory` (for GRPO; costs memory `[B, T, T, F]`).
   """
 
+  name = "policy"
+  needs_policy = True
   mode: str = "sample"
   beta: float = 1.0
   temperature: float = 1.0
@@ -71,133 +79,31 @@ class PolicyParams:
       raise ValueError(f"policy record must be a bool, got {self.record!r}.")
     object.__setattr__(self, "features", validate_features(self.features, "policy features"))
 
-
-@struct.dataclass
-class Trajectory:
-  """Per-step records of a generation; step axis S (rows past a row's last step are invalid).
-
-  Attributes:
-    token_features: `[B, S, T, F]` float32 policy input features.
-    masked: `[B, S, T]` bool, masked positions before the step.
-    time: `[B, S]` float32 policy time input.
-    eligible: `[B, S, T]` bool, positions the step could commit (masked, current block).
-    actions: `[B, S, T]` bool, the drawn (or expert) unmask decisions, within `eligible`.
-    valid: `[B, S]` bool, the row took this step.
-  """
-
-  token_features: jax.Array
-  masked: jax.Array
-  time: jax.Array
-  eligible: jax.Array
-  actions: jax.Array
-  valid: jax.Array
-
   @property
-  def num_steps(self) -> int:
-    return self.valid.shape[1]
+  def uses_schedule(self) -> bool:
+    return False
 
-  def truncate(self, num_steps: int) -> Trajectory:
-    """The first `num_steps` steps (enough when no row took more)."""
-    return jax.tree.map(lambda x: x[:, :num_steps], self)
-
-  def step_inputs(self) -> PolicyInput:
-    """The policy inputs of every step, flattened to a batch `[B * S, ...]`."""
-    b, s, t, f = self.token_features.shape
-    return PolicyInput(token_features=self.token_features.reshape(b * s, t, f),
-                       masked=self.masked.reshape(b * s, t), time=self.time.reshape(b * s))
-
-
-@struct.dataclass
-class PolicyState:
-  """The strategy's carried state: `log_prob [B]`, and the trajectory when recording."""
-
-  log_prob: jax.Array
-  trajectory: Trajectory | None = None
-
-
-class SteeredPolicy(nnx.Module):
-  """A policy plus `expert_rows [B]` bool: those rows follow the threshold expert."""
-
-  def __init__(self, policy: UnmaskingPolicy, expert_rows: jax.Array):
-    self.policy = policy
-    self.expert_rows = nnx.Variable(jnp.asarray(expert_rows, bool))
-
-
-def bernoulli_log_probs(params: PolicyParams, logits: jax.Array) -> tuple[jax.Array, jax.Array]:
-  """`(log p, log(1 - p))` of the unmask probability each position is drawn with.
-
-  "deterministic" and "expert" actions are scored under the "sample" distribution.
-  """
-  z = logits.astype(jnp.float32) / params.temperature
-  log_p, log_not_p = jax.nn.log_sigmoid(z), jax.nn.log_sigmoid(-z)
-  if params.mode == "scaled":
-    log_p = jnp.minimum(log_p + jnp.log(params.beta), 0.0)
-    log_not_p = jnp.log1p(-jnp.minimum(jnp.exp(log_p), _MAX_SCALED_PROB))
-  return log_p, log_not_p
-
-
-def unmask_probability(params: PolicyParams, logits: jax.Array) -> jax.Array:
-  return jnp.exp(bernoulli_log_probs(params, logits)[0])
-
-
-def position_log_probs(params: PolicyParams, logits: jax.Array, actions: jax.Array,
-                       eligible: jax.Array) -> jax.Array:
-  """Log-probability `[..., T]` of each eligible position's decision (0 elsewhere)."""
-  log_p, log_not_p = bernoulli_log_probs(params, logits)
-  return jnp.where(eligible, jnp.where(actions, log_p, log_not_p), 0.0)
-
-
-def action_log_prob(params: PolicyParams, logits: jax.Array, actions: jax.Array,
-                    eligible: jax.Array) -> jax.Array:
-  """Log-probability `[...]` of a step's joint action over the eligible positions."""
-  return jnp.sum(position_log_probs(params, logits, actions, eligible), axis=-1)
-
-
-def policy_and_expert_rows(aux, params: PolicyParams, batch: int, strategy: str = "policy"
-                           ) -> tuple[UnmaskingPolicy, jax.Array]:
-  """The policy passed as `aux` and the rows `[B]` that follow the expert instead."""
-  if isinstance(aux, SteeredPolicy):
-    policy, expert_rows = aux.policy, aux.expert_rows[...]
-    if expert_rows.shape != (batch,):
-      raise ValueError(
-          f"SteeredPolicy.expert_rows must have shape ({batch},) (one flag per row), got "
-          f"{expert_rows.shape}.")
-  elif isinstance(aux, UnmaskingPolicy):
-    policy, expert_rows = aux, jnp.zeros((batch,), bool)
-  else:
-    raise ValueError(
-        f"strategy {strategy!r} needs the learned policy: pass generate(..., aux=policy) with a "
-        f"policy_rl.UnmaskingPolicy (or a SteeredPolicy), got {type(aux).__name__}.")
-  if policy.config.features != params.features:
-    raise ValueError(
-        f"the policy was built for features {policy.config.features} but the strategy's params "
-        f"give {params.features}; set params={{'features': {policy.config.features}}}.")
-  if params.mode == "expert":
-    expert_rows = jnp.ones((batch,), bool)
-  return policy, expert_rows
-
-
-def init_state(batch_size: int, seq_len: int, params: PolicyParams) -> PolicyState:
-  """Zero log-probabilities; with `record`, empty buffers of `seq_len` steps.
-
-  A generation takes at most gen_length <= seq_len steps; the step axis is sized by the
-  sequence because the loop hands `init_state` no gen_length (truncate to the steps taken).
-  """
+  def init_state(batch_size: int, num_steps: int, window: int, params: Policy) -> PolicyState:
+  """Zero log-probabilities; with `record`, empty buffers of `num_steps` steps over the
+  loop's window of `window` positions (truncate to the steps taken)."""
   trajectory = None
   if params.record:
-    steps, f = seq_len, len(params.features)
-    flags = jnp.zeros((batch_size, steps, seq_len), bool)
+    f = len(params.features)
+    flags = jnp.zeros((batch_size, num_steps, window), bool)
     trajectory = Trajectory(
-        token_features=jnp.zeros((batch_size, steps, seq_len, f), jnp.float32),
-        masked=flags, time=jnp.zeros((batch_size, steps), jnp.float32), eligible=flags,
-        actions=flags, valid=jnp.zeros((batch_size, steps), bool))
+        token_features=jnp.zeros((batch_size, num_steps, window, f), jnp.float32),
+        masked=flags, time=jnp.zeros((batch_size, num_steps), jnp.float32), eligible=flags,
+        actions=flags, valid=jnp.zeros((batch_size, num_steps), bool))
   return PolicyState(log_prob=jnp.zeros((batch_size,), jnp.float32), trajectory=trajectory)
 
 
 def _record(trajectory: Trajectory, index: jax.Array, active: jax.Array, inputs: PolicyInput,
             eligible: jax.Array, actions: jax.Array) -> Trajectory:
-  keep = lambda x: jnp.where(active.reshape((-1,) + (1,) * (x.ndim - 1)), x, jnp.zeros_like(x))
-  write = lambda buffer, x: buffer.at[:, index].set(keep(x))
+  """Writes each active row's step at its own step index `index [B]` (inactive rows write
+  nothing)."""
+  rows = jnp.arange(index.shape[0])
+  slot = jnp.where(active, index, trajectory.valid.shape[1])  # out of range: dropped
+  write = lambda buffer, x: buffer.at[rows, slot].set(x, mode="drop")
   return Trajectory(
       token_features=write(trajectory.token_features, inputs.token_features),
       masked=write(trajectory.masked, inputs.masked), time=write(trajectory.time, inputs.time),
@@ -205,38 +111,36 @@ def _record(trajectory: Trajectory, index: jax.Array, active: jax.Array, inputs:
       valid=write(trajectory.valid, active))
 
 
-def policy_step(ctx: StepContext, state: LoopState) -> LoopState:
+def policy_inputs(ctx: StepContext, state: LoopState, view, features: tuple[str, ...]
+                  ) -> PolicyInput:
+  """The policy's observation of the window at this step."""
+  return compute_features(features, view.logits, view.masked, state.num_steps,
+                          ctx.config.gen_length, banned_token=ctx.mask_token_id)
+
+
+def policy_step(params: Policy, ctx: StepContext, state: LoopState) -> LoopState:
   """One step: features, policy, Bernoulli draws (or the expert), at-least-one, forward."""
-  params: PolicyParams = ctx.config.params
-  batch, total = state.masked.shape
-  policy, expert_rows = policy_and_expert_rows(ctx.aux, params, batch)
+  batch = state.tokens.shape[0]
+  policy, expert_rows = policy_and_expert_rows(ctx.policy, params, batch)
   noise_keys, draw_keys = ctx.step_keys(state)
   view = ctx.view(state, noise_keys)
-  inputs = compute_features(params.features, view.logits, state.masked, state.num_steps,
-                            ctx.config.gen_length, banned_token=ctx.mask_token_id)
-  logits = policy(inputs, ctx.attention_mask)  # [B, T]
+  inputs = policy_inputs(ctx, state, view, params.features)
+  logits = policy(inputs)  # [B, W]
   if params.mode == "deterministic":
     drawn = unmask_probability(params, logits) >= 0.5
   else:
-    # Uniforms for the response positions only, so draws do not depend on prompt padding.
-    response = jax.vmap(lambda k: jax.random.uniform(k, (ctx.config.gen_length,)))(draw_keys)
-    uniform = jnp.ones((batch, total), jnp.float32).at[:, ctx.prompt_length:].set(response)
+    uniform = jax.vmap(scores.position_uniform)(draw_keys, view.positions)
     drawn = uniform < unmask_probability(params, logits)
   expert = (view.confidence >= params.expert_tau) & ~view.demoted
   actions = jnp.where(expert_rows[:, None], expert, drawn) & view.eligible
-  commit = jax.vmap(commit_at_least_one)(actions, view.confidence, view)
-  active = ~state.done
+  commit = jax.vmap(commit_at_least_one)(actions, view.certainty, view)
+  active = ctx.active(state)
   step_log_prob = action_log_prob(params, logits, actions, view.eligible)
   carried: PolicyState = state.strategy_state
   trajectory = carried.trajectory
   if trajectory is not None:
-    trajectory = _record(trajectory, state.iteration, active, inputs, view.eligible, actions)
+    trajectory = _record(trajectory, state.num_steps, active, inputs, view.eligible, actions)
   carried = PolicyState(log_prob=carried.log_prob + jnp.where(active, step_log_prob, 0.0),
                         trajectory=trajectory)
   state = ctx.commit(state, commit, view.candidates).replace(strategy_state=carried)
   return ctx.refresh_logits(state)
-
-
-POLICY = register_strategy(Strategy(
-    name="policy", params_type=PolicyParams, uses_schedule=False, step=policy_step,
-    init_state=init_state))

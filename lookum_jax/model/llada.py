@@ -1,23 +1,49 @@
-"""LLaDA in Flax NNX: a LLaMA-style transformer with bidirectional attention.
+"""The masked-diffusion transformer in Flax NNX: LLaDA, and Dream through config flags.
+
+One class serves both families. LLaDA is a LLaMA-style transformer with bidirectional
+attention; Dream-7B (Qwen2 layout) differs only by flags of `ModelConfig`: `qkv_bias`
+(biases on q/k/v), `tie_word_embeddings` (head = embedding transposed) and
+`architecture="dream"`, whose logits are *shifted*: Dream was adapted from an autoregressive
+model, so the output at position i-1 predicts the token at position i. The model returns
+shifted logits already aligned with the canvas (as Dream's `diffusion_generate` does with
+`cat([logits[:, :1], logits[:, :-1]])`), so samplers run unchanged.
 
 Attribute names mirror the Hugging Face checkpoint (`wte`, `blocks[i].q_proj`, ...,
-`ln_f`, `ff_out`) so the conversion table in `lookum_jax.convert` is a plain rename
-plus a transpose. Kernels are stored `[in, out]` (PyTorch stores `[out, in]`).
+`ln_f`, `ff_out`) so the conversion table in `lookum_jax.convert` is a plain rename plus a
+transpose. Kernels are stored `[in, out]` (PyTorch stores `[out, in]`).
 
 Dtype policy: parameters live in `param_dtype`; matmuls run in `dtype`; RMSNorm
 statistics, RoPE angles, attention softmax and the output logits are float32.
+
+Decoding at length needs three things beyond `model(tokens)`, all here:
+  * `logits_window=(start, length)`: the LM head runs only over those positions (never
+    over the prompt). `start` may be traced, `length` is static.
+  * `model.prefill(...)`: the full forward that also returns every layer's post-RoPE keys
+    and values (`KVCache`), as Fast-dLLM's block-start forward stores them.
+  * `model.extend(...)`: a forward of a contiguous window of positions whose keys and values
+    are fresh, attending over the cached keys and values of every other position (Fast-dLLM's
+    prefix mode: the window runs to the end; dual mode: the window is the block). Several
+    candidate windows per cached row (LookUM's look-ahead canvases) share one cache.
 """
 
 from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
-from flax import nnx
+from flax import nnx, struct
 
 from lookum_jax.model.config import ModelConfig
 
 _INIT = nnx.initializers.normal(stddev=0.02)
 _NEG_INF = jnp.finfo(jnp.float32).min
+
+
+@struct.dataclass
+class KVCache:
+  """Every layer's post-RoPE keys and values `[n_layers, B, T, n_kv_heads, head_dim]`."""
+
+  k: jax.Array
+  v: jax.Array
 
 
 class RMSNorm(nnx.Module):
@@ -34,19 +60,26 @@ class RMSNorm(nnx.Module):
 
 
 class Dense(nnx.Module):
-  """Bias-free linear layer, kernel `[in, out]`."""
+  """Linear layer, kernel `[in, out]`, with an optional bias `[out]` (Qwen2's q/k/v)."""
 
-  def __init__(self, d_in: int, d_out: int, *, rngs: nnx.Rngs, dtype, param_dtype):
+  def __init__(self, d_in: int, d_out: int, *, rngs: nnx.Rngs, dtype, param_dtype,
+               use_bias: bool = False):
     self.kernel = nnx.Param(_INIT(rngs.params(), (d_in, d_out), param_dtype))
+    if use_bias:
+      self.bias = nnx.Param(jnp.zeros((d_out,), param_dtype))
+    self.use_bias = use_bias
     self.dtype = dtype
 
   def __call__(self, x: jax.Array) -> jax.Array:
     # '...D,DF->...F'
-    return jnp.einsum("...d,df->...f", x.astype(self.dtype), self.kernel[...].astype(self.dtype))
+    y = jnp.einsum("...d,df->...f", x.astype(self.dtype), self.kernel[...].astype(self.dtype))
+    if self.use_bias:
+      y = y + self.bias[...].astype(self.dtype)
+    return y
 
 
 def rope_angles(positions: jax.Array, head_dim: int, theta: float) -> tuple[jax.Array, jax.Array]:
-  """cos/sin tables `[B, L, head_dim / 2]` (float32) for LLaDA's half-rotation RoPE."""
+  """cos/sin tables `[B, L, head_dim / 2]` (float32) for half-rotation RoPE."""
   inv_freq = 1.0 / (theta ** (jnp.arange(0, head_dim, 2, dtype=jnp.float32) / head_dim))
   freqs = positions.astype(jnp.float32)[..., None] * inv_freq  # [B, L, hd/2]
   return jnp.cos(freqs), jnp.sin(freqs)
@@ -67,12 +100,13 @@ class Block(nnx.Module):
 
   def __init__(self, config: ModelConfig, *, rngs: nnx.Rngs, dtype, param_dtype):
     d, hd = config.d_model, config.head_dim
-    dense = lambda i, o: Dense(i, o, rngs=rngs, dtype=dtype, param_dtype=param_dtype)
+    dense = lambda i, o, bias=False: Dense(i, o, rngs=rngs, dtype=dtype, param_dtype=param_dtype,
+                                           use_bias=bias)
     self.n_heads, self.n_kv_heads, self.head_dim = config.n_heads, config.n_kv_heads, hd
     self.attn_norm = RMSNorm(d, config.rms_norm_eps, param_dtype=param_dtype)
-    self.q_proj = dense(d, config.n_heads * hd)
-    self.k_proj = dense(d, config.n_kv_heads * hd)
-    self.v_proj = dense(d, config.n_kv_heads * hd)
+    self.q_proj = dense(d, config.n_heads * hd, config.qkv_bias)
+    self.k_proj = dense(d, config.n_kv_heads * hd, config.qkv_bias)
+    self.v_proj = dense(d, config.n_kv_heads * hd, config.qkv_bias)
     self.attn_out = dense(config.n_heads * hd, d)
     self.ff_norm = RMSNorm(d, config.rms_norm_eps, param_dtype=param_dtype)
     self.ff_proj = dense(d, config.mlp_hidden_size)  # gate
@@ -80,31 +114,72 @@ class Block(nnx.Module):
     self.ff_out = dense(config.mlp_hidden_size, d)  # down
     self.dtype = dtype
 
-  def attention(self, x: jax.Array, cos: jax.Array, sin: jax.Array,
-                key_mask: jax.Array | None) -> jax.Array:
+  def qkv(self, x: jax.Array, cos: jax.Array, sin: jax.Array
+          ) -> tuple[jax.Array, jax.Array, jax.Array]:
+    """Post-RoPE q `[B, L, H, hd]`, k and v `[B, L, kv, hd]` of normed inputs `x`."""
     b, t, _ = x.shape
-    kv, group, hd = self.n_kv_heads, self.n_heads // self.n_kv_heads, self.head_dim
-    q = apply_rope(self.q_proj(x).reshape(b, t, kv * group, hd), cos, sin)
-    k = apply_rope(self.k_proj(x).reshape(b, t, kv, hd), cos, sin)
-    v = self.v_proj(x).reshape(b, t, kv, hd)
-    q = q.reshape(b, t, kv, group, hd)
-    scores = jnp.einsum("btkgh,bskh->bkgts", q, k,
-                        preferred_element_type=jnp.float32) / jnp.sqrt(jnp.float32(hd))
-    if key_mask is not None:
-      scores = jnp.where(key_mask[:, None, None, None, :], scores, _NEG_INF)
-    probs = jax.nn.softmax(scores, axis=-1).astype(self.dtype)
-    out = jnp.einsum("bkgts,bskh->btkgh", probs, v)  # 'BKGTS,BSKH->BTKGH'
-    return self.attn_out(out.reshape(b, t, kv * group * hd))
+    hd = self.head_dim
+    q = apply_rope(self.q_proj(x).reshape(b, t, self.n_heads, hd), cos, sin)
+    k = apply_rope(self.k_proj(x).reshape(b, t, self.n_kv_heads, hd), cos, sin)
+    v = self.v_proj(x).reshape(b, t, self.n_kv_heads, hd)
+    return q, k, v
 
-  def __call__(self, x: jax.Array, cos: jax.Array, sin: jax.Array,
-               key_mask: jax.Array | None) -> jax.Array:
-    x = x + self.attention(self.attn_norm(x), cos, sin, key_mask)
+  def mlp(self, x: jax.Array) -> jax.Array:
     h = self.ff_norm(x)
     return x + self.ff_out(jax.nn.silu(self.ff_proj(h)) * self.up_proj(h))
 
+  def __call__(self, x: jax.Array, cos: jax.Array, sin: jax.Array,
+               key_mask: jax.Array | None) -> tuple[jax.Array, tuple[jax.Array, jax.Array]]:
+    """Full bidirectional block over `x [B, T, D]`; also returns this layer's (k, v)."""
+    b, t, _ = x.shape
+    q, k, v = self.qkv(self.attn_norm(x), cos, sin)
+    mask = None if key_mask is None else key_mask[:, None, None, :]  # [B, 1, 1(T), S]
+    # jax.nn.dot_product_attention: cuDNN flash attention on GPU, XLA elsewhere; softmax in
+    # float32; grouped-query heads broadcast (H a multiple of kv).
+    out = jax.nn.dot_product_attention(q, k, v, mask=mask)
+    x = x + self.attn_out(out.reshape(b, t, self.n_heads * self.head_dim))
+    return self.mlp(x), (k, v)
+
+  def window(self, x: jax.Array, cos: jax.Array, sin: jax.Array, start: jax.Array,
+             cached_k: jax.Array, cached_v: jax.Array, key_mask: jax.Array | None
+             ) -> jax.Array:
+    """A window of `w` positions per candidate, `x [B, K, w, D]`, attending over its own
+    fresh keys/values and the cached ones `[B, T, kv, hd]` of every position outside
+    `[start, start + w)`.
+
+    The two key sets are scored separately and normalised together (one softmax over
+    `T + w` keys), so the cache is never copied, not even once per candidate.
+    """
+    b, paths, w, d = x.shape
+    kv, hd = self.n_kv_heads, self.head_dim
+    group = self.n_heads // kv
+    q, k, v = self.qkv(self.attn_norm(x).reshape(b * paths, w, d), cos, sin)
+    q = q.reshape(b, paths, w, kv, group, hd)
+    k, v = k.reshape(b, paths, w, kv, hd), v.reshape(b, paths, w, kv, hd)
+    scale = 1.0 / jnp.sqrt(jnp.float32(hd))
+    cached = jnp.einsum("bpqkgh,bskh->bpkgqs", q, cached_k,
+                        preferred_element_type=jnp.float32) * scale
+    pos = jnp.arange(cached_k.shape[1])
+    outside = (pos < start) | (pos >= start + w)  # [T]
+    valid = outside[None] if key_mask is None else key_mask & outside[None]  # [B, T]
+    cached = jnp.where(valid[:, None, None, None, None, :], cached, _NEG_INF)
+    fresh = jnp.einsum("bpqkgh,bpskh->bpkgqs", q, k,
+                       preferred_element_type=jnp.float32) * scale
+    probs = jax.nn.softmax(jnp.concatenate([cached, fresh], axis=-1), axis=-1)
+    probs = probs.astype(self.dtype)
+    t = cached_k.shape[1]
+    out = (jnp.einsum("bpkgqs,bskh->bpqkgh", probs[..., :t], cached_v)
+           + jnp.einsum("bpkgqs,bpskh->bpqkgh", probs[..., t:], v))
+    x = x + self.attn_out(out.reshape(b, paths, w, self.n_heads * hd))
+    return self.mlp(x)
+
 
 class LLaDA(nnx.Module):
-  """The LLaDA masked-diffusion transformer: `model(tokens, attention_mask) -> logits`."""
+  """The masked-diffusion transformer: `model(tokens, attention_mask) -> logits`.
+
+  LLaDA by default; Dream when `config.architecture == "dream"` (q/k/v biases, optional
+  tied head, shifted logits; see the module docstring).
+  """
 
   def __init__(self, config: ModelConfig, *, rngs: nnx.Rngs,
                dtype: jnp.dtype = jnp.float32, param_dtype: jnp.dtype = jnp.float32):
@@ -115,41 +190,131 @@ class LLaDA(nnx.Module):
         Block(config, rngs=rngs, dtype=dtype, param_dtype=param_dtype)
         for _ in range(config.n_layers)])
     self.ln_f = RMSNorm(config.d_model, config.rms_norm_eps, param_dtype=param_dtype)
-    self.ff_out = nnx.Param(_INIT(rngs.params(), (config.d_model, config.vocab_size),
-                                  param_dtype))
+    if not config.tie_word_embeddings:
+      self.ff_out = nnx.Param(_INIT(rngs.params(), (config.d_model, config.vocab_size),
+                                    param_dtype))
 
-  def __call__(self, tokens: jax.Array, attention_mask: jax.Array | None = None) -> jax.Array:
+  @property
+  def shifts_logits(self) -> bool:
+    """Whether the output at position i-1 predicts token i (Dream)."""
+    return self.config.architecture == "dream"
+
+  def head(self) -> jax.Array:
+    """The output projection `[D, V]`: `ff_out`, or the embedding transposed when tied."""
+    if self.config.tie_word_embeddings:
+      return self.wte[...].T
+    return self.ff_out[...]
+
+  def _logits(self, x: jax.Array) -> jax.Array:
+    """float32 logits `[..., V]` of final hidden states `[..., D]`."""
+    return jnp.einsum("...d,dv->...v", self.ln_f(x), self.head().astype(self.dtype),
+                      preferred_element_type=jnp.float32)
+
+  def _check(self, tokens: jax.Array, attention_mask: jax.Array | None) -> None:
+    if tokens.ndim != 2:
+      raise ValueError(f"tokens must be [batch, length], got shape {tokens.shape}.")
+    if tokens.shape[1] > self.config.max_sequence_length:
+      raise ValueError(
+          f"sequence length {tokens.shape[1]} exceeds the model context "
+          f"{self.config.max_sequence_length}; shorten the prompt or gen_length.")
+    if attention_mask is not None and attention_mask.shape != tokens.shape:
+      raise ValueError(
+          f"attention_mask shape {attention_mask.shape} must equal tokens shape {tokens.shape}.")
+
+  @staticmethod
+  def positions(attention_mask: jax.Array | None, batch: int, length: int) -> jax.Array:
+    """RoPE positions `[B, T]`: padding does not advance them, so a padded row is
+    rotated as it would be alone (`cumsum(mask) - 1`, as LLaDA's and Dream's evals do)."""
+    if attention_mask is None:
+      return jnp.broadcast_to(jnp.arange(length, dtype=jnp.int32), (batch, length))
+    mask = attention_mask.astype(jnp.int32)
+    return jnp.maximum(jnp.cumsum(mask, axis=1) - 1, 0)
+
+  def _window_hidden(self, x: jax.Array, logits_window: tuple | None) -> jax.Array:
+    """Hidden states `[B, L, D]` whose outputs are the logits of `logits_window`."""
+    if logits_window is None:
+      return x
+    start, length = logits_window
+    if self.shifts_logits:  # logits of position i come from hidden state i - 1
+      start = jnp.maximum(start - 1, 0)
+    return jax.lax.dynamic_slice_in_dim(x, start, length, axis=1)
+
+  def _forward(self, tokens, attention_mask, logits_window):
+    self._check(tokens, attention_mask)
+    b, t = tokens.shape
+    key_mask = None if attention_mask is None else attention_mask.astype(bool)
+    cos, sin = rope_angles(self.positions(attention_mask, b, t), self.config.head_dim,
+                           self.config.rope_theta)
+    x = jnp.take(self.wte[...], tokens, axis=0).astype(self.dtype)
+    keys, values = [], []
+    for block in self.blocks:
+      x, (k, v) = block(x, cos, sin, key_mask)
+      keys.append(k)
+      values.append(v)
+    if self.shifts_logits and logits_window is None:
+      logits = self._logits(x)
+      logits = jnp.concatenate([logits[:, :1], logits[:, :-1]], axis=1)
+    else:
+      logits = self._logits(self._window_hidden(x, logits_window))
+    return logits, KVCache(k=jnp.stack(keys), v=jnp.stack(values))
+
+  def __call__(self, tokens: jax.Array, attention_mask: jax.Array | None = None, *,
+               logits_window: tuple[int | jax.Array, int] | None = None) -> jax.Array:
     """Logits `[B, L, V]` (float32) for int tokens `[B, L]`.
 
     Args:
-      tokens: int32 `[B, L]`.
-      attention_mask: optional bool/int `[B, L]`, true for real tokens. Padding
+      tokens: int32 `[B, T]`.
+      attention_mask: optional bool/int `[B, T]`, true for real tokens. Padding
         (left or right) is excluded as an attention key and does not advance
         RoPE positions, so a padded row gives the logits it would alone.
+      logits_window: `(start, length)`: return logits `[B, length, V]` of positions
+        `[start, start + length)` only (the head never runs elsewhere). `start` may be
+        traced; `length` must be static.
     """
-    if tokens.ndim != 2:
-      raise ValueError(f"tokens must be [batch, length], got shape {tokens.shape}.")
-    b, t = tokens.shape
-    if t > self.config.max_sequence_length:
+    return self._forward(tokens, attention_mask, logits_window)[0]
+
+  def prefill(self, tokens: jax.Array, attention_mask: jax.Array | None = None, *,
+              logits_window: tuple[int | jax.Array, int] | None = None
+              ) -> tuple[jax.Array, KVCache]:
+    """`__call__`'s logits and the `KVCache` of every position (a cache refresh)."""
+    return self._forward(tokens, attention_mask, logits_window)
+
+  def extend(self, tokens: jax.Array, start: int | jax.Array, cache: KVCache,
+             attention_mask: jax.Array | None = None, *,
+             logits_window: tuple[int | jax.Array, int] | None = None) -> jax.Array:
+    """Logits of a window of positions against a cache: `[B, K, length, V]` float32.
+
+    Args:
+      tokens: int `[B, K, w]`: K candidate contents of positions `[start, start + w)` of
+        each cached row (K = 1 for a plain step). Their keys and values are computed
+        fresh; every other position's come from `cache` (`[n_layers, B, T, ...]`).
+      start: first position of the window (may be traced).
+      cache: from `prefill` on the same rows.
+      attention_mask: the rows' `[B, T]` padding mask, as given to `prefill`.
+      logits_window: `(offset, length)` within the window (default: all of it).
+    """
+    if self.shifts_logits:
       raise ValueError(
-          f"sequence length {t} exceeds the model context {self.config.max_sequence_length}; "
-          "shorten the prompt or gen_length.")
-    if attention_mask is None:
-      key_mask = None
-      positions = jnp.broadcast_to(jnp.arange(t, dtype=jnp.int32), (b, t))
-    else:
-      if attention_mask.shape != tokens.shape:
-        raise ValueError(
-            f"attention_mask shape {attention_mask.shape} must equal tokens shape {tokens.shape}.")
-      key_mask = attention_mask.astype(bool)
-      positions = jnp.maximum(jnp.cumsum(key_mask.astype(jnp.int32), axis=1) - 1, 0)
+          "KV-cached windows are not supported for Dream: its shifted logits need the output "
+          "of the position before the window, which the cache does not recompute; decode "
+          "Dream with cache='none'.")
+    if tokens.ndim != 3:
+      raise ValueError(f"extend takes tokens [batch, candidates, window], got {tokens.shape}.")
+    b, paths, w = tokens.shape
+    t = cache.k.shape[2]
+    if cache.k.shape[1] != b:
+      raise ValueError(f"tokens have {b} rows but the cache holds {cache.k.shape[1]}.")
+    key_mask = None if attention_mask is None else attention_mask.astype(bool)
+    positions = jax.lax.dynamic_slice_in_dim(self.positions(attention_mask, b, t), start, w, 1)
+    positions = jnp.repeat(positions, paths, axis=0)  # [B * K, w]
     cos, sin = rope_angles(positions, self.config.head_dim, self.config.rope_theta)
-    x = jnp.take(self.wte[...], tokens, axis=0).astype(self.dtype)
-    for block in self.blocks:
-      x = block(x, cos, sin, key_mask)
-    x = self.ln_f(x)
-    return jnp.einsum("btd,dv->btv", x, self.ff_out[...].astype(self.dtype),
-                      preferred_element_type=jnp.float32)
+    x = jnp.take(self.wte[...], tokens, axis=0).astype(self.dtype)  # [B, K, w, D]
+    for i, block in enumerate(self.blocks):
+      x = block.window(x, cos, sin, start, cache.k[i], cache.v[i], key_mask)
+    if logits_window is not None:
+      offset, length = logits_window
+      x = jax.lax.dynamic_slice_in_dim(x, offset, length, axis=2)
+    return self._logits(x)
 
 
 def init_model(config: ModelConfig, seed: int = 0, *, dtype=jnp.float32,

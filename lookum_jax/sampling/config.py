@@ -5,11 +5,10 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
-from lookum_jax.sampling import strategies
 from lookum_jax.sampling.schedule import num_transfer_tokens
+from lookum_jax.sampling.strategies import Strategy, make_strategy
 
-# Strategies registered by `policy_rl` (imported on demand) that take a trained policy as `aux`.
-POLICY_STRATEGIES = ("policy", "policy_lookum")
+CACHE_MODES = ("none", "prefix", "dual")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -21,11 +20,20 @@ class SamplerConfig:
     block_length: semi-autoregressive block size; `gen_length` means full diffusion.
     steps: total denoising steps (schedule-based strategies); `steps // num_blocks`
       per block. Ignored by strategies that choose their own commit counts
-      (threshold, entropy_bounded), which stop when the response is committed.
+      (threshold, entropy_bounded, the policy), whose blocks last until committed.
     temperature: Gumbel-noise temperature for the candidate tokens (0 = argmax).
     cfg_scale: classifier-free guidance scale (0 = off; > 0 costs a second forward).
-    strategy: a registered strategy name (`lookum_jax.sampling.strategies.strategy_names()`).
-    params: the strategy's own parameters, a dict or its params dataclass.
+    strategy: a strategy value (`LowConfidence()`, `Threshold(tau=0.9)`, `LookUM(paths=2)`,
+      `policy_rl.Policy()`), or its name (`lookum_jax.sampling.strategies.STRATEGIES`) with
+      `params` as shorthand; after construction it always holds the value.
+    params: with a strategy name, its parameters as a dict (None: defaults). Cleared to
+      None once resolved into `strategy`.
+    cache: "none" (every step forwards the whole sequence), "prefix" (Fast-dLLM's prefix
+      cache: each block starts with a full forward that stores every layer's keys/values,
+      then steps forward `x[block_start:]` against the cached prefix) or "dual" (Fast-dLLM's
+      dual cache: steps forward only the current block against cached prefix and suffix).
+    cache_refresh: with a cache, also refresh it (a full forward) every `cache_refresh`
+      steps inside a block; 0 refreshes only at block starts (Fast-dLLM).
     logits_eos_inf: never predict EOS (LLaDA option).
     confidence_eos_eot_inf: commit positions predicting EOS/EOT only after every
       other position of the block (LLaDA option; see `StepView.demoted`).
@@ -37,8 +45,10 @@ class SamplerConfig:
   steps: int = 128
   temperature: float = 0.0
   cfg_scale: float = 0.0
-  strategy: str = "low_confidence"
+  strategy: Any = "low_confidence"
   params: Any = None
+  cache: str = "none"
+  cache_refresh: int = 0
   logits_eos_inf: bool = False
   confidence_eos_eot_inf: bool = False
   mask_token_id: int | None = None
@@ -56,9 +66,18 @@ class SamplerConfig:
       raise ValueError(f"SamplerConfig.temperature must be >= 0, got {self.temperature}.")
     if self.cfg_scale < 0:
       raise ValueError(f"SamplerConfig.cfg_scale must be >= 0, got {self.cfg_scale}.")
-    strategy = strategies.get_strategy(self.strategy)
-    object.__setattr__(self, "params", strategy.make_params(self.params))
-    if strategy.schedule_for(self.params):
+    if self.cache not in CACHE_MODES:
+      raise ValueError(f"SamplerConfig.cache must be one of {CACHE_MODES}, got {self.cache!r}.")
+    if (not isinstance(self.cache_refresh, int) or isinstance(self.cache_refresh, bool)
+        or self.cache_refresh < 0):
+      raise ValueError(f"SamplerConfig.cache_refresh must be an int >= 0, got "
+                       f"{self.cache_refresh!r}.")
+    if self.cache_refresh and self.cache == "none":
+      raise ValueError("SamplerConfig.cache_refresh needs a cache; set cache='prefix' or "
+                       "'dual', or cache_refresh=0.")
+    object.__setattr__(self, "strategy", make_strategy(self.strategy, self.params))
+    object.__setattr__(self, "params", None)
+    if self.strategy.uses_schedule:
       if self.steps % self.num_blocks:
         raise ValueError(
             f"steps ({self.steps}) must be a multiple of the number of blocks "
@@ -70,6 +89,7 @@ class SamplerConfig:
             f"{self.steps_per_block} steps per block exceed the block's {self.block_length} "
             f"tokens: some steps would commit nothing; use steps <= gen_length "
             f"({self.gen_length}).")
+    self.strategy.check(self)
 
   @property
   def num_blocks(self) -> int:
@@ -80,22 +100,33 @@ class SamplerConfig:
     return self.steps // self.num_blocks
 
   @property
-  def strategy_impl(self) -> strategies.Strategy:
-    return strategies.get_strategy(self.strategy)
+  def strategy_name(self) -> str:
+    return self.strategy.name
+
+  @property
+  def max_block_steps(self) -> int:
+    """Upper bound on the denoising steps of one block: the schedule, or one token per step."""
+    return self.steps_per_block if self.strategy.uses_schedule else self.block_length
 
   @property
   def max_steps(self) -> int:
-    """Upper bound on denoising steps: the schedule, or one token per step."""
-    if self.strategy_impl.schedule_for(self.params):
-      return self.steps
-    return self.gen_length
+    """Upper bound on denoising steps of a generation."""
+    return self.max_block_steps * self.num_blocks
+
+  @property
+  def window_length(self) -> int:
+    """Response positions a step's logits cover: all of them, or the block under a cache."""
+    return self.gen_length if self.cache == "none" else self.block_length
 
   def block_schedule(self):
     """Commit counts for the steps of one block (every block starts fully masked)."""
     return num_transfer_tokens(self.block_length, self.steps_per_block)
 
   def replace(self, **changes: Any) -> SamplerConfig:
-    """A copy with `changes`; a new strategy without new params gets its defaults."""
-    if changes.get("strategy", self.strategy) != self.strategy and "params" not in changes:
-      changes["params"] = None
+    """A copy with `changes`; `strategy` may be a name (with `params`) or a value."""
     return dataclasses.replace(self, **changes)
+
+
+def strategy_summary(strategy: Strategy) -> dict[str, Any]:
+  """`{"strategy": name, **params}` for records."""
+  return {"strategy": strategy.name, **strategy.to_dict()}

@@ -8,23 +8,43 @@ import jax.numpy as jnp
 NEG_INF = -jnp.inf
 
 
+def position_uniform(key: jax.Array, positions: jax.Array, shape: tuple[int, ...] = (),
+                     minval: float = 0.0) -> jax.Array:
+  """Uniforms `[W, *shape]`, one independent draw per response position: position j's draw is
+  `uniform(fold_in(key, j), shape)`, so it does not depend on which window it is drawn in."""
+  return jax.vmap(lambda j: jax.random.uniform(jax.random.fold_in(key, j), shape, jnp.float32,
+                                               minval=minval))(positions)
+
+
 def gumbel_argmax(logits: jax.Array, temperature: float, key: jax.Array | None,
+                  positions: jax.Array | None = None,
                   banned_token: int | None = None) -> jax.Array:
-  """Candidate tokens `[..., T]`: argmax of the logits with Gumbel noise.
+  """Candidate tokens `[W]` of logits `[W, V]`: argmax with Gumbel noise.
 
   LLaDA's reference draws `u ~ U(0, 1)` and takes `argmax exp(l) / (-log u) ** temperature`
   in float64; we take the same argmax in log space, `l - temperature * log(-log u)`,
-  which needs no float64 and cannot overflow. `temperature == 0` is plain argmax.
-  `banned_token` (the mask token) is never a candidate: a committed position must
-  hold a real token.
+  which needs no float64 and cannot overflow. `temperature == 0` is plain argmax. The
+  uniforms of response position j are `position_uniform(key, positions)` (needs
+  `positions [W]`). `banned_token` (the mask token) is never a candidate: a committed
+  position must hold a real token.
   """
   logits = logits.astype(jnp.float32)
   if banned_token is not None:
     logits = logits.at[..., banned_token].set(NEG_INF)
   if temperature > 0:
-    u = jax.random.uniform(key, logits.shape, jnp.float32, minval=jnp.finfo(jnp.float32).tiny)
+    u = position_uniform(key, positions, logits.shape[-1:], jnp.finfo(jnp.float32).tiny)
     logits = logits - temperature * jnp.log(-jnp.log(u))
   return jnp.argmax(logits, axis=-1).astype(jnp.int32)
+
+
+def log_odds(logits: jax.Array, tokens: jax.Array) -> jax.Array:
+  """`log p - log(1 - p)` of each token under softmax(logits), computed as the token's logit
+  minus the log-sum-exp of every other logit: exact where p rounds to 1.0 in float32, so
+  near-certain positions still rank apart (ties would fall to the lower index)."""
+  logits = logits.astype(jnp.float32)
+  chosen = jnp.take_along_axis(logits, tokens[..., None], axis=-1)[..., 0]
+  others = jnp.where(jax.nn.one_hot(tokens, logits.shape[-1], dtype=bool), NEG_INF, logits)
+  return chosen - jax.nn.logsumexp(others, axis=-1)
 
 
 def token_probability(logits: jax.Array, tokens: jax.Array) -> jax.Array:

@@ -1,147 +1,120 @@
-"""The strategy interface, the registry, and the selection rules strategies share.
+"""Strategies as values: the interface, and the selection rules strategies share.
 
-A strategy decides, at each denoising step, which masked positions of the current
-block to commit. Most strategies are a pure per-sequence function
+A strategy is a frozen, hashable dataclass (a static argument of the compiled program, as
+gemma's samplers are): its fields are its parameters, and it knows whether it follows the
+step schedule. Most strategies are a per-sequence rule
 
-    select(params, view: StepView, key) -> commit [T] bool
+    select(view: StepView, key) -> commit [W] bool
 
-that the loop `vmap`s over the batch. A strategy that needs more (extra model
-calls for look-ahead, a learned policy, its own carried state) overrides the
-whole batched step instead; see `lookum_jax.sampling.loop.StepContext`.
+that the loop `vmap`s over the batch (`Strategy.step` turns it into a step). A strategy
+that needs more (look-ahead forwards, a learned policy, its own carried state) overrides
+`step(ctx, state)` instead; see `lookum_jax.sampling.loop.StepContext`.
+
+Every per-position array a strategy sees covers the loop's *window* of response positions
+(`[W]`: the whole response, or the current block under a KV cache), never the prompt: noise
+drawn over it is drawn over response positions by construction.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable
-from typing import Any
+from typing import Any, ClassVar
 
 import jax
 import jax.numpy as jnp
 from flax import struct
 
 
-@dataclasses.dataclass(frozen=True)
-class NoParams:
-  """A strategy without parameters of its own."""
-
-
 @struct.dataclass
 class StepView:
-  """What a per-sequence strategy sees at one step (one sequence, length T).
+  """What a per-sequence strategy sees at one step, over the window of W response positions.
 
   Attributes:
-    logits: `[T, V]` float32 logits of the current canvas (after CFG / EOS options).
-    candidates: `[T]` the token each position would receive (argmax, Gumbel-noised
-      when temperature > 0).
-    confidence: `[T]` softmax probability of `candidates`.
-    eligible: `[T]` masked and inside the current block: the only committable positions.
-    demoted: `[T]` positions to commit only after every other eligible one
+    logits: `[W, V]` float32 logits of the current canvas (after CFG / EOS options).
+    candidates: `[W]` the token each position would receive (argmax, Gumbel-noised
+      when temperature > 0; never the mask token).
+    confidence: `[W]` softmax probability of `candidates`.
+    certainty: `[W]` log-odds of `candidates`, `log p - log(1 - p)`, computed from the
+      logits so that probabilities that round to 1.0 in float32 still rank apart. Rank by
+      this; compare `confidence` with thresholds.
+    eligible: `[W]` masked and inside the current block: the only committable positions.
+    masked: `[W]` positions still masked (eligible or in a later block).
+    demoted: `[W]` positions to commit only after every other eligible one
       (`confidence_eos_eot_inf`: candidate is EOS/EOT).
     num_transfer: `[]` int32 the schedule's commit count for this step.
-    response_start: index of the first response position (the padded prompt length).
-      Draw per-position randomness over `[response_start:]` only, so that samples do
-      not depend on the batch's prompt padding.
+    positions: `[W]` int32 response index of each window position (0 = first response
+      token); key per-position randomness on it (`scores.position_uniform`) so that a draw
+      does not depend on the window's extent or the batch's padding.
+    mask_token_id: the mask token (never a candidate).
   """
 
   logits: jax.Array
   candidates: jax.Array
   confidence: jax.Array
+  certainty: jax.Array
   eligible: jax.Array
+  masked: jax.Array
   demoted: jax.Array
   num_transfer: jax.Array
-  response_start: int = struct.field(pytree_node=False, default=0)
+  positions: jax.Array
   mask_token_id: int | None = struct.field(pytree_node=False, default=None)
-
-
-SelectFn = Callable[[Any, StepView, jax.Array], jax.Array]
 
 
 @dataclasses.dataclass(frozen=True)
 class Strategy:
-  """A registered unmasking strategy.
+  """Base of every unmasking strategy (subclass as a frozen dataclass).
 
-  Attributes:
-    name: what users pass as `SamplerConfig.strategy`.
-    params_type: frozen dataclass of the strategy's own parameters.
-    uses_schedule: commits `num_transfer` tokens per step (needs `steps`); otherwise
-      it decides the count itself and a block lasts until it is fully committed.
-      A callable of the params when that depends on them.
-    select: per-sequence selection (see module docstring), or None if `step` is given.
-    step: optional batched step replacing the default one: `(ctx, state) -> state`;
-      it must add the forward passes it spends to `state.nfe`.
-    init_state: optional `(batch_size, seq_len, params) -> pytree`, the strategy's
-      own state carried through the loop (e.g. log-probabilities of actions taken).
-    particles: optional `params -> n`: decode each row as n particles (rows repeated
-      n times, row-major, each with its own key), e.g. sequential Monte Carlo.
-    finalize: optional `(GenerationResult, params) -> GenerationResult` applied to the
-      loop's output, e.g. to pick one particle per row.
+  Class attributes:
+    name: the strategy's name at the command line and in configs.
+    needs_policy: the strategy reads a learned policy (`generate(..., policy=...)`).
   """
 
-  name: str
-  params_type: type = NoParams
-  uses_schedule: bool | Callable[[Any], bool] = True
-  select: SelectFn | None = None
-  step: Callable[..., Any] | None = None
-  init_state: Callable[..., Any] | None = None
-  particles: Callable[[Any], int] | None = None
-  finalize: Callable[[Any, Any], Any] | None = None
+  name: ClassVar[str] = ""
+  needs_policy: ClassVar[bool] = False
 
-  def particles_for(self, params: Any) -> int:
-    return 1 if self.particles is None else int(self.particles(params))
+  @property
+  def uses_schedule(self) -> bool:
+    """Commits `num_transfer` tokens per step (needs `steps`); otherwise it decides the count
+    itself and a block lasts until it is fully committed."""
+    return True
 
-  def schedule_for(self, params: Any) -> bool:
-    """Whether this strategy, with these params, follows the commit-count schedule."""
-    return self.uses_schedule(params) if callable(self.uses_schedule) else self.uses_schedule
+  def select(self, view: StepView, key: jax.Array) -> jax.Array:
+    """Per-sequence selection: `commit [W]` bool, a subset of `view.eligible`."""
+    raise NotImplementedError(f"{type(self).__name__} defines neither select nor step.")
 
-  def make_params(self, params: Any) -> Any:
-    """Validates user parameters (a dict, None, or a `params_type`) into `params_type`."""
-    if isinstance(params, self.params_type):
-      return params
-    if params is None:
-      params = {}
-    if not isinstance(params, dict):
-      raise ValueError(
-          f"strategy {self.name!r} takes its parameters as a dict or "
-          f"{self.params_type.__name__}, got {type(params).__name__}.")
-    fields = {f.name for f in dataclasses.fields(self.params_type)}
-    unknown = sorted(set(params) - fields)
-    if unknown:
-      valid = ", ".join(sorted(fields)) or "none"
-      raise ValueError(
-          f"unknown parameter(s) {unknown} for strategy {self.name!r}; valid parameters: "
-          f"{valid}.")
-    return self.params_type(**params)
+  def step(self, ctx: Any, state: Any) -> Any:
+    """One batched step `(StepContext, LoopState) -> LoopState`; it must add the forward
+    passes it spends to `state.nfe`. Default: `select`, commit, forward."""
+    return ctx.select_step(state, self.select)
 
+  def init_state(self, ctx: Any, batch_size: int) -> Any:
+    """The strategy's own state carried through the loop (default: none)."""
+    del ctx, batch_size
+    return None
 
-_REGISTRY: dict[str, Strategy] = {}
+  def check(self, config: Any) -> None:
+    """Raises `ValueError` for a `SamplerConfig` this strategy cannot run with."""
+    del config
 
+  def decode(self, run: Any, *args: Any, **kwargs: Any) -> Any:
+    """Runs the loop: `run(*args, **kwargs)` (`loop.decode_core`). A strategy that needs the
+    rows arranged otherwise (SMC's particles) wraps it here, outside the loop core."""
+    return run(*args, **kwargs)
 
-def register_strategy(strategy: Strategy) -> Strategy:
-  """Adds a strategy to the registry under a new name."""
-  if strategy.select is None and strategy.step is None:
-    raise ValueError(f"strategy {strategy.name!r} needs a select or a step function.")
-  if _REGISTRY.get(strategy.name, strategy) is not strategy:
-    # Compiled programs are cached by strategy name: a second meaning would be ignored.
-    raise ValueError(f"a strategy named {strategy.name!r} is already registered; choose "
-                     "another name.")
-  _REGISTRY[strategy.name] = strategy
-  return strategy
+  def to_dict(self) -> dict[str, Any]:
+    """The strategy's parameters, for result records."""
+    return dataclasses.asdict(self)
 
-
-def get_strategy(name: str) -> Strategy:
-  if name not in _REGISTRY:
-    raise ValueError(
-        f"unknown strategy {name!r}; choose one of: {', '.join(sorted(_REGISTRY))}.")
-  return _REGISTRY[name]
-
-
-def strategy_names() -> list[str]:
-  return sorted(_REGISTRY)
+  def label(self) -> str:
+    """A short human-readable name with the parameters that differ from the defaults."""
+    defaults = type(self)()
+    changed = [f"{f.name}={getattr(self, f.name)}" for f in dataclasses.fields(self)
+               if getattr(self, f.name) != getattr(defaults, f.name)]
+    return self.name + (f"({', '.join(changed)})" if changed else "")
 
 
 def rank_positions(score: jax.Array, eligible: jax.Array, demoted: jax.Array) -> jax.Array:
-  """Rank `[T]` of each position (0 = commit first): eligible, not demoted, then score.
+  """Rank `[W]` of each position (0 = commit first): eligible, not demoted, then score.
 
   Ties in score go to the lower index (as `lax.top_k`). Ineligible positions rank last.
   """
@@ -161,3 +134,8 @@ def commit_at_least_one(chosen: jax.Array, score: jax.Array, view: StepView) -> 
   chosen = chosen & view.eligible
   best = commit_top_k(score, view, jnp.int32(1))
   return jnp.where(jnp.any(chosen), chosen, best)
+
+
+def check_unit_interval(owner: str, name: str, value: float) -> None:
+  if not 0.0 <= value <= 1.0:
+    raise ValueError(f"{owner} {name} must be in [0, 1], got {value!r}.")
