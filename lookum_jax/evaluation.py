@@ -70,14 +70,16 @@ class EvalResult:
 
 def sampler_summary(config: SamplerConfig) -> dict[str, Any]:
   """A JSON-friendly description of a sampler config."""
-  out = dataclasses.asdict(config)
-  out["params"] = dataclasses.asdict(config.params)
+  out = {f.name: getattr(config, f.name) for f in dataclasses.fields(config)
+         if f.name not in ("strategy", "params")}
+  out["strategy"] = config.strategy.name
+  out["params"] = config.strategy.to_dict()
   return out
 
 
 def evaluate(model, tokenizer, task: Task, examples: Sequence[dict[str, Any]],
              config: SamplerConfig, key: jax.Array, *, batch_size: int = 64,
-             aux: Any = None, label: str | None = None, progress: bool = True
+             policy: Any = None, label: str | None = None, progress: bool = True
              ) -> EvalResult:
   """Decodes every example with `config` and scores it with the task's exact checker.
 
@@ -94,7 +96,7 @@ def evaluate(model, tokenizer, task: Task, examples: Sequence[dict[str, Any]],
   batch_size = min(batch_size, len(examples))
   records, errors, error_tokens = [], 0, 0
   compile_time, start = 0.0, time.perf_counter()
-  bar = tqdm(total=len(examples), desc=label or config.strategy, disable=not progress,
+  bar = tqdm(total=len(examples), desc=label or config.strategy.name, disable=not progress,
              leave=False)
   for first in range(0, len(examples), batch_size):
     index = list(range(first, min(first + batch_size, len(examples))))
@@ -103,7 +105,7 @@ def evaluate(model, tokenizer, task: Task, examples: Sequence[dict[str, Any]],
                                  tokenizer.pad_token_id)
     keys = jax.vmap(lambda i: jax.random.fold_in(key, i))(jnp.asarray(padded))
     with compile_timer() as compile_seconds:
-      result = generate(model, ids, config, keys, mask, aux=aux)
+      result = generate(model, ids, config, keys, mask, policy=policy)
       tokens = np.asarray(result.tokens)
     compile_time += compile_seconds[0]
     nfe, steps = np.asarray(result.nfe), np.asarray(result.num_steps)
@@ -130,7 +132,7 @@ def evaluate(model, tokenizer, task: Task, examples: Sequence[dict[str, Any]],
   wall = time.perf_counter() - start
   n_correct = sum(r["correct"] for r in records)
   return EvalResult(
-      task=task.name, label=label or config.strategy, sampler=sampler_summary(config),
+      task=task.name, label=label or config.strategy.name, sampler=sampler_summary(config),
       n=len(records), correct=n_correct, accuracy=n_correct / len(records),
       ci95=wilson_interval(n_correct, len(records)),
       mean_nfe=float(np.mean([r["nfe"] for r in records])),

@@ -26,17 +26,16 @@ import dataclasses
 import jax
 import jax.numpy as jnp
 
-from lookum_jax.sampling import lookum
-from lookum_jax.sampling import scores
+from lookum_jax.sampling import lookum, scores
 from lookum_jax.sampling.loop import LoopState, StepContext
 from lookum_jax.sampling.strategies import Strategy, commit_at_least_one
 from policy_rl.features import DEFAULT_FEATURES, validate_features
 from policy_rl.strategy import (
-    Policy,
-    SteeredPolicy,
-    policy_and_expert_rows,
-    policy_inputs,
-    unmask_probability,
+  Policy,
+  SteeredPolicy,
+  policy_and_expert_rows,
+  policy_inputs,
+  unmask_probability,
 )
 
 

@@ -32,9 +32,9 @@ import jax
 import jax.numpy as jnp
 from flax import nnx, struct
 
+from lookum_jax.sampling import scores
 from lookum_jax.sampling.loop import LoopState, StepContext
 from lookum_jax.sampling.strategies import Strategy, commit_at_least_one
-from lookum_jax.sampling import scores
 from policy_rl.features import DEFAULT_FEATURES, PolicyInput, compute_features, validate_features
 from policy_rl.policy import UnmaskingPolicy
 
@@ -83,7 +83,123 @@ class Policy(Strategy):
   def uses_schedule(self) -> bool:
     return False
 
-  def init_state(batch_size: int, num_steps: int, window: int, params: Policy) -> PolicyState:
+  def init_state(self, ctx, batch_size):
+    return init_state(batch_size, ctx.config.max_steps, ctx.window_length, self)
+
+  def step(self, ctx, state):
+    return policy_step(self, ctx, state)
+
+
+PolicyParams = Policy  # the strategy value is its parameters
+
+
+@struct.dataclass
+class Trajectory:
+  """Per-step records of a generation; step axis S (rows past a row's last step are invalid).
+
+  Attributes:
+    token_features: `[B, S, T, F]` float32 policy input features.
+    masked: `[B, S, T]` bool, masked positions before the step.
+    time: `[B, S]` float32 policy time input.
+    eligible: `[B, S, T]` bool, positions the step could commit (masked, current block).
+    actions: `[B, S, T]` bool, the drawn (or expert) unmask decisions, within `eligible`.
+    valid: `[B, S]` bool, the row took this step.
+  """
+
+  token_features: jax.Array
+  masked: jax.Array
+  time: jax.Array
+  eligible: jax.Array
+  actions: jax.Array
+  valid: jax.Array
+
+  @property
+  def num_steps(self) -> int:
+    return self.valid.shape[1]
+
+  def truncate(self, num_steps: int) -> Trajectory:
+    """The first `num_steps` steps (enough when no row took more)."""
+    return jax.tree.map(lambda x: x[:, :num_steps], self)
+
+  def step_inputs(self) -> PolicyInput:
+    """The policy inputs of every step, flattened to a batch `[B * S, ...]`."""
+    b, s, t, f = self.token_features.shape
+    return PolicyInput(token_features=self.token_features.reshape(b * s, t, f),
+                       masked=self.masked.reshape(b * s, t), time=self.time.reshape(b * s))
+
+
+@struct.dataclass
+class PolicyState:
+  """The strategy's carried state: `log_prob [B]`, and the trajectory when recording."""
+
+  log_prob: jax.Array
+  trajectory: Trajectory | None = None
+
+
+class SteeredPolicy(nnx.Module):
+  """A policy plus `expert_rows [B]` bool: those rows follow the threshold expert."""
+
+  def __init__(self, policy: UnmaskingPolicy, expert_rows: jax.Array):
+    self.policy = policy
+    self.expert_rows = nnx.Variable(jnp.asarray(expert_rows, bool))
+
+
+def bernoulli_log_probs(params: Policy, logits: jax.Array) -> tuple[jax.Array, jax.Array]:
+  """`(log p, log(1 - p))` of the unmask probability each position is drawn with.
+
+  "deterministic" and "expert" actions are scored under the "sample" distribution.
+  """
+  z = logits.astype(jnp.float32) / params.temperature
+  log_p, log_not_p = jax.nn.log_sigmoid(z), jax.nn.log_sigmoid(-z)
+  if params.mode == "scaled":
+    log_p = jnp.minimum(log_p + jnp.log(params.beta), 0.0)
+    log_not_p = jnp.log1p(-jnp.minimum(jnp.exp(log_p), _MAX_SCALED_PROB))
+  return log_p, log_not_p
+
+
+def unmask_probability(params: Policy, logits: jax.Array) -> jax.Array:
+  return jnp.exp(bernoulli_log_probs(params, logits)[0])
+
+
+def position_log_probs(params: Policy, logits: jax.Array, actions: jax.Array,
+                       eligible: jax.Array) -> jax.Array:
+  """Log-probability `[..., T]` of each eligible position's decision (0 elsewhere)."""
+  log_p, log_not_p = bernoulli_log_probs(params, logits)
+  return jnp.where(eligible, jnp.where(actions, log_p, log_not_p), 0.0)
+
+
+def action_log_prob(params: Policy, logits: jax.Array, actions: jax.Array,
+                    eligible: jax.Array) -> jax.Array:
+  """Log-probability `[...]` of a step's joint action over the eligible positions."""
+  return jnp.sum(position_log_probs(params, logits, actions, eligible), axis=-1)
+
+
+def policy_and_expert_rows(policy_module, params: Policy, batch: int, strategy: str = "policy"
+                           ) -> tuple[UnmaskingPolicy, jax.Array]:
+  """The policy passed as `policy` and the rows `[B]` that follow the expert instead."""
+  if isinstance(policy_module, SteeredPolicy):
+    policy, expert_rows = policy_module.policy, policy_module.expert_rows[...]
+    if expert_rows.shape != (batch,):
+      raise ValueError(
+          f"SteeredPolicy.expert_rows must have shape ({batch},) (one flag per row), got "
+          f"{expert_rows.shape}.")
+  elif isinstance(policy_module, UnmaskingPolicy):
+    policy, expert_rows = policy_module, jnp.zeros((batch,), bool)
+  else:
+    raise ValueError(
+        f"strategy {strategy!r} needs the learned policy: pass generate(..., policy=policy) "
+        f"with a policy_rl.UnmaskingPolicy (or a SteeredPolicy), got "
+        f"{type(policy_module).__name__}.")
+  if policy.config.features != params.features:
+    raise ValueError(
+        f"the policy was built for features {policy.config.features} but the strategy's params "
+        f"give {params.features}; set params={{'features': {policy.config.features}}}.")
+  if params.mode == "expert":
+    expert_rows = jnp.ones((batch,), bool)
+  return policy, expert_rows
+
+
+def init_state(batch_size: int, num_steps: int, window: int, params: Policy) -> PolicyState:
   """Zero log-probabilities; with `record`, empty buffers of `num_steps` steps over the
   loop's window of `window` positions (truncate to the steps taken)."""
   trajectory = None

@@ -166,14 +166,11 @@ class PolicyTrainer:
     ids = np.repeat(batch.ids, g, axis=0)
     mask = None if batch.mask is None else np.repeat(batch.mask, g, axis=0)
     rows = expert_rows(n, g, self.grpo.expert_steering)
-    aux = SteeredPolicy(self.policy(state), rows)
+    steered = SteeredPolicy(self.policy(state), rows)
     result = generate(self.model, ids, self.sampler, rollout_keys(self.config.seed, step, n, g),
-                      mask, aux=aux)
+                      mask, policy=steered)
     bucket = step_bucket(int(jnp.max(result.num_steps)), self.sampler.max_steps)
-    attention_mask = None
-    if mask is not None:
-      attention_mask = jnp.concatenate(
-          [jnp.asarray(mask), jnp.ones((ids.shape[0], self.sampler.gen_length), bool)], axis=1)
+    attention_mask = None  # the policy sees the response window only: no prompt padding
     return Rollout(result=result, trajectory=result.strategy_state.trajectory.truncate(bucket),
                    attention_mask=attention_mask, expert_rows=rows, batch=batch)
 

@@ -15,7 +15,7 @@ from typing import Any
 from lookum_jax import configfile
 from lookum_jax.benchmarks.base import Benchmark, get_benchmark
 from lookum_jax.sampling import SamplerConfig
-from lookum_jax.sampling.config import POLICY_STRATEGIES
+from lookum_jax.sampling.strategies import strategy_class
 
 # Placeholders the user must override; a run refuses to start while one is left.
 MODEL_PATH_PLACEHOLDER = "<set model_path: --override model_path=/path/to/converted-model>"
@@ -72,6 +72,7 @@ class BenchmarkConfig:
   cfg_scale: float = 0.0
   logits_eos_inf: bool = False
   confidence_eos_eot_inf: bool = False
+  cache: str = "none"
   policy_path: str | None = None
   benchmark_options: dict[str, Any] = dataclasses.field(default_factory=dict)
   chat_template: bool = True
@@ -96,20 +97,23 @@ class BenchmarkConfig:
                        f"{buckets!r}.")
     if self.dtype not in DTYPES:
       raise ValueError(f"BenchmarkConfig.dtype must be one of {DTYPES}, got {self.dtype!r}.")
-    if self.strategy in POLICY_STRATEGIES and not self.policy_path:
+    if self.needs_policy and not self.policy_path:
       raise ValueError(f"strategy {self.strategy!r} needs policy_path (--policy DIR or "
                        "--override policy_path=DIR).")
 
   def make_benchmark(self) -> Benchmark:
     return get_benchmark(self.benchmark, **self.benchmark_options)
 
+  @property
+  def needs_policy(self) -> bool:
+    """The strategy reads a learned policy (`policy_path`)."""
+    return strategy_class(self.strategy).needs_policy
+
   def sampler_config(self) -> SamplerConfig:
-    if self.strategy in POLICY_STRATEGIES:
-      import policy_rl  # noqa: F401  (registers the strategies)
     return SamplerConfig(
         gen_length=self.gen_length, block_length=self.block_length, steps=self.steps,
         temperature=self.temperature, cfg_scale=self.cfg_scale, strategy=self.strategy,
-        params=dict(self.params), logits_eos_inf=self.logits_eos_inf,
+        params=dict(self.params), cache=self.cache, logits_eos_inf=self.logits_eos_inf,
         confidence_eos_eot_inf=self.confidence_eos_eot_inf)
 
   @property

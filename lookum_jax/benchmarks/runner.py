@@ -36,7 +36,6 @@ from lookum_jax.benchmarks.results import ResultsFile, finished_records
 from lookum_jax.benchmarks.summary import RunSummary, summarize_records
 from lookum_jax.model.sharding import DATA_AXIS, make_mesh, shard_batch, shard_model
 from lookum_jax.sampling import generate
-from lookum_jax.sampling.config import POLICY_STRATEGIES
 from lookum_jax.sampling.timing import compile_timer
 from lookum_jax.tasks.tokenizer import decode_response, left_pad_prompts
 
@@ -67,7 +66,7 @@ def resolve_dtype(name: str) -> tuple[Any, Any]:
 def check_paths_set(config: BenchmarkConfig) -> None:
   """Raises ValueError naming the override of every path still left as a placeholder."""
   names = ["model_path", "tokenizer_path", "data_path"]
-  if config.strategy in POLICY_STRATEGIES:
+  if config.needs_policy:
     names.append("policy_path")
   unset = [f"{name} is still a placeholder: {getattr(config, name)}" for name in names
            if is_placeholder(getattr(config, name))]
@@ -98,7 +97,7 @@ def load_for_benchmark(config: BenchmarkConfig) -> tuple[Any, Any, jax.sharding.
 
 def load_policy(config: BenchmarkConfig, mesh: jax.sharding.Mesh) -> Any:
   """The learned policy of a policy strategy (replicated on the mesh), else None."""
-  if config.strategy not in POLICY_STRATEGIES:
+  if not config.needs_policy:
     return None
   from policy_rl import load_policy as load
 
@@ -251,7 +250,7 @@ def _run_problems(config: BenchmarkConfig, benchmark: Benchmark, todo: list[dict
     for line in device_memory_report():
       log("  " + line)
   sampler = config.sampler_config()
-  aux = load_policy(config, mesh)
+  policy = load_policy(config, mesh)
   encoded = encode_problems(benchmark, todo, tokenizer, config.chat_template)
   context = model.config.max_sequence_length
   batches = plan_batches(encoded, config, context)
@@ -274,7 +273,7 @@ def _run_problems(config: BenchmarkConfig, benchmark: Benchmark, todo: list[dict
         ids, mask, keys = shard_batch((ids, mask, keys), mesh)
         with compile_timer() as compile_seconds:
           start = time.perf_counter()
-          result = generate(model, ids, sampler, keys, mask, aux=aux)
+          result = generate(model, ids, sampler, keys, mask, policy=policy)
           tokens = to_host(result.tokens)
           wall = time.perf_counter() - start
         nfe, steps = to_host(result.nfe), to_host(result.num_steps)

@@ -49,7 +49,7 @@ def run_generate(args: argparse.Namespace) -> int:
 
   try:
     config = cli_args.sampler_config_from_args(args)
-    aux = lab.load_aux(args)  # the learned policy for --strategy policy, else None
+    policy = lab.load_strategy_policy(args)  # for --strategy policy, else None
     dtype = None if args.dtype is None else jnp.dtype(args.dtype)
     model = loading.load_model(args.model, dtype=dtype)
     tokenizer = loading.load_tokenizer(args.model)
@@ -58,7 +58,7 @@ def run_generate(args: argparse.Namespace) -> int:
     prompt_ids = np.asarray([tokenizer(text)["input_ids"]], np.int32)
     with compile_timer() as compile_seconds:
       start = time.perf_counter()
-      result = generate(model, prompt_ids, config, jax.random.key(args.seed), aux=aux)
+      result = generate(model, prompt_ids, config, jax.random.key(args.seed), policy=policy)
       tokens = np.asarray(result.tokens)  # waits for the device
       wall = time.perf_counter() - start
   except (ValueError, OSError) as e:

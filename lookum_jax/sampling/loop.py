@@ -399,7 +399,6 @@ def init_decode(model: Any, prompt_ids: jax.Array, prompt_mask: jax.Array | None
                 ) -> tuple[StepContext, LoopState]:
   """The step context and the initial state of `decode` (before the first block)."""
   batch, prompt_length = prompt_ids.shape
-  total = prompt_length + config.gen_length
   canvas = jnp.concatenate(
       [prompt_ids.astype(jnp.int32),
        jnp.full((batch, config.gen_length), mask_token_id, jnp.int32)], axis=1)

@@ -5,16 +5,15 @@ from __future__ import annotations
 
 import dataclasses
 
-
 import jax.numpy as jnp
 
 from lookum_jax.sampling import scores
 from lookum_jax.sampling.strategies.base import (
-    Strategy,
-    check_unit_interval,
-    commit_at_least_one,
-    commit_top_k,
-    rank_positions,
+  Strategy,
+  check_unit_interval,
+  commit_at_least_one,
+  commit_top_k,
+  rank_positions,
 )
 
 
