@@ -5,6 +5,7 @@ compiles once and hypothesis varies only prompts and keys. NFE is checked agains
 forward passes actually made, counted by a `jax.debug.callback` inside the model function.
 """
 
+import dataclasses
 import functools
 
 import jax
@@ -15,8 +16,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from lookum_jax.sampling import SamplerConfig, decode, generate
-from lookum_jax.sampling.strategies import Strategy, commit_top_k, register_strategy
-from lookum_jax.sampling.strategies.base import _REGISTRY
+from lookum_jax.sampling.strategies import Strategy, commit_top_k
 from lookum_jax.testing import (
     MODEL_CONFIG,
     STRATEGY_CONFIGS,
@@ -56,7 +56,7 @@ def check_invariants(config: SamplerConfig, prompt: np.ndarray, result) -> None:
   blocks = response_order.reshape(len(prompt), config.num_blocks, config.block_length)
   assert np.all(blocks[:, 1:].min(axis=-1) > blocks[:, :-1].max(axis=-1))
   commits = np.stack([np.bincount(row, minlength=config.max_steps) for row in response_order])
-  if config.strategy_impl.schedule_for(config.params):
+  if config.strategy.uses_schedule:
     # The per-step commit counts are LLaDA's schedule, block after block.
     schedule = np.tile(config.block_schedule(), config.num_blocks)
     np.testing.assert_array_equal(commits, np.broadcast_to(schedule, commits.shape))
@@ -112,8 +112,15 @@ def test_finished_rows_spend_no_more_nfe():
   result, calls = count_forward_passes(config, prompt, key)
   steps = result.num_steps
   assert len(set(steps.tolist())) > 1, "pick a seed where rows finish at different steps"
-  # One batched call (conditional + unconditional rows) per step while a row is active.
-  assert calls == [2 * len(prompt)] * int(steps.max())
+  # Blocks are synchronised across the batch: one batched call (conditional +
+  # unconditional rows) per step while a row is still in the block, the block's first
+  # step served by its opening forward. A row commits at least one position of the block
+  # per step, so its steps in a block are the distinct steps its block positions got.
+  order = result.unmask_order[:, prompt.shape[1]:].reshape(
+      len(prompt), config.num_blocks, config.block_length)
+  block_steps = np.asarray([[len(np.unique(block)) for block in row] for row in order])
+  np.testing.assert_array_equal(block_steps.sum(axis=1), steps)
+  assert calls == [2 * len(prompt)] * int(block_steps.max(axis=0).sum())
   np.testing.assert_array_equal(result.nfe, 2 * steps)
   # The row that finishes first gets the same tokens and NFE alone (its own key).
   first = int(np.argmin(steps))
@@ -139,31 +146,37 @@ def test_mask_token_is_never_committed_even_when_predicted():
   check_invariants(config, make_prompts(0), result)
 
 
-@pytest.fixture
-def rogue_strategies():
-  """Two strategies choosing the same new position per step; "rogue" also asks to
-  re-commit the prompt and everything before it (fresh samples there would differ)."""
+@dataclasses.dataclass(frozen=True)
+class Polite(Strategy):
+  """Commits the single most confident eligible position per step."""
 
-  def polite(params, view, key):
-    return commit_top_k(view.confidence, view, jnp.int32(1))
+  name = "test_polite"
 
-  def rogue(params, view, key):
-    first_eligible = jnp.argmax(view.eligible)
-    return polite(params, view, key) | (jnp.arange(view.eligible.shape[0]) < first_eligible)
+  @property
+  def uses_schedule(self) -> bool:
+    return False
 
-  for name, select in (("test_polite", polite), ("test_rogue", rogue)):
-    register_strategy(Strategy(name=name, uses_schedule=False, select=select))
-  yield
-  for name in ("test_polite", "test_rogue"):
-    _REGISTRY.pop(name)
+  def select(self, view, key):
+    return commit_top_k(view.certainty, view, jnp.int32(1))
 
 
-def test_loop_never_rewrites_prompt_or_committed_tokens(rogue_strategies):
-  config = STRATEGY_CONFIGS["low_confidence"].replace(temperature=2.0)
+@dataclasses.dataclass(frozen=True)
+class Rogue(Polite):
+  """Polite's choice, plus a request to (re-)commit every position it may not: those already
+  committed and those of later blocks (fresh samples there would differ)."""
+
+  name = "test_rogue"
+
+  def select(self, view, key):
+    return super().select(view, key) | ~view.eligible
+
+
+def test_loop_never_rewrites_prompt_or_committed_tokens():
+  config = STRATEGY_CONFIGS["low_confidence"].replace(temperature=2.0, block_length=8)
   prompt, key = make_prompts(2), jax.random.key(2)
-  polite = jit_decode(lambda t, m: model()(t, m), config.replace(strategy="test_polite"),
+  polite = jit_decode(lambda t, m: model()(t, m), config.replace(strategy=Polite()),
                       prompt, key)
-  rogue = jit_decode(lambda t, m: model()(t, m), config.replace(strategy="test_rogue"),
+  rogue = jit_decode(lambda t, m: model()(t, m), config.replace(strategy=Rogue()),
                      prompt, key)
   np.testing.assert_array_equal(rogue.tokens, polite.tokens)
   np.testing.assert_array_equal(rogue.unmask_order, polite.unmask_order)

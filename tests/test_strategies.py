@@ -6,19 +6,23 @@ import numpy as np
 import pytest
 
 from lookum_jax.sampling import scores
-from lookum_jax.sampling.strategies import StepView, get_strategy, rank_positions
+from lookum_jax.sampling.strategies import StepView, make_strategy, rank_positions
 
 
-def make_view(logits, eligible=None, demoted=None, num_transfer=0, response_start=0):
+def make_view(logits, eligible=None, demoted=None, num_transfer=0, start=0):
+  """A view over a window of response positions `[start, start + W)`."""
   logits = jnp.asarray(logits, jnp.float32)
   length = logits.shape[0]
   candidates = jnp.argmax(logits, axis=-1).astype(jnp.int32)
+  eligible = jnp.ones(length, bool) if eligible is None else jnp.asarray(eligible, bool)
   return StepView(
       logits=logits, candidates=candidates,
       confidence=scores.token_probability(logits, candidates),
-      eligible=jnp.ones(length, bool) if eligible is None else jnp.asarray(eligible, bool),
+      certainty=scores.log_odds(logits, candidates),
+      eligible=eligible, masked=eligible,
       demoted=jnp.zeros(length, bool) if demoted is None else jnp.asarray(demoted, bool),
-      num_transfer=jnp.int32(num_transfer), response_start=response_start)
+      num_transfer=jnp.int32(num_transfer),
+      positions=start + jnp.arange(length, dtype=jnp.int32))
 
 
 def peaked(probabilities, vocab=4):
@@ -31,9 +35,8 @@ def peaked(probabilities, vocab=4):
 
 
 def select(name, view, params=None, key=None):
-  strategy = get_strategy(name)
-  return np.asarray(strategy.select(strategy.make_params(params), view,
-                                    jax.random.key(0) if key is None else key))
+  strategy = make_strategy(name, params)
+  return np.asarray(strategy.select(view, jax.random.key(0) if key is None else key))
 
 
 def test_rank_order_eligible_then_not_demoted_then_score_then_index():
@@ -90,17 +93,16 @@ def test_entropy_bounded_commits_the_longest_prefix_within_gamma():
                                 [1, 0, 0, 0, 0])
 
 
-def test_random_commits_k_eligible_and_ignores_prompt_padding():
+def test_random_commits_k_eligible_and_draws_by_response_position():
   length, eligible = 12, np.r_[np.zeros(4), np.ones(6), np.zeros(2)]
-  view = make_view(np.zeros((length, 4)), eligible=eligible, num_transfer=3,
-                   response_start=2)
+  view = make_view(np.zeros((length, 4)), eligible=eligible, num_transfer=3)
   key = jax.random.key(3)
   commit = select("random", view, key=key)
   assert commit.sum() == 3 and np.all(eligible[commit.astype(bool)] == 1)
-  # The same response behind 5 more prompt (padding) positions: the same choice.
-  padded = make_view(np.zeros((length + 5, 4)), eligible=np.r_[np.zeros(5), eligible],
-                     num_transfer=3, response_start=7)
-  np.testing.assert_array_equal(select("random", padded, key=key)[5:], commit)
+  # The same positions seen through a window of just the block (response positions 4..9,
+  # as under a KV cache): the same draw, so the same choice.
+  block = make_view(np.zeros((6, 4)), num_transfer=3, start=4)
+  np.testing.assert_array_equal(select("random", block, key=key), commit[4:10])
   counts = sum(select("random", view, key=jax.random.key(seed)) for seed in range(40))
   assert np.all(counts[eligible == 1] > 0)  # every eligible position gets picked
 
@@ -108,8 +110,10 @@ def test_random_commits_k_eligible_and_ignores_prompt_padding():
 @pytest.mark.parametrize("name, params, message", [
     ("threshold", {"tau": 1.5}, r"threshold tau must be in \[0, 1\], got 1.5"),
     ("entropy_bounded", {"gamma": -1.0}, r"entropy_bounded gamma must be >= 0, got -1.0"),
-    ("threshold", [0.9], r"takes its parameters as a dict or ThresholdParams, got list"),
+    ("threshold", [0.9], r"takes its parameters as a dict, got list"),
+    ("threshold", {"gamma": 0.1}, r"unknown parameter\(s\) \['gamma'\] for strategy 'threshold'"),
+    ("nonsense", None, r"unknown strategy 'nonsense'"),
 ])
 def test_bad_strategy_params_raise(name, params, message):
   with pytest.raises(ValueError, match=message):
-    get_strategy(name).make_params(params)
+    make_strategy(name, params)
