@@ -329,13 +329,13 @@ class StepContext:
     def run(state):
       if cfg.cache == "none" or not cfg.cache_refresh:
         return step_forward(state)
-      due = state.block_step % cfg.cache_refresh == 0
+      due = (state.block_step + 1) % cfg.cache_refresh == 0  # the next step's index
       return jax.lax.cond(due, refresh, step_forward, state)
 
     logits, cache = jax.lax.cond(jnp.any(active), run, lambda s: (s.logits, s.cache), state)
     tokens = self.step_tokens()
     if cfg.cache != "none" and cfg.cache_refresh:
-      due = state.block_step % cfg.cache_refresh == 0
+      due = (state.block_step + 1) % cfg.cache_refresh == 0  # the next step's index
       tokens = jnp.where(due, state.tokens.shape[1], tokens)
     n = active.astype(jnp.int32) * self.forward_cost
     return state.replace(logits=logits, cache=cache, nfe=state.nfe + n,
