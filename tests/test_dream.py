@@ -198,6 +198,22 @@ def test_shift_logits():
   np.testing.assert_array_equal(shifted[:, 0], np.asarray(logits)[:, 0])
 
 
+@pytest.mark.parametrize("start", [
+    pytest.param(0, marks=pytest.mark.xfail(strict=True, reason=(
+        "engine bug: LLaDA._window_hidden clamps start - 1 to 0, so a Dream window at 0 "
+        "returns unshifted outputs (position i gets hidden state i, not i - 1); decode never "
+        "asks for it (prompts have >= 1 token)"))),
+    1, 5])
+def test_windowed_logits_are_the_full_logits_of_the_window(start):
+  """`logits_window=(start, length)` (the loop's response window) shifts as the full call."""
+  config = tiny_dream(n_layers=1, vocab_size=96)
+  model = init_model(config, seed=0)
+  tokens = jnp.asarray(np.random.default_rng(1).integers(0, 90, (2, 12)), jnp.int32)
+  full = np.asarray(forward(model, tokens))
+  window = np.asarray(jax.jit(lambda t: model(t, logits_window=(start, 6)))(tokens))
+  np.testing.assert_allclose(window, full[:, start:start + 6], atol=1e-5, rtol=1e-5)
+
+
 # ---------------------------------------------------------------- loading, sharding, sampling
 
 def test_missing_bias_is_reported(tmp_path):

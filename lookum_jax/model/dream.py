@@ -11,6 +11,8 @@ repository.
 
 from __future__ import annotations
 
+import jax
+import jax.numpy as jnp
 from jax.sharding import PartitionSpec as P
 
 from lookum_jax.model.llada import LLaDA
@@ -24,3 +26,10 @@ DREAM_RULES: ShardingRules = (
 
 Dream = LLaDA
 """The one transformer class; a Dream config (`architecture="dream"`) selects Dream."""
+
+
+def shift_logits(logits: jax.Array) -> jax.Array:
+  """Dream's alignment of raw outputs `[B, T, V]` with the canvas: the output at position
+  i - 1 predicts token i, and position 0 keeps its own (`cat([l[:, :1], l[:, :-1]])`, as
+  Dream's `diffusion_generate`)."""
+  return jnp.concatenate([logits[:, :1], logits[:, :-1]], axis=1)
