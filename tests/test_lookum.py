@@ -1,5 +1,7 @@
 """LookUM: K = 1 is the base strategy, the verifier decides, K look-aheads are one call."""
 
+import traceback
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -8,7 +10,7 @@ import pytest
 from lookum_jax import SamplerConfig, generate
 from lookum_jax.model import init_model, tiny
 from lookum_jax.sampling import decode
-from lookum_jax.sampling.lookum import LookUMParams
+from lookum_jax.sampling.lookum import LookUM
 
 GEN, BLOCK, STEPS = 16, 8, 8
 MASK, EOS, VOCAB = 127, 126, 128
@@ -45,7 +47,9 @@ def test_one_path_is_the_base_strategy(model, prompts, base, params, extra):
 
 def _fake_model(favoured_position: int):
   """Logits with a fixed confidence ranking; sharp everywhere once `favoured_position`
-  holds a token, flat otherwise: a certainty verifier should pick the path committing it."""
+  holds a token, flat otherwise: a certainty verifier should pick the path committing it.
+  Sharpening keeps the ranking (the strategies rank by exact log-odds, so a ranking that
+  only rounding to probability 1.0 hid would show)."""
   total = 4 + GEN
   ramp = jnp.linspace(3.0, 0.0, total)  # earlier positions more confident
 
@@ -53,7 +57,7 @@ def _fake_model(favoured_position: int):
     del attention_mask
     base = jnp.zeros(tokens.shape + (VOCAB,)).at[..., 7].set(ramp)
     sharp = (tokens[:, favoured_position] != MASK)[:, None, None]
-    return jnp.where(sharp, base.at[..., 9].add(20.0), base)
+    return jnp.where(sharp, base.at[..., 7].add(20.0), base)
 
   return model_fn
 
@@ -87,7 +91,9 @@ def _traced_calls(config, prompts, model):
   calls = []
 
   def model_fn(tokens, attention_mask=None):
-    calls.append(tokens.shape)
+    # Not the loop's shape inference (`jax.eval_shape` of the first forward).
+    if not any(frame.name == "eval_shape" for frame in traceback.extract_stack()):
+      calls.append(tokens.shape)
     return model(tokens, attention_mask)
 
   jax.jit(lambda k: decode(model_fn, prompts, None, k, config, mask_token_id=MASK,
@@ -100,8 +106,9 @@ def test_lookahead_passes_are_one_batched_call(model, prompts, paths):
   config = SamplerConfig(gen_length=GEN, block_length=BLOCK, steps=STEPS, strategy="lookum",
                          params={"paths": paths})
   total = prompts.shape[1] + GEN
-  # The first canvas; then, inside the loop, either one call over all B * K look-ahead
-  # canvases (a branching step) or the base step's call (a step without a choice).
+  # A block's opening forward; then, inside the block's loop, either one call over all
+  # B * K look-ahead canvases (a branching step) or the base step's call (a step without a
+  # choice).
   assert _traced_calls(config, prompts, model) == [(2, total), (2 * paths, total), (2, total)]
 
 
@@ -171,6 +178,7 @@ def test_variants_decode_every_position_in_block_order(model, prompts, params):
     ({"selection": "smc", "selection_temperature": 0.0}, "needs selection_temperature > 0"),
     ({"verifier": "oracle"}, "verifier must be one of"),
     ({"verifier_scope": "everything"}, "verifier_scope must be one of"),
+    ({"verifier_scope": "sequence"}, r"verifier_scope='sequence' was removed.*'response'"),
     ({"base": "random"}, "base must be one of"),
     ({"selection_temperature": -1.0}, "selection_temperature must be >= 0"),
     ({"num_paths": 2}, "unknown parameter"),
@@ -182,7 +190,7 @@ def test_bad_options_are_named(bad, message):
 
 
 def test_params_defaults_follow_the_paper():
-  params = LookUMParams()
+  params = LookUM()
   assert (params.paths, params.pool_size, params.verifier) == (2, 5, "neg_entropy")
 
 
