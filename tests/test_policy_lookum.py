@@ -8,11 +8,10 @@ import numpy as np
 import pytest
 from flax import nnx
 
-import policy_rl  # noqa: F401  (registers the strategies)
 from lookum_jax.model import tiny
 from lookum_jax.sampling import SamplerConfig, decode, generate
 from lookum_jax.testing.models import decode_kwargs, random_model
-from policy_rl import PolicyConfig, PolicyLookUMParams, SteeredPolicy, init_policy
+from policy_rl import PolicyConfig, PolicyLookUM, SteeredPolicy, init_policy
 
 GEN, BLOCK = 8, 4
 PROMPTS = jnp.array([[3, 4, 5, 6], [7, 8, 9, 10]], jnp.int32)
@@ -50,8 +49,8 @@ def config(block=BLOCK, **params) -> SamplerConfig:
 def test_one_path_is_the_deterministic_policy(dllm, policy):
   key = jax.random.key(0)
   expected = generate(dllm, PROMPTS, config().replace(
-      strategy="policy", params={"mode": "deterministic"}), key, aux=policy)
-  got = generate(dllm, PROMPTS, config(paths=1), key, aux=policy)
+      strategy="policy", params={"mode": "deterministic"}), key, policy=policy)
+  got = generate(dllm, PROMPTS, config(paths=1), key, policy=policy)
   np.testing.assert_array_equal(got.tokens, expected.tokens)
   np.testing.assert_array_equal(got.unmask_order, expected.unmask_order)
   np.testing.assert_array_equal(got.nfe, expected.nfe)
@@ -62,7 +61,7 @@ def test_one_path_is_the_deterministic_policy(dllm, policy):
 @pytest.mark.parametrize("paths,block", [(2, BLOCK), (3, GEN)])
 def test_decodes_everything_in_block_order_and_counts_forwards(dllm, policy, paths, block):
   result = generate(dllm, PROMPTS, config(block=block, paths=paths, beta=2.0),
-                    jax.random.key(3), aux=policy)
+                    jax.random.key(3), policy=policy)
   p = PROMPTS.shape[1]
   np.testing.assert_array_equal(result.tokens[:, :p], PROMPTS)
   order = np.asarray(result.unmask_order)[:, p:]
@@ -71,11 +70,13 @@ def test_decodes_everything_in_block_order_and_counts_forwards(dllm, policy, pat
     for b in range(GEN // block - 1):
       assert row[b * block:(b + 1) * block].max() < row[(b + 1) * block:].min()
   steps = np.asarray(result.num_steps)
-  # Each step costs 1 (no choice) or K forwards, after the first canvas's; the last
-  # step's forward is spent only when it branched (its look-ahead is the verification).
+  # Each step costs 1 (no choice) or K forwards, after its block's opening forward; a
+  # block's last step spends a forward only when it branched (its look-ahead is the
+  # verification).
   nfe = np.asarray(result.nfe)
-  assert ((nfe >= steps) & (nfe <= 1 + paths * steps)).all()
-  assert (nfe > steps + 1).any()  # some step branched
+  blocks = GEN // block
+  assert ((nfe >= steps) & (nfe <= blocks + paths * steps)).all()
+  assert (nfe > steps + 1).any()  # some step branched (no branching: nfe == steps)
 
 
 @pytest.mark.parametrize("paths", [2, 3])
@@ -87,23 +88,24 @@ def test_branching_steps_spend_k_forwards(dllm, policy, paths):
   silent.head.bias[...] = jnp.full_like(silent.head.bias[...], -1e4)
   silent.head.kernel[...] = jnp.zeros_like(silent.head.kernel[...])
   key = jax.random.key(0)
-  got = generate(dllm, PROMPTS, config(paths=paths), key, aux=silent)
+  got = generate(dllm, PROMPTS, config(paths=paths), key, policy=silent)
   expected = generate(dllm, PROMPTS, config().replace(strategy="low_confidence", params={}),
                       key)
   np.testing.assert_array_equal(got.tokens, expected.tokens)
   np.testing.assert_array_equal(got.unmask_order, expected.unmask_order)
-  # Per block of 4: three branching steps (4, 3, 2 eligible) and one plain step; the first
-  # canvas costs 1 and the very last step spends no forward.
-  branching, plain = 2 * (BLOCK - 1), 2 - 1
-  np.testing.assert_array_equal(got.nfe, [1 + paths * branching + plain] * 2)
+  # Per block of 4: the opening forward, three branching steps (4, 3, 2 eligible; the last
+  # one's look-ahead serves the fourth step) and one plain step, which spends no forward
+  # (its block is then committed).
+  blocks, branching = GEN // BLOCK, GEN // BLOCK * (BLOCK - 1)
+  np.testing.assert_array_equal(got.nfe, [blocks + paths * branching] * 2)
 
 
 def test_same_key_same_tokens_and_keys_matter(dllm, policy):
   cfg = config(paths=3, beta=2.0, selection_temperature=10.0)
-  first = generate(dllm, PROMPTS, cfg, jax.random.key(7), aux=policy)
-  again = generate(dllm, PROMPTS, cfg, jax.random.key(7), aux=policy)
+  first = generate(dllm, PROMPTS, cfg, jax.random.key(7), policy=policy)
+  again = generate(dllm, PROMPTS, cfg, jax.random.key(7), policy=policy)
   np.testing.assert_array_equal(first.tokens, again.tokens)
-  orders = {tuple(np.asarray(generate(dllm, PROMPTS, cfg, jax.random.key(k), aux=policy)
+  orders = {tuple(np.asarray(generate(dllm, PROMPTS, cfg, jax.random.key(k), policy=policy)
                              .unmask_order).ravel()) for k in range(4)}
   assert len(orders) > 1
 
@@ -117,7 +119,7 @@ def test_same_key_same_tokens_and_keys_matter(dllm, policy):
 ])
 def test_bad_options_are_named(bad, message):
   with pytest.raises(ValueError, match=message):
-    PolicyLookUMParams(**bad)
+    PolicyLookUM(**bad)
 
 
 def test_missing_or_steered_policy_is_a_clear_error(dllm, policy):
@@ -125,7 +127,7 @@ def test_missing_or_steered_policy_is_a_clear_error(dllm, policy):
     generate(dllm, PROMPTS, config(paths=2), jax.random.key(0))
   steered = SteeredPolicy(policy, jnp.ones((2,), bool))
   with pytest.raises(ValueError, match="does not follow an expert"):
-    generate(dllm, PROMPTS, config(paths=2), jax.random.key(0), aux=steered)
+    generate(dllm, PROMPTS, config(paths=2), jax.random.key(0), policy=steered)
 
 
 def test_a_row_decodes_the_same_alone_and_in_a_padded_batch(dllm):
@@ -139,8 +141,8 @@ def test_a_row_decodes_the_same_alone_and_in_a_padded_batch(dllm):
   batch = jnp.concatenate([padded, longer], axis=0)
   mask = jnp.asarray([[False] * 3 + [True] * 3, [True] * 6])
   keys = jax.random.split(jax.random.key(5), 2)
-  alone = generate(dllm, short, cfg, keys[:1], aux=policy)
-  together = generate(dllm, batch, cfg, keys, mask, aux=policy)
+  alone = generate(dllm, short, cfg, keys[:1], policy=policy)
+  together = generate(dllm, batch, cfg, keys, mask, policy=policy)
   np.testing.assert_array_equal(alone.tokens[0, 3:], together.tokens[0, 6:])
   np.testing.assert_array_equal(alone.nfe[0], together.nfe[0])
   assert together.num_steps[0] != together.num_steps[1]  # the rows branch at different steps
@@ -167,16 +169,16 @@ def test_verifier_keeps_the_candidate_it_is_most_certain_after():
   favoured = 4 + GEN - 1  # the least confident response position
   policy = _policy(output_bias=-0.2)
   policy.head.kernel[...] = jnp.zeros_like(policy.head.kernel[...])
-  cfg = config(block=GEN, paths=8, verifier_scope="sequence")
+  cfg = config(block=GEN, paths=8, verifier_scope="response")
   result = jax.jit(lambda k: decode(
       _sharp_once_committed(favoured, 4 + GEN), prompt, None, k, cfg, mask_token_id=31,
-      eos_token_id=30, stop_token_ids=(30,), aux=policy))(jax.random.key(0))
+      eos_token_id=30, stop_token_ids=(30,), policy=policy))(jax.random.key(0))
   order = np.asarray(result.unmask_order[0])
   assert order[favoured] == 0  # committed at the first step, though the least confident
   alone = config(block=GEN, paths=1)  # the deterministic policy commits it last
   result = jax.jit(lambda k: decode(
       _sharp_once_committed(favoured, 4 + GEN), prompt, None, k, alone, mask_token_id=31,
-      eos_token_id=30, stop_token_ids=(30,), aux=policy))(jax.random.key(0))
+      eos_token_id=30, stop_token_ids=(30,), policy=policy))(jax.random.key(0))
   assert np.asarray(result.unmask_order[0])[favoured] > 0
 
 
@@ -184,9 +186,9 @@ def test_rollouts_under_vmap_equal_separate_calls(dllm, policy):
   cfg = config(paths=2, beta=2.0, selection_temperature=1.0)
   keys = jax.random.split(jax.random.key(9), 3)
   vmapped = jax.jit(jax.vmap(lambda k: decode(
-      dllm, PROMPTS, None, jnp.broadcast_to(k, (2,)), cfg, aux=policy,
+      dllm, PROMPTS, None, jnp.broadcast_to(k, (2,)), cfg, policy=policy,
       **decode_kwargs(dllm, cfg))))(keys)
   for i, key in enumerate(keys):
-    single = generate(dllm, PROMPTS, cfg, jnp.broadcast_to(key, (2,)), aux=policy)
+    single = generate(dllm, PROMPTS, cfg, jnp.broadcast_to(key, (2,)), policy=policy)
     np.testing.assert_array_equal(vmapped.tokens[i], single.tokens)
     np.testing.assert_array_equal(vmapped.nfe[i], single.nfe)
