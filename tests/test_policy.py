@@ -207,9 +207,12 @@ def test_log_prob_matches_direct_bernoulli(mode, temperature, beta):
 # ---------------------------------------------------------------- the strategy in the loop
 
 
+SAMPLE_KEY = 2  # a key whose rollout exercises both the drawn actions and the fallback
+
+
 @pytest.fixture(scope="module")
 def sampled(dllm, policy):
-  return generate(dllm, PROMPTS, policy_config(), jax.random.key(0), aux=policy)
+  return generate(dllm, PROMPTS, policy_config(), jax.random.key(SAMPLE_KEY), policy=policy)
 
 
 def test_generate_with_policy_records_a_consistent_trajectory(dllm, policy, sampled):
@@ -225,15 +228,18 @@ def test_generate_with_policy_records_a_consistent_trajectory(dllm, policy, samp
     valid = np.asarray(traj.valid[row])
     assert valid[:steps[row]].all() and not valid[steps[row]:].any()
     np.testing.assert_allclose(traj.time[row, :steps[row]], np.arange(steps[row]) / GEN)
-  # Step 0 features are the dLLM's top-1 probabilities on the all-masked canvas.
+  # The trajectory covers the loop's window: the response (no prompt positions).
+  assert traj.token_features.shape == (batch, GEN, GEN, 1)  # [B, max_steps, W, F]
+  assert traj.actions.shape == traj.eligible.shape == traj.masked.shape == (batch, GEN, GEN)
+  # Step 0 features are the dLLM's top-1 probabilities on the all-masked canvas's response.
   canvas = jnp.concatenate([PROMPTS, jnp.full((batch, GEN), dllm.config.mask_token_id)], 1)
-  logits = np.asarray(apply(dllm, canvas), np.float64)
+  logits = np.asarray(apply(dllm, canvas), np.float64)[:, PROMPTS.shape[1]:]
   probs = np.exp(logits - logits.max(-1, keepdims=True))
   probs /= probs.sum(-1, keepdims=True)
   probs[..., dllm.config.mask_token_id] = 0.0  # never a candidate
   np.testing.assert_allclose(traj.token_features[:, 0, :, 0], probs.max(-1), rtol=1e-4)
   # Committed at step s: the drawn actions, or the single most confident eligible position.
-  order, host = np.asarray(result.unmask_order), jax.device_get(traj)
+  order, host = np.asarray(result.unmask_order)[:, PROMPTS.shape[1]:], jax.device_get(traj)
   fallbacks = 0
   for row in range(batch):
     for s in range(steps[row]):
@@ -258,7 +264,7 @@ def test_at_least_one_rule_commits_the_most_confident(dllm, policy):
   """A policy that never draws commits exactly the most confident position each step:
   low_confidence at one token per step; one that always draws finishes a block per step."""
   never = generate(dllm, PROMPTS, policy_config(), jax.random.key(0),
-                   aux=with_output_bias(policy, -60.0))
+                   policy=with_output_bias(policy, -60.0))
   one_per_step = generate(dllm, PROMPTS, SamplerConfig(
       gen_length=GEN, block_length=BLOCK, steps=GEN, strategy="low_confidence"),
       jax.random.key(0))
@@ -268,15 +274,15 @@ def test_at_least_one_rule_commits_the_most_confident(dllm, policy):
   assert not np.any(never.strategy_state.trajectory.actions)
   np.testing.assert_allclose(never.strategy_state.log_prob, 0.0, atol=1e-6)
   always = generate(dllm, PROMPTS, policy_config(), jax.random.key(0),
-                    aux=with_output_bias(policy, 60.0))
+                    policy=with_output_bias(policy, 60.0))
   np.testing.assert_array_equal(always.num_steps, GEN // BLOCK)
   np.testing.assert_array_equal(always.unmask_order[:, 4:],
                                 np.repeat(np.arange(GEN // BLOCK), BLOCK)[None].repeat(2, 0))
 
 
 def test_expert_rows_follow_the_threshold_rule(dllm, policy, sampled):
-  steered = generate(dllm, PROMPTS, policy_config(), jax.random.key(0),
-                     aux=SteeredPolicy(policy, jnp.array([True, False])))
+  steered = generate(dllm, PROMPTS, policy_config(), jax.random.key(SAMPLE_KEY),
+                     policy=SteeredPolicy(policy, jnp.array([True, False])))
   threshold = generate(dllm, PROMPTS, SamplerConfig(
       gen_length=GEN, block_length=BLOCK, strategy="threshold", params={"tau": 0.9}),
       jax.random.key(0))
@@ -294,8 +300,8 @@ def test_expert_rows_follow_the_threshold_rule(dllm, policy, sampled):
 
 def test_deterministic_mode_commits_where_p_is_at_least_one_half(dllm, policy):
   config = policy_config(mode="deterministic")
-  first = generate(dllm, PROMPTS, config, jax.random.key(0), aux=policy)
-  second = generate(dllm, PROMPTS, config, jax.random.key(1), aux=policy)
+  first = generate(dllm, PROMPTS, config, jax.random.key(0), policy=policy)
+  second = generate(dllm, PROMPTS, config, jax.random.key(1), policy=policy)
   np.testing.assert_array_equal(first.unmask_order, second.unmask_order)
   traj = first.strategy_state.trajectory
   b, s, t = traj.actions.shape
@@ -309,10 +315,10 @@ def test_policy_under_vmap_over_rollouts(dllm, policy):
   config = policy_config()
   keys = jax.random.split(jax.random.key(5), 3)
   vmapped = jax.jit(jax.vmap(lambda k: decode(
-      lambda t, m: dllm(t, m), PROMPTS, None, k, config, aux=policy,
+      lambda t, m: dllm(t, m), PROMPTS, None, k, config, policy=policy,
       **decode_kwargs(dllm, config))))(keys)
   for i, key in enumerate(keys):
-    single = generate(dllm, PROMPTS, config, key, aux=policy)
+    single = generate(dllm, PROMPTS, config, key, policy=policy)
     np.testing.assert_array_equal(vmapped.tokens[i], single.tokens)
     np.testing.assert_array_equal(vmapped.unmask_order[i], single.unmask_order)
     np.testing.assert_allclose(vmapped.strategy_state.log_prob[i],
@@ -321,26 +327,42 @@ def test_policy_under_vmap_over_rollouts(dllm, policy):
 
 
 def test_decode_loop_has_no_python_loop_over_steps(dllm, policy):
-  """The traced program is one while loop whose size does not grow with the step count."""
-  def jaxpr(gen_length):
-    config = SamplerConfig(gen_length=gen_length, block_length=gen_length, strategy="policy",
+  """The traced program is one loop over blocks holding one while loop over a block's steps,
+  and neither grows with the step count or the number of blocks."""
+  def jaxpr(gen_length, block_length):
+    config = SamplerConfig(gen_length=gen_length, block_length=block_length, strategy="policy",
                            params={"record": True})
-    fn = lambda p, k: decode(lambda t, m: dllm(t, m), p, None, k, config, aux=policy,
+    fn = lambda p, k: decode(lambda t, m: dllm(t, m), p, None, k, config, policy=policy,
                              **decode_kwargs(dllm, config))
     return jax.make_jaxpr(fn)(PROMPTS, jax.random.key(0)).jaxpr
 
-  short, long = jaxpr(8), jaxpr(32)
-  assert [e.primitive.name for e in short.eqns].count("while") == 1
-  assert len(short.eqns) == len(long.eqns)
-  body = lambda j: next(e for e in j.eqns if e.primitive.name == "while").params["body_jaxpr"]
-  assert len(body(short).eqns) == len(body(long).eqns)
+  loop_names = ("while", "scan")
+
+  def only_loop(j):
+    loops = [e for e in j.eqns if e.primitive.name in loop_names]
+    assert len(loops) == 1, [e.primitive.name for e in loops]
+    return loops[0]
+
+  def body(eqn):
+    return (eqn.params["jaxpr"] if eqn.primitive.name == "scan"
+            else eqn.params["body_jaxpr"]).jaxpr
+
+  def structure(j):
+    blocks = only_loop(j)  # the loop over blocks
+    steps = only_loop(body(blocks))  # the while loop over a block's steps
+    assert steps.primitive.name == "while"
+    return len(j.eqns), len(body(blocks).eqns), len(body(steps).eqns)
+
+  # Full diffusion at two lengths, and two numbers of blocks of the same length.
+  assert structure(jaxpr(8, 8)) == structure(jaxpr(32, 32))
+  assert structure(jaxpr(8, 4)) == structure(jaxpr(32, 4))
 
 
 def test_strategy_errors_are_precise(dllm, policy):
-  with pytest.raises(ValueError, match=r"needs the learned policy: pass generate\(\.\.\., aux="):
+  with pytest.raises(ValueError, match=r"needs the learned policy: pass generate\(\.\.\., policy="):
     generate(dllm, PROMPTS, policy_config(), jax.random.key(0))
   with pytest.raises(ValueError, match="built for features \\('confidence',\\)"):
-    generate(dllm, PROMPTS, policy_config(features=("margin",)), jax.random.key(0), aux=policy)
+    generate(dllm, PROMPTS, policy_config(features=("margin",)), jax.random.key(0), policy=policy)
   with pytest.raises(ValueError, match=r"expert_rows must have shape \(2,\)"):
     generate(dllm, PROMPTS, policy_config(), jax.random.key(0),
-             aux=SteeredPolicy(policy, jnp.array([True, False, True])))
+             policy=SteeredPolicy(policy, jnp.array([True, False, True])))
