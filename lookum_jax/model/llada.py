@@ -147,7 +147,8 @@ class Block(nnx.Module):
              ) -> jax.Array:
     """A window of `w` positions per candidate, `x [B, K, w, D]`, attending over its own
     fresh keys/values and the cached ones `[B, T, kv, hd]` of every position outside
-    `[start, start + w)`.
+    `[start, start + w)`. The cache may hold only the first S <= T positions (a prefix
+    cache of the positions before the window).
 
     The two key sets are scored separately and normalised together (one softmax over
     `T + w` keys), so the cache is never copied, not even once per candidate.
@@ -161,9 +162,11 @@ class Block(nnx.Module):
     scale = 1.0 / jnp.sqrt(jnp.float32(hd))
     cached = jnp.einsum("bpqkgh,bskh->bpkgqs", q, cached_k,
                         preferred_element_type=jnp.float32) * scale
-    pos = jnp.arange(cached_k.shape[1])
-    outside = (pos < start) | (pos >= start + w)  # [T]
-    valid = outside[None] if key_mask is None else key_mask & outside[None]  # [B, T]
+    cached_length = cached_k.shape[1]  # T (dual), or the prefix before the window (prefix)
+    pos = jnp.arange(cached_length)
+    outside = (pos < start) | (pos >= start + w)  # [S]
+    valid = (outside[None] if key_mask is None
+             else key_mask[:, :cached_length] & outside[None])  # [B, S]
     cached = jnp.where(valid[:, None, None, None, None, :], cached, _NEG_INF)
     fresh = jnp.einsum("bpqkgh,bpskh->bpkgqs", q, k,
                        preferred_element_type=jnp.float32) * scale
@@ -337,7 +340,11 @@ class LLaDA(nnx.Module):
     if tokens.ndim != 3:
       raise ValueError(f"extend takes tokens [batch, candidates, window], got {tokens.shape}.")
     b, paths, w = tokens.shape
-    t = cache.k.shape[2]
+    t = cache.k.shape[2]  # T, or fewer for a prefix cache (then `start` is static)
+    if attention_mask is not None:
+      t = attention_mask.shape[1]
+    elif isinstance(start, int):
+      t = max(t, start + w)
     if cache.k.shape[1] != b:
       raise ValueError(f"tokens have {b} rows but the cache holds {cache.k.shape[1]}.")
     key_mask = None if attention_mask is None else attention_mask.astype(bool)

@@ -352,9 +352,18 @@ class StepContext:
 
   # ------------------------------------------------------------------ blocks
   def _full_forward(self, state: LoopState) -> tuple[jax.Array, KVCache | None]:
+    """The window's logits and (with a cache) the keys/values the block's steps attend to:
+    every position (dual), or the prefix before the block only (prefix)."""
+    prefix = self.config.cache == "prefix"
+    if prefix and self.static_block is None:  # shape placeholders only (init_decode)
+      return self.forward.full(state.tokens, self.attention_mask, self.prompt_length,
+                               self.window_length)
     logits, cache = self.forward.full(
         state.tokens, self.attention_mask, self.prompt_length + self.window_start(state),
         self.window_length, with_cache=self.config.cache != "none")
+    if prefix:
+      end = self.prompt_length + self.block_start(state)  # static: blocks are unrolled
+      cache = jax.tree.map(lambda a: a[:, :, :end], cache)
     return logits, cache
 
   def start_block(self, state: LoopState, block: jax.Array | int) -> LoopState:
@@ -422,7 +431,8 @@ def init_decode(model: Any, prompt_ids: jax.Array, prompt_mask: jax.Array | None
   logits_shape = jax.eval_shape(lambda: ctx._full_forward(_blank_state(
       canvas, config, zeros, key, None, None)))
   logits = jnp.zeros(logits_shape[0].shape, logits_shape[0].dtype)
-  cache = (None if logits_shape[1] is None
+  # The prefix cache changes length block by block: each block creates its own.
+  cache = (None if logits_shape[1] is None or config.cache == "prefix"
            else jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), logits_shape[1]))
   state = _blank_state(canvas, config, zeros, row_keys_from(key, batch), logits, cache)
   state = state.replace(strategy_state=strategy.init_state(ctx, batch))
@@ -476,7 +486,8 @@ def decode_core(model: Any, prompt_ids: jax.Array, prompt_mask: jax.Array | None
     state = jax.lax.fori_loop(0, config.num_blocks, functools.partial(run_block, ctx), state)
   else:
     for b, block_ctx in enumerate(unrolled):
-      state = run_block(block_ctx, b, state)
+      # The block's prefix cache is dead after it: nothing carried into the next block.
+      state = run_block(block_ctx, b, state).replace(cache=None)
   return result_from(ctx, state)
 
 
