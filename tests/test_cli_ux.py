@@ -166,9 +166,9 @@ def test_plot_draws_one_line_per_sampler_family(tmp_path):
 
 
 def test_a_lookum_k_sweep_is_one_family():
-  base = SamplerConfig(gen_length=16, block_length=16, steps=8, strategy="lookum")
-  results = [_result(f"lookum K={k}", base.replace(params={"paths": k}), 0.4, 8.0 * k)
-             for k in (2, 3, 4)]
+  results = [_result(f"lookum K={k}", SamplerConfig(
+      gen_length=16, block_length=16, steps=8, strategy="lookum", params={"paths": k}),
+      0.4, 8.0 * k) for k in (2, 3, 4)]
   assert [f.name for f in sampler_families(results)] == ["lookum"]
 
 

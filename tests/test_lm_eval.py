@@ -55,7 +55,9 @@ def _run_lm_eval(tmp_path: Path, task_dir: Path, tasks: list[str], model_args: s
   ran = {"stderr": run.stderr}
   results = json.loads(next(out.rglob("results_*.json")).read_text())["results"]
   for task in tasks:
-    samples = [json.loads(line) for line in next(out.rglob(f"samples_{task}_*.jsonl")).open()]
+    prefix = f"samples_{task}_"  # then the time stamp (toy_sudoku_choice's start alike)
+    path, = [p for p in out.rglob(f"{prefix}*.jsonl") if p.name[len(prefix)].isdigit()]
+    samples = [json.loads(line) for line in path.open()]
     ran[task] = {"results": results[task],
                  "samples": sorted(samples, key=lambda s: s["doc_id"])}
   return ran
@@ -151,6 +153,11 @@ def test_model_args_build_the_sampler():
   assert (config.gen_length, config.block_length, config.steps) == (128, 128, 128)
   lm = lookum_lm_eval.LookumLM(model="toy-sudoku", strategy="lookum", paths=3, steps=8)
   assert (lm.config.gen_length, lm.config.block_length, lm.config.steps) == (16, 16, 8)
+  assert lm.config == lookum_lm_eval.SamplerConfig(
+      gen_length=16, block_length=16, steps=8, strategy="lookum", params={"paths": 3})
+  cached = lookum_lm_eval.sampler_config_from_model_args(
+      {"strategy": "threshold", "cache": "dual", "gen_length": 32, "block_length": 8})
+  assert (cached.cache, cached.block_length, cached.steps) == ("dual", 8, 32)
   with pytest.raises(ValueError, match="model_args tau=abc: strategy 'threshold' takes tau "
                      "as float"):
     lookum_lm_eval.sampler_config_from_model_args({"strategy": "threshold", "tau": "abc"})
@@ -161,6 +168,8 @@ def test_model_args_build_the_sampler():
     lookum_lm_eval.sampler_config_from_model_args({"strategy": "threshold", "taus": 0.9})
   with pytest.raises(ValueError, match="needs model=DIR"):
     lookum_lm_eval.LookumLM()
+  with pytest.raises(ValueError, match="model_args strategy=policy needs policy=DIR"):
+    lookum_lm_eval.LookumLM(model="toy-sudoku", strategy="policy")
 
 
 def test_generate_until_cuts_at_the_stop_strings(toy_lm):

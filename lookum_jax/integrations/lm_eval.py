@@ -38,7 +38,6 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import inspect
 import logging
 import sys
 import typing
@@ -65,8 +64,6 @@ MODEL_NAME = "lookum"
 # Under lm_eval's logger, so its command line shows our lines (mean NFE) with its own.
 logger = logging.getLogger("lm_eval.models.lookum")
 
-# The engine's keyword for the learned policy (`aux` before it was named for what it is).
-_POLICY_KEYWORD = "policy" if "policy" in inspect.signature(generate).parameters else "aux"
 _DEFAULT_GEN_LENGTH = 128
 
 
@@ -105,8 +102,6 @@ def sampler_config_from_model_args(options: dict[str, Any], defaults: Any = None
                          f"{fields[key].__name__}, got {value!r}.") from None
     sampler[key] = value
   strategy = sampler.pop("strategy", "low_confidence")
-  if str(strategy).startswith("policy"):
-    import policy_rl  # noqa: F401  (defines the policy strategies)
   if defaults is not None:
     sampler.setdefault("gen_length", defaults.gen_length)
     if sampler["gen_length"] == defaults.gen_length:
@@ -117,8 +112,7 @@ def sampler_config_from_model_args(options: dict[str, Any], defaults: Any = None
   params = typed_strategy_params(str(strategy), params, what="model_args")
   config = SamplerConfig(strategy=strategy, params=params, **sampler)
   features = getattr(policy, "config", None) and policy.config.features
-  holder = config.params if config.params is not None else config.strategy
-  if features and "features" not in params and hasattr(holder, "features"):
+  if features and "features" not in params and hasattr(config.strategy, "features"):
     config = SamplerConfig(strategy=strategy, params={**params, "features": features},
                            **sampler)
   return config
@@ -171,6 +165,10 @@ class LookumLM(LM):
       self.policy = load_policy(policy)
     self.config = sampler_config_from_model_args(options, read_task_spec(model_dir),
                                                  self.policy)
+    if getattr(self.config.strategy, "needs_policy", False) and self.policy is None:
+      raise ValueError(f"model_args strategy={self.config.strategy.name} needs policy=DIR, a "
+                       "trained policy directory (e.g. that of toy-sudoku: "
+                       "lookum_jax/assets/toy-sudoku/policy).")
     self.model = load_model(model_dir, dtype=None if dtype is None else jnp.dtype(dtype))
     self.tokenizer = load_tokenizer(model_dir if tokenizer is None else tokenizer)
     self.model_dir = model_dir
@@ -316,9 +314,7 @@ class LookumLM(LM):
 
   def _generate(self, ids: np.ndarray, mask: np.ndarray, keys: jax.Array):
     """The one call that hands the engine the learned policy."""
-    if self.policy is None:
-      return generate(self.model, ids, self.config, keys, mask)
-    return generate(self.model, ids, self.config, keys, mask, **{_POLICY_KEYWORD: self.policy})
+    return generate(self.model, ids, self.config, keys, mask, policy=self.policy)
 
   def _encode(self, text: str) -> list[int]:
     return list(self.tokenizer(text, add_special_tokens=self.add_special_tokens)["input_ids"])
