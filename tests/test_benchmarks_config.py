@@ -20,7 +20,7 @@ def test_preset_grid_matches_the_papers_settings():
   assert presets.preset("llada15", "math500", "lowconf").steps == 256
   assert presets.preset("dream", "sudoku", "threshold").params == {"tau": 0.9}
   sampler = presets.preset("llada", "mbpp", "lookum3").sampler_config()
-  assert sampler.params.paths == 3 and sampler.steps_per_block == 16
+  assert sampler.strategy.paths == 3 and sampler.steps_per_block == 16
   with pytest.raises(ValueError, match="unknown preset sampler 'lookum9'"):
     presets.preset("llada", "gsm8k", "lookum9")
 

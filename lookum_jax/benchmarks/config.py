@@ -129,7 +129,7 @@ class BenchmarkConfig:
     """A short hash of every setting that can change an output: a results file holds the
     records of one fingerprint, so a resumed run never mixes configurations."""
     settings = {k: v for k, v in self.to_dict().items() if k not in _NOT_FINGERPRINTED}
-    settings["params"] = dataclasses.asdict(self.sampler_config().params)
+    settings["params"] = self.sampler_config().strategy.to_dict()
     text = json.dumps(settings, sort_keys=True, default=str)
     return hashlib.sha256(text.encode()).hexdigest()[:12]
 
