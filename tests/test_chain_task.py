@@ -26,6 +26,15 @@ def _corrupt_step(task: RegisterChain, example: dict, step: int) -> str:
   return "".join(f"{v};" for v in values) + f"={values[-1]}"
 
 
+def test_operations_follow_the_options():
+  for options, allowed in (({}, {"+1", "+2", "+3", "-1", "-2", "-3", "*3", "*7", "*9"}),
+                           ({"max_operand": 1, "multiply": False}, {"+1", "-1"})):
+    task = get_task("chain", num_steps=63, num_registers=3, **options)
+    seen = {line[i:i + 2] for example in task.generate(20, seed=0)
+            for line in example["program"] for i in range(1, len(line), 2)}
+    assert seen == allowed
+
+
 def test_generation_is_deterministic_by_seed():
   task = get_task("chain", num_steps=20, num_registers=3)
   assert task.generate(5, seed=3) == task.generate(5, seed=3)
@@ -52,9 +61,11 @@ def test_lengths(num_steps, num_registers, gen_length, prompt_range):
 
 
 def test_worked_example():
-  task = get_task("chain", num_steps=3, num_registers=2)
+  task = get_task("chain", num_steps=3, num_registers=2, max_operand=9)
   example = {"program": ["4+7-3*9", "1*3+5-2"], "query": 1, "trace": "386"}
   task.validate(example)
+  with pytest.raises(ValueError, match="not allowed"):  # +7 and +5 need max_operand >= 7
+    get_task("chain", num_steps=3, num_registers=2).validate(example)
   assert task.prompt_text(example) == "a=4+7-3*9;b=1*3+5-2;?b"
   assert task.target_text(example) == "3;8;6;=6"
   # 4+7 = 11 -> 1; 1-3 = -2 -> 8; 8*9 = 72 -> 2 (mod 10).
@@ -82,8 +93,9 @@ def test_scorer_exact_and_per_step():
     assert lenient.score(example, response)  # strict=False: the final answer only
 
 
-def test_an_early_error_cascades():
-  task = get_task("chain", num_steps=40, num_registers=3)
+@pytest.mark.parametrize("options", [{}, {"max_operand": 9}, {"multiply": False}])
+def test_an_early_error_cascades(options):
+  task = get_task("chain", num_steps=40, num_registers=3, **options)
   for example in task.generate(20, seed=2):
     response = _corrupt_step(task, example, step=5)
     assert not task.score(example, response)
@@ -119,11 +131,12 @@ def test_jsonl_round_trip(tmp_path):
 ])
 def test_validate_rejects_malformed_examples(bad, message):
   with pytest.raises(ValueError, match=message):
-    get_task("chain", num_steps=3, num_registers=2).validate(bad)
+    get_task("chain", num_steps=3, num_registers=2, max_operand=9).validate(bad)
 
 
 def test_options_are_validated():
-  for options in ({"num_steps": 0}, {"num_registers": 27}, {"strict": 1}):
+  for options in ({"num_steps": 0}, {"num_registers": 27}, {"strict": 1}, {"max_operand": 0},
+                  {"multiply": "yes"}):
     with pytest.raises(ValueError, match="RegisterChain"):
       get_task("chain", **options)
 

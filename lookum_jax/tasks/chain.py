@@ -9,8 +9,11 @@ With two registers and three steps:
     prompt:   a=4+7-3*9;b=1*3+5-2;?b
     answer:   3;8;6;=6
 
-Every operation is a bijection of the digits mod 10 (multipliers are 3, 7 or 9), so a wrong
-step makes every later step wrong: a local error cascades to the final answer. The answer
+Every operation is a bijection of the digits mod 10 (`+d`, `-d` with 1 <= d <= max_operand;
+`*3`, `*7`, `*9`), so a wrong step makes every later step wrong: a local error cascades to the
+final answer. Small operands keep the task learnable by a small model: with operands up to 9
+the next value is independent of the previous value alone and of the operation alone (an
+XOR-like target with no partial signal), and a pilot stayed at chance for 700 steps. The answer
 never copies the prompt: each step is computed from the previous one. The other registers'
 programs are distractors that make the prompt long (so prefix and dual KV caches matter)
 and make the model pick the right line.
@@ -34,8 +37,8 @@ from typing import Any, ClassVar
 from lookum_jax.tasks.base import Task, require_keys, round_up
 
 MODULUS = 10
-# Each operation is a bijection mod 10, so an error is never erased by a later step.
-OPERANDS = {"+": tuple(range(1, 10)), "-": tuple(range(1, 10)), "*": (3, 7, 9)}
+# Multipliers that are bijections mod 10, so an error is never erased by a later step.
+MULTIPLIERS = (3, 7, 9)
 FINAL_MARKER = "="
 STEP_SEPARATOR = ";"
 REGISTER_NAMES = string.ascii_lowercase
@@ -79,6 +82,8 @@ class RegisterChain(Task):
 
   num_steps: int = 63
   num_registers: int = 3
+  max_operand: int = 3
+  multiply: bool = True
   strict: bool = True
 
   def __post_init__(self):
@@ -89,8 +94,18 @@ class RegisterChain(Task):
     if not isinstance(self.num_registers, int) or not 1 <= self.num_registers <= most:
       raise ValueError(f"RegisterChain.num_registers must be an int in [1, {most}], "
                        f"got {self.num_registers!r}.")
-    if not isinstance(self.strict, bool):
-      raise ValueError(f"RegisterChain.strict must be a bool, got {self.strict!r}.")
+    if not isinstance(self.max_operand, int) or not 1 <= self.max_operand <= 9:
+      raise ValueError(f"RegisterChain.max_operand must be an int in [1, 9], "
+                       f"got {self.max_operand!r}.")
+    for name in ("multiply", "strict"):
+      if not isinstance(getattr(self, name), bool):
+        raise ValueError(f"RegisterChain.{name} must be a bool, got {getattr(self, name)!r}.")
+
+  @property
+  def operands(self) -> dict[str, tuple[int, ...]]:
+    """The allowed operands of each operation."""
+    small = tuple(range(1, self.max_operand + 1))
+    return {"+": small, "-": small, **({"*": MULTIPLIERS} if self.multiply else {})}
 
   @property
   def answer_length(self) -> int:
@@ -107,7 +122,8 @@ class RegisterChain(Task):
 
   def generate(self, n: int, seed: int) -> list[dict[str, Any]]:
     rng = random.Random(seed)
-    ops = sorted(OPERANDS)
+    operands = self.operands
+    ops = sorted(operands)
     examples = []
     for _ in range(n):
       program = []
@@ -115,7 +131,7 @@ class RegisterChain(Task):
         line = [str(rng.randrange(MODULUS))]
         for _ in range(self.num_steps):
           op = rng.choice(ops)
-          line += [op, str(rng.choice(OPERANDS[op]))]
+          line += [op, str(rng.choice(operands[op]))]
         program.append("".join(line))
       query = rng.randrange(self.num_registers)
       examples.append({"program": program, "query": query, "trace": run_program(program[query])})
@@ -168,11 +184,12 @@ class RegisterChain(Task):
       raise ValueError(
           f"program must be a list of {self.num_registers} strings, each a start digit and "
           f"{self.num_steps} operations like '+7', '-3' or '*9', got {program!r}")
+    operands = self.operands
     for line in program:
       for i in range(1, len(line), 2):
-        if int(line[i + 1]) not in OPERANDS[line[i]]:
+        if int(line[i + 1]) not in operands.get(line[i], ()):
           raise ValueError(f"operation {line[i:i + 2]!r} in {line!r} is not allowed; operands: "
-                           f"{ {op: list(v) for op, v in OPERANDS.items()} }")
+                           f"{ {op: list(v) for op, v in operands.items()} }")
     if not isinstance(query, int) or isinstance(query, bool) or \
         not 0 <= query < self.num_registers:
       raise ValueError(f"query must be an int in [0, {self.num_registers}), got {query!r}")
