@@ -198,12 +198,7 @@ def test_shift_logits():
   np.testing.assert_array_equal(shifted[:, 0], np.asarray(logits)[:, 0])
 
 
-@pytest.mark.parametrize("start", [
-    pytest.param(0, marks=pytest.mark.xfail(strict=True, reason=(
-        "engine bug: LLaDA._window_hidden clamps start - 1 to 0, so a Dream window at 0 "
-        "returns unshifted outputs (position i gets hidden state i, not i - 1); decode never "
-        "asks for it (prompts have >= 1 token)"))),
-    1, 5])
+@pytest.mark.parametrize("start", [0, 1, 5])
 def test_windowed_logits_are_the_full_logits_of_the_window(start):
   """`logits_window=(start, length)` (the loop's response window) shifts as the full call."""
   config = tiny_dream(n_layers=1, vocab_size=96)

@@ -255,8 +255,11 @@ class LLaDA(nnx.Module):
     if logits_window is None:
       return x
     start, length = logits_window
-    if self.shifts_logits:  # logits of position i come from hidden state i - 1
-      start = jnp.maximum(start - 1, 0)
+    if self.shifts_logits:
+      # Logits of position i come from hidden state i - 1; position 0 keeps its own.
+      index = jnp.maximum(start - 1 + jnp.arange(length), 0)
+      index = index.at[0].set(jnp.maximum(start - 1, 0))
+      return jnp.take(x, index, axis=1)
     return jax.lax.dynamic_slice_in_dim(x, start, length, axis=1)
 
   def _forward(self, tokens, attention_mask, logits_window):
