@@ -218,8 +218,9 @@ def test_arithmetic_validate_names_the_problem():
 
 
 def test_get_task_errors_list_valid_choices():
-  assert task_names() == ["addition", "countdown", "multiplication", "sudoku"]
-  with pytest.raises(ValueError, match="valid tasks: addition, countdown, multiplication, sudoku"):
+  assert task_names() == ["addition", "chain", "countdown", "multiplication", "sudoku"]
+  with pytest.raises(ValueError,
+                     match="valid tasks: addition, chain, countdown, multiplication, sudoku"):
     get_task("sudok")
   with pytest.raises(ValueError, match="its options are: size, num_blanks"):
     get_task("sudoku", blanks=3)
