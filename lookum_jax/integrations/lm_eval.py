@@ -59,6 +59,7 @@ from lookum_jax.lab import read_task_spec
 from lookum_jax.loading import apply_chat_template, load_model, load_tokenizer, resolve_path
 from lookum_jax.sampling import SamplerConfig, generate
 from lookum_jax.tasks import decode_response, left_pad_prompts
+from lookum_jax.tasks.base import round_up
 
 MODEL_NAME = "lookum"
 # Under lm_eval's logger, so its command line shows our lines (mean NFE) with its own.
@@ -127,10 +128,6 @@ def cut_at_stop_strings(text: str, until: Sequence[str]) -> str:
       if found != -1:
         end = min(end, found)
   return text[:end]
-
-
-def _round_up(value: int, multiple: int) -> int:
-  return -(-value // multiple) * multiple
 
 
 class LookumLM(LM):
@@ -224,7 +221,7 @@ class LookumLM(LM):
     for first in range(0, len(order), self.batch_size):
       index = order[first:first + self.batch_size]
       rows = index + [index[-1]] * (self.batch_size - len(index))  # one shape per bucket
-      length = min(_round_up(max(len(prompts[i]) for i in index) or 1, self.prompt_bucket),
+      length = min(round_up(max(len(prompts[i]) for i in index) or 1, self.prompt_bucket),
                    room)
       ids, mask = left_pad_prompts([prompts[i] for i in rows], length, self._pad_id())
       doc_ids = [self._doc_id(requests[i], i) for i in rows]
@@ -240,8 +237,8 @@ class LookumLM(LM):
       bar.update(len(index))
     bar.close()
     self.nfe.extend(nfe)
-    logger.info("lookum: %d responses, mean NFE %.2f (sampler %s)", len(nfe),
-                float(np.mean(nfe)), self.config.strategy)
+    logger.info("lookum: %d responses, mean NFE %.2f (strategy %s)", len(nfe),
+                float(np.mean(nfe)), getattr(self.config.strategy, "name", self.config.strategy))
     return texts
 
   def loglikelihood(self, requests: list[Any], disable_tqdm: bool = False
