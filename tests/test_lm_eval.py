@@ -44,7 +44,7 @@ _OFFLINE_RUN = textwrap.dedent("""
 def _run_lm_eval(tmp_path: Path, task_dir: Path, tasks: list[str], model_args: str) -> dict:
   out = tmp_path / "lm_eval_out"
   env = {**os.environ, "HF_HOME": str(tmp_path / "hf"), "HF_DATASETS_OFFLINE": "1",
-         "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "JAX_PLATFORMS": "cpu"}
+         "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
   run = subprocess.run(
       [sys.executable, "-c", _OFFLINE_RUN, "--model", "lookum", "--model_args", model_args,
        "--tasks", ",".join(tasks), "--include_path", str(task_dir), "--batch_size", "8",
@@ -185,6 +185,14 @@ def test_generate_until_cuts_at_the_stop_strings(toy_lm):
   alone = toy_lm.generate_until([_request(puzzles[3], {"until": []}, doc_id=3)],
                                 disable_tqdm=True)
   assert alone == [full[3]]
+
+
+def test_chat_template_and_rolling_loglikelihood(toy_lm):
+  # The toy tokenizer has no chat template: a single user turn stays as it is.
+  assert toy_lm.apply_chat_template([{"role": "user", "content": "0040"}]) == "0040"
+  assert toy_lm.chat_template() == ""
+  with pytest.raises(NotImplementedError, match="loglikelihood_rolling"):
+    toy_lm.loglikelihood_rolling([_request("1234")])
 
 
 def test_loglikelihood_of_one_token_is_exact(toy_lm):
