@@ -12,6 +12,7 @@ restricted to steps where the candidates disagree, and a histogram.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import time
 from pathlib import Path
@@ -23,36 +24,44 @@ from flax import nnx
 
 from lookum_jax.lab import open_lab
 from lookum_jax.sampling import SamplerConfig, decode
-from lookum_jax.sampling.lookum import LookUMParams, branch_step, score_candidates
-from lookum_jax.sampling.strategies import Strategy, register_strategy
+from lookum_jax.sampling.lookum import LookUM, propose, rows_with_choice, select, verify
 from lookum_jax.tasks import encode_text, left_pad_prompts
 
 
-def probe_step(ctx, state):
-  """A LookUM step that also records every candidate's score and correctness."""
-  reference = ctx.aux  # [B, T] the reference canvas
-  noise_keys, select_keys = ctx.step_keys(state)
-  propose_keys, _ = jax.vmap(jax.random.split, out_axes=1)(select_keys)
-  cand = score_candidates(ctx, state, propose_keys, noise_keys)
-  wrong = jnp.any(cand.commits & (cand.tokens != reference[:, None]), axis=-1)  # [B, K]
-  record = state.strategy_state
-  i = state.iteration
-  record = {
-      "score": record["score"].at[:, i].set(cand.score),
-      "wrong": record["wrong"].at[:, i].set(wrong),
-      "valid": record["valid"].at[:, i].set(~state.done),
-  }
-  return branch_step(ctx, state).replace(strategy_state=record)
+@dataclasses.dataclass(frozen=True)
+class LookUMProbe(LookUM):
+  """LookUM that branches at every step and records, per row and per the row's own step,
+  every candidate's verifier score and whether it commits a token that differs from the
+  reference canvas (passed as `decode(..., policy=reference)`, `[B, T]`)."""
 
+  name = "lookum_probe"
 
-def _init(batch, total, params):
-  return {"score": jnp.zeros((batch, total, params.paths), jnp.float32),
-          "wrong": jnp.zeros((batch, total, params.paths), bool),
-          "valid": jnp.zeros((batch, total), bool)}
+  def init_state(self, ctx, batch_size):
+    steps = ctx.config.max_steps
+    return {"score": jnp.zeros((batch_size, steps, self.paths), jnp.float32),
+            "wrong": jnp.zeros((batch_size, steps, self.paths), bool),
+            "valid": jnp.zeros((batch_size, steps), bool)}
 
-
-register_strategy(Strategy(name="lookum_probe", params_type=LookUMParams, step=probe_step,
-                           init_state=_init))
+  def step(self, ctx, state):
+    reference = ctx.window_of(ctx.policy, state, ctx.prompt_length)  # [B, W]
+    noise_keys, select_keys = ctx.step_keys(state)
+    view = ctx.view(state, noise_keys)
+    row_choice = rows_with_choice(self, view)
+    # The keys of `lookum.branch_step`: the same proposals LookUM would verify.
+    propose_keys, choice_keys = jax.vmap(jax.random.split, out_axes=1)(select_keys)
+    commits, tokens = jax.vmap(lambda v, k: propose(self, v, k))(view, propose_keys)
+    cand = verify(self, ctx, state, commits, tokens)
+    wrong = jnp.any(cand.commits & (cand.tokens != reference[:, None]), axis=-1)  # [B, K]
+    active = ctx.active(state)
+    rows = jnp.arange(active.shape[0])
+    record = state.strategy_state
+    slot = jnp.where(active, state.num_steps, record["valid"].shape[1])  # inactive: dropped
+    write = lambda buffer, x: buffer.at[rows, slot].set(x, mode="drop")
+    record = {"score": write(record["score"], cand.score),
+              "wrong": write(record["wrong"], wrong),
+              "valid": write(record["valid"], active)}
+    state = select(ctx, state, cand, choice_keys, self.selection_temperature, row_choice)
+    return state.replace(strategy_state=record)
 
 
 def auroc(positive_scores: np.ndarray, negative_scores: np.ndarray) -> float:
@@ -80,7 +89,7 @@ def main() -> None:
   parser.add_argument("--tokens-per-step", type=int, default=2)
   parser.add_argument("--pool-size", type=int, default=5)
   parser.add_argument("--verifiers", nargs="+", default=["neg_entropy", "confidence", "margin"])
-  parser.add_argument("--scope", default="sequence", help="LookUM verifier_scope")
+  parser.add_argument("--scope", default="response", help="LookUM verifier_scope")
   parser.add_argument("--batch-size", type=int, default=100)
   parser.add_argument("--seed", type=int, default=0)
   parser.add_argument("--out", default="experiments/results/lookum_verifier")
@@ -96,18 +105,17 @@ def main() -> None:
   p_len = lab.task.prompt_length
   summary, histograms, t0 = [], {}, time.perf_counter()
   for verifier in args.verifiers:
-    params = LookUMParams(paths=args.paths, pool_size=args.pool_size, verifier=verifier,
-                          verifier_scope=args.scope, selection_temperature=0.0)
-    config = SamplerConfig(gen_length=gen, block_length=block, steps=steps,
-                           strategy="lookum_probe", params=params)
+    probe = LookUMProbe(paths=args.paths, pool_size=args.pool_size, verifier=verifier,
+                        verifier_scope=args.scope, selection_temperature=0.0)
+    config = SamplerConfig(gen_length=gen, block_length=block, steps=steps, strategy=probe)
 
     @jax.jit
     def run(weights, ids, mask, reference, keys, config=config):
       model = nnx.merge(graphdef, weights)
-      return decode(lambda t, m: model(t, m), ids, mask, keys, config,
+      return decode(model, ids, mask, keys, config,
                     mask_token_id=model_config.mask_token_id,
                     eos_token_id=model_config.eos_token_id,
-                    stop_token_ids=model_config.stop_token_ids, aux=reference)
+                    stop_token_ids=tuple(model_config.stop_token_ids), policy=reference)
 
     scores, wrong, disagree = [], [], []
     for first in range(0, len(lab.examples), args.batch_size):
