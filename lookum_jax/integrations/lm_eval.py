@@ -11,8 +11,8 @@ lm_eval's command line through this module, which registers the model first:
   model: a local checkpoint directory or a shipped model's name (`toy-sudoku`); alias
     `pretrained`. tokenizer: its directory (default: the model's). dtype: compute dtype.
   Every `SamplerConfig` field: strategy, gen_length, block_length, steps, cache,
-    temperature, cfg_scale, logits_eos_inf, ... (gen_length and block_length default to a toy model's
-    task.json, else 128 and gen_length; steps to gen_length).
+    temperature, cfg_scale, logits_eos_inf, ... (gen_length and block_length default to a
+    toy model's task.json, else 128 and gen_length; steps to gen_length).
   policy: a trained policy directory, for `strategy=policy` or `policy_lookum`.
   Any other key is a parameter of the strategy: tau, gamma, paths, pool_size, verifier, mode.
   batch_size (lm_eval's --batch_size), seed, prompt_bucket, add_special_tokens; for
