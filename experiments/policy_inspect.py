@@ -19,7 +19,6 @@ import sys
 from pathlib import Path
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 
 import policy_rl
@@ -42,18 +41,18 @@ def main(argv: list[str] | None = None) -> int:
   lab = open_lab(args.model, limit=args.limit)
   policy = policy_rl.load_policy(args.policy)
   gen_length = lab.spec.gen_length
-  params = policy_rl.PolicyParams(mode="deterministic", features=policy.config.features,
-                                  record=True)
+  params = policy_rl.Policy(mode="deterministic", features=policy.config.features,
+                            record=True)
   config = SamplerConfig(gen_length=gen_length,
                          block_length=args.block_length or lab.spec.block_length,
-                         steps=gen_length, strategy="policy", params=params)
+                         steps=gen_length, strategy=params)
   prompts = [encode_text(lab.tokenizer, lab.task.prompt_text(ex)) for ex in lab.examples]
   ids, mask = left_pad_prompts(prompts, lab.task.prompt_length, lab.tokenizer.pad_token_id)
-  result = generate(lab.model, ids, config, jax.random.key(0), mask, aux=policy)
+  result = generate(lab.model, ids, config, jax.random.key(0), mask, policy=policy)
   traj = result.strategy_state.trajectory.truncate(int(result.num_steps.max()))
   b, s, t = traj.actions.shape
-  attention = jnp.concatenate([jnp.asarray(mask), jnp.ones((b, gen_length), bool)], axis=1)
-  logits = policy(traj.step_inputs(), jnp.repeat(attention, s, axis=0)).reshape(b, s, t)
+  # The policy saw the response window only (no prompt positions, no padding): no mask.
+  logits = policy(traj.step_inputs()).reshape(b, s, t)
   prob = np.asarray(unmask_probability(params, logits))
   decided = np.asarray(traj.eligible & traj.valid[..., None])
   conf = np.asarray(traj.token_features[..., policy.config.features.index("confidence")])

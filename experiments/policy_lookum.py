@@ -38,16 +38,16 @@ def line_up(gen_length: int, block_length: int, features: tuple[str, ...],
   base = SamplerConfig(gen_length=gen_length, block_length=block_length, steps=gen_length)
   out = [("policy deterministic", base.replace(
       strategy="policy", params={"mode": "deterministic", "features": features}))]
-  combined = base.replace(strategy="policy_lookum")
   for k in paths:
     for temperature in temperatures:
       for scope in scopes:
         params = {"paths": k, "temperature": temperature, "verifier_scope": scope,
                   "features": features}
         out.append((f"policy_lookum K={k} T={temperature:g} {scope}",
-                    combined.replace(params=params)))
+                    base.replace(strategy="policy_lookum", params=params)))
       # The control: the same candidates, one picked uniformly at random.
-      out.append((f"policy_lookum K={k} T={temperature:g} random pick", combined.replace(
+      out.append((f"policy_lookum K={k} T={temperature:g} random pick", base.replace(
+          strategy="policy_lookum",
           params={"paths": k, "temperature": temperature, "features": features,
                   "selection_temperature": 1e6})))
   for tau in taus:
@@ -66,7 +66,7 @@ def main(argv: list[str] | None = None) -> int:
   parser.add_argument("--paths", type=int, nargs="+", default=[2, 3])
   parser.add_argument("--temperatures", type=float, nargs="+", default=[1.0, 2.0],
                       help="policy temperatures of the K-1 drawn candidates")
-  parser.add_argument("--scopes", nargs="+", default=["common", "sequence", "committed"])
+  parser.add_argument("--scopes", nargs="+", default=["common", "response", "committed"])
   parser.add_argument("--taus", type=float, nargs="+", default=[0.925, 0.95, 0.99, 0.999])
   parser.add_argument("--seed", type=int, default=0)
   parser.add_argument("--batch-size", type=int, default=100)
@@ -98,7 +98,7 @@ def main(argv: list[str] | None = None) -> int:
                                args.temperatures, args.scopes, args.taus):
     result = evaluate(lab.model, lab.tokenizer, lab.task, lab.examples, config,
                       jax.random.key(args.seed), batch_size=args.batch_size,
-                      aux=policy if config.strategy.startswith("policy") else None,
+                      policy=policy if config.strategy.needs_policy else None,
                       label=label) if label not in done else None
     if result is not None:
       summary = result.summary()

@@ -21,7 +21,7 @@ from typing import Any
 import jax
 import numpy as np
 
-import policy_rl  # noqa: F401  (registers the `policy` strategy)
+import policy_rl
 from lookum_jax.configfile import parse_value
 from lookum_jax.evaluation import evaluate, format_table
 from lookum_jax.lab import open_lab
@@ -55,17 +55,17 @@ def baseline_line_up(gen_length: int, block_length: int, taus=TAUS, gammas=GAMMA
 
 def policy_line_up(label: str, gen_length: int, block_length: int, features: tuple[str, ...],
                    modes: list[str], betas: list[float]) -> list[tuple[str, str, SamplerConfig]]:
-  base = SamplerConfig(gen_length=gen_length, block_length=block_length, steps=gen_length,
-                       strategy="policy")
+  base = SamplerConfig(gen_length=gen_length, block_length=block_length, steps=gen_length)
   out = []
   for mode in modes:
     params = {"mode": mode, "features": features}
     if mode == "scaled":
       for beta in betas:
         out.append(("policy", f"policy {label} scaled beta={beta:g}",
-                    base.replace(params={**params, "beta": beta})))
+                    base.replace(strategy="policy", params={**params, "beta": beta})))
     else:
-      out.append(("policy", f"policy {label} {mode}", base.replace(params=params)))
+      out.append(("policy", f"policy {label} {mode}",
+                  base.replace(strategy="policy", params=params)))
   return out
 
 
@@ -212,12 +212,12 @@ def main(argv: list[str] | None = None) -> int:
   for family, label, config in line_up:
     if label in done:
       continue
-    aux, policy_dir = None, None
+    policy, policy_dir = None, None
     if family == "policy":
       name = label.split(" ")[1]
-      policy_dir, aux = policies[name]
+      policy_dir, policy = policies[name]
     result = evaluate(lab.model, lab.tokenizer, lab.task, lab.examples, config,
-                      jax.random.key(args.seed), batch_size=args.batch_size, aux=aux,
+                      jax.random.key(args.seed), batch_size=args.batch_size, policy=policy,
                       label=label, progress=False)
     print(format_table([result]).splitlines()[-1], flush=True)
     record = {"family": family, **result.summary(), "policy_dir": policy_dir,
