@@ -114,7 +114,7 @@ def bench_torch(model: LLaDA, prompt: np.ndarray, config: SamplerConfig, runs: i
     return torch_reference_generate(
         torch_model, prompt, steps=config.steps, gen_length=config.gen_length,
         block_length=config.block_length, temperature=config.temperature,
-        cfg_scale=config.cfg_scale, remasking=config.strategy, mask_id=c.mask_token_id,
+        cfg_scale=config.cfg_scale, remasking=config.strategy.name, mask_id=c.mask_token_id,
         eos_id=c.eos_token_id, eot_id=c.eot_token_id)
 
   torch_model(torch.as_tensor(prompt[:, :8]))  # warm-up: allocator, kernels
@@ -162,7 +162,7 @@ def main(argv: list[str] | None = None) -> int:
   print(f"device: {jax.devices()[0].device_kind} ({backend}); model: {name} "
         f"({model.config.num_params() / 1e6:.1f}M params, {dtype.name}); prompt "
         f"{args.prompt_length}, gen {config.gen_length}, block {config.block_length}, steps "
-        f"{config.steps}, {config.strategy}, temperature {config.temperature}; median of "
+        f"{config.steps}, {config.strategy.name}, temperature {config.temperature}; median of "
         f"{args.runs} run(s)")
   header = ("| batch | NFE | JAX compile s | JAX gen s | JAX tok/s | torch gen s | torch tok/s "
             "| JAX speed-up | same |")
