@@ -42,6 +42,10 @@ def main() -> None:
   parser.add_argument("--config", required=True, help="the config file the run used")
   parser.add_argument("--block-length", type=int, help="default: gen_length (full diffusion)")
   parser.add_argument("--heldout", type=int, default=1000)
+  parser.add_argument("--eval-limit", type=int,
+                      help="evaluate on the first N held-out problems only (long answers at one "
+                      "token per step are slow on a CPU); default: all of them")
+  parser.add_argument("--eval-batch-size", type=int, default=250)
   parser.add_argument("--step", type=int,
                       help="ship checkpoint STEP (exported by train_mdm.py --export-step "
                       "STEP) instead of the run's final model")
@@ -84,13 +88,22 @@ def main() -> None:
                                  heldout="heldout.jsonl"))
 
   model, tokenizer = load_model(dest), load_tokenizer(dest)
+  evaluated = heldout[:args.eval_limit]
   results = []
   for tps in (1, 2, 4):
     steps = max(gen_length // tps, gen_length // block_length)
     config = SamplerConfig(gen_length=gen_length, block_length=block_length, steps=steps)
-    results.append(evaluate(model, tokenizer, task, heldout, config, jax.random.key(0),
-                            batch_size=250, label=f"low_confidence {tps}/step"))
+    results.append(evaluate(model, tokenizer, task, evaluated, config, jax.random.key(0),
+                            batch_size=args.eval_batch_size, label=f"low_confidence {tps}/step"))
   table = format_table(results)
+  step_accuracy = getattr(task, "step_accuracy", None)  # tasks with intermediate steps
+  if step_accuracy is not None:
+    lines = []
+    for r in results:
+      credit = [step_accuracy(ex, rec["response"])
+                for ex, rec in zip(evaluated, r.records, strict=True)]
+      lines.append(f"{r.label:<28} {sum(credit) / len(credit):.3f}")
+    table += "\n\nper-step accuracy (fraction of intermediate steps right):\n" + "\n".join(lines)
   print(table)
   train_s = max(m.get("elapsed_s", 0.0) for m in metrics)
   train_command = f"python experiments/train_mdm.py --config {args.config} --out {args.run}"
@@ -101,6 +114,12 @@ def main() -> None:
     schedule_note = (f"; checkpoint {args.step} of a {train_config['num_steps']}-step "
                      "schedule")
   final = metrics[-1]
+  eval_scope = (f"the first {len(evaluated)}" if len(evaluated) < len(heldout) else "all")
+  extra_flags = "".join(f" --{k.replace('_', '-')} {v}" for k, v in (
+      ("block_length", args.block_length),
+      ("heldout", None if args.heldout == 1000 else args.heldout),
+      ("eval_limit", args.eval_limit)) if v is not None)
+  eval_flag = f" --limit {len(evaluated)}" if len(evaluated) < len(heldout) else ""
   card = f"""# {args.name}
 
 A LLaDA-architecture masked diffusion model ({model.config.num_params() / 1e6:.2f}M parameters,
@@ -112,14 +131,15 @@ Produced by (seed {train_config['seed']}, {trained_steps} steps of batch
 
     {train_command}
     python experiments/package_toy_model.py --run {args.run} --name {args.name} \\
-        --config {args.config}{'' if args.step is None else f' --step {args.step}'}
+        --config {args.config}{'' if args.step is None else f' --step {args.step}'}{extra_flags}
 
 Training time: {train_s / 60:.1f} min on 2 shared CPU cores (final loss {final['loss']:.3f},
 masked-token accuracy {final.get('masked_acc', float('nan')):.3f}).
 
 Held-out set: `heldout.jsonl`, {len(heldout)} problems generated with seed {HELDOUT_SEED},
 excluding every problem of the training stream. gen_length {gen_length}, block_length
-{block_length}. Evaluation (`lookum eval --model {args.name} --steps S`, temperature 0):
+{block_length}. Evaluation on {eval_scope} (`lookum eval --model {args.name} --steps S{eval_flag}`,
+temperature 0):
 
 ```
 {table}

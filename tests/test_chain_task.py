@@ -23,6 +23,9 @@ def _corrupt_step(task: RegisterChain, example: dict, step: int) -> str:
   values[step] = (values[step] + 1) % 10
   for i in range(step + 1, len(values)):
     values[i] = apply_operation(values[i - 1], line[1 + 2 * i], int(line[2 + 2 * i]))
+  if task.echo:
+    return "".join(f"{line[1 + 2 * i:3 + 2 * i]}{v}" for i, v in enumerate(values)) \
+        + f"={values[-1]}"
   return "".join(f"{v};" for v in values) + f"={values[-1]}"
 
 
@@ -46,9 +49,13 @@ def test_generation_is_deterministic_by_seed():
     (63, 3, 128, (256, 512)),  # the default: 128-token answers, prompt 256-512 tokens
     (127, 2, 256, (512, 1024)),  # 256-token answers
     (63, 5, 128, (512, 1024)),  # the long-context option: >= 512 prompt tokens
+    ((42, True), 2, 128, (256, 512)),  # toy-chain's: restated operations, 2 registers
+    ((84, True), 2, 256, (512, 1024)),
+    ((42, True), 4, 128, (512, 1024)),
 ])
 def test_lengths(num_steps, num_registers, gen_length, prompt_range):
-  task = get_task("chain", num_steps=num_steps, num_registers=num_registers)
+  num_steps, echo = num_steps if isinstance(num_steps, tuple) else (num_steps, False)
+  task = get_task("chain", num_steps=num_steps, num_registers=num_registers, echo=echo)
   assert task.gen_length == gen_length and gen_length % 32 == 0  # semi-AR blocks of 32
   for example in task.generate(20, seed=0):
     prompt = task.prompt_text(example)
@@ -72,10 +79,30 @@ def test_worked_example():
   assert run_program("4+7-3*9") == "182"
   assert [apply_operation(4, "+", 7), apply_operation(1, "-", 3), apply_operation(8, "*", 9)] \
       == [1, 8, 2]
+  echo = get_task("chain", num_steps=3, num_registers=2, max_operand=9, echo=True)
+  assert echo.prompt_text(example) == "a=4;+7;-3;*9;b=1;*3;+5;-2;?b"
+  assert echo.target_text(example) == "*33+58-26=6"
+  assert echo.score(example, "*33+58-26=6") and not echo.score(example, "*33+58+26=6")
+  assert echo.step_accuracy(example, "*33+58+26=6") == pytest.approx(2 / 3)  # wrong echo
 
 
-def test_scorer_exact_and_per_step():
-  task = get_task("chain", num_steps=30, num_registers=2)
+def test_steps_sit_at_a_fixed_distance_from_their_operations():
+  for echo in (False, True):
+    task = get_task("chain", num_steps=30, num_registers=3, echo=echo)
+    for example in task.generate(5, seed=0):
+      prompt, target = task.prompt_text(example), task.target_text(example)
+      start = prompt.index(f"{'abc'[example['query']]}=") + 3  # after "x=<start digit>"
+      ops = prompt[start:start + task.step_width * task.num_steps]
+      for i in range(task.num_steps):
+        op = example["program"][example["query"]][1 + 2 * i:3 + 2 * i]
+        assert op in ops[i * task.step_width:(i + 1) * task.step_width], i
+        if echo:
+          assert target[i * 3:i * 3 + 2] == op
+
+
+@pytest.mark.parametrize("echo", [False, True])
+def test_scorer_exact_and_per_step(echo):
+  task = get_task("chain", num_steps=30, num_registers=2, echo=echo)
   for example in task.generate(10, seed=1):
     target = task.target_text(example)
     assert task.score(example, target) and task.final_correct(example, target)
@@ -83,17 +110,19 @@ def test_scorer_exact_and_per_step():
     assert task.score(example, " ".join(target))  # whitespace is ignored
     for bad in ("", "=", target[:-1], target.replace("=", ";"), target + "0", "<|mask|>"):
       assert not task.score(example, bad)
-    # The last step wrong: 29 of 30 steps and no final answer.
-    last = task.parse_response(target)[0]
-    wrong = str((int(last[-1]) + 1) % 10)
-    response = "".join(f"{s};" for s in last[:-1]) + f"{wrong};={example['trace'][-1]}"
+    # The last step's value wrong (its final answer right): 29 of 30 steps.
+    wrong = str((int(example["trace"][-1]) + 1) % 10)
+    response = target[:-4] + wrong + target[-3:] if not echo else target[:-3] + wrong + "=" \
+        + target[-1]
+    assert task.parse_response(response)[0][:-1] == task.expected_steps(example)[:-1]
     assert not task.score(example, response) and task.final_correct(example, response)
     assert task.step_accuracy(example, response) == pytest.approx(29 / 30)
-    lenient = get_task("chain", num_steps=30, num_registers=2, strict=False)
+    lenient = get_task("chain", num_steps=30, num_registers=2, strict=False, echo=echo)
     assert lenient.score(example, response)  # strict=False: the final answer only
 
 
-@pytest.mark.parametrize("options", [{}, {"max_operand": 9}, {"multiply": False}])
+@pytest.mark.parametrize("options", [{}, {"max_operand": 9}, {"multiply": False},
+                                     {"echo": True, "max_operand": 2, "multiply": False}])
 def test_an_early_error_cascades(options):
   task = get_task("chain", num_steps=40, num_registers=3, **options)
   for example in task.generate(20, seed=2):
@@ -104,13 +133,16 @@ def test_an_early_error_cascades(options):
     assert task.step_accuracy(example, response) == pytest.approx(5 / 40)
 
 
-def test_answer_does_not_copy_the_prompt():
-  task = get_task("chain", num_steps=63, num_registers=3)
+@pytest.mark.parametrize("echo", [False, True])
+def test_answer_does_not_copy_the_prompt(echo):
+  task = get_task("chain", num_steps=42, num_registers=3, echo=echo)
   for example in task.generate(20, seed=5):
     prompt, target = task.prompt_text(example), task.target_text(example)
     assert target not in prompt
-    # Not even one step's "value;value;" window is in the prompt's alphabet of "+d-d*d".
-    assert not any(target[i:i + 4] in prompt for i in range(0, len(target) - 4, 2))
+    # No two consecutive steps appear verbatim in the prompt: values are never copied.
+    width = task.step_width
+    assert not any(target[i:i + 2 * width] in prompt
+                   for i in range(0, len(target) - 2 * width, width))
 
 
 def test_jsonl_round_trip(tmp_path):
@@ -136,13 +168,14 @@ def test_validate_rejects_malformed_examples(bad, message):
 
 def test_options_are_validated():
   for options in ({"num_steps": 0}, {"num_registers": 27}, {"strict": 1}, {"max_operand": 0},
-                  {"multiply": "yes"}):
+                  {"multiply": "yes"}, {"echo": None}):
     with pytest.raises(ValueError, match="RegisterChain"):
       get_task("chain", **options)
 
 
-def test_char_tokenizer_round_trip():
-  task, tok = get_task("chain"), build_tokenizer()
+@pytest.mark.parametrize("options", [{}, {"num_steps": 42, "num_registers": 2, "echo": True}])
+def test_char_tokenizer_round_trip(options):
+  task, tok = get_task("chain", **options), build_tokenizer()
   examples = task.generate(4, seed=0)
   for example in examples:
     prompt_ids, response_ids = encode_example(task, example, tok)

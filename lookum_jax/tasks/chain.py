@@ -18,12 +18,20 @@ never copies the prompt: each step is computed from the previous one. The other 
 programs are distractors that make the prompt long (so prefix and dual KV caches matter)
 and make the model pick the right line.
 
-The answer has one dependent digit and one `;` per step, so at two or more tokens per step
-a decoder has to commit some digits before the digit they depend on is known, unless it
-pairs each ready digit with a separator. That is what makes samplers matter on this task.
+With `echo=True` each step first restates its operation, as a GSM8K chain of thought
+writes `x=a+b=59`, and the prompt's lines use the same three characters per step:
+
+    prompt:   a=4;+7;-3;*9;b=1;*3;+5;-2;?b
+    answer:   *33+58-26=6
+
+Only one token a step (the new value) depends on the step before; it is ready to commit
+only once that value is known. The rest (separators, restated operations) can be written at
+any time, so a decoder committing two or more tokens a step has to pair each ready value
+with such a token: a confidence-ordered one spends its early steps on the easy tokens and
+is then left guessing values. That is what makes samplers matter on this task.
 
 Example: `{"program": ["4+7-3*9", "1*3+5-2"], "query": 1, "trace": "386"}` (`trace`: the
-queried register's value after each operation).
+queried register's value after each operation), whatever the rendering options.
 """
 
 from __future__ import annotations
@@ -67,11 +75,13 @@ def run_program(program: str) -> str:
 @dataclasses.dataclass(frozen=True)
 class RegisterChain(Task):
   """`num_registers` programs of `num_steps` mod-10 operations; the answer is the queried
-  register's value after each step, then `=<final value>`.
+  register's value after each step (with `echo`, each preceded by its operation), then
+  `=<final value>`.
 
-  The response is `2 * num_steps + 2` tokens: `num_steps=63` gives 128, `num_steps=127`
-  gives 256. The prompt is `num_registers * (2 * num_steps + 4) + 2` tokens: 392 for the
-  defaults, 652 with `num_registers=5`.
+  The response is `w * num_steps + 2` tokens, w = 2 (3 with `echo`): `num_steps=63` gives
+  128, `num_steps=127` gives 256 (with `echo`: 42 and 84). The prompt is
+  `num_registers * (w * num_steps + 4) + 2` tokens: 392 for the defaults, 652 with
+  `num_registers=5`; 262 for toy-chain's (42 steps, 2 registers, echo).
 
   `strict`: `score` requires every step and the final answer to be right (the default:
   a final digit alone is right by chance one time in ten); False scores the final answer
@@ -84,6 +94,7 @@ class RegisterChain(Task):
   num_registers: int = 3
   max_operand: int = 3
   multiply: bool = True
+  echo: bool = False
   strict: bool = True
 
   def __post_init__(self):
@@ -97,7 +108,7 @@ class RegisterChain(Task):
     if not isinstance(self.max_operand, int) or not 1 <= self.max_operand <= 9:
       raise ValueError(f"RegisterChain.max_operand must be an int in [1, 9], "
                        f"got {self.max_operand!r}.")
-    for name in ("multiply", "strict"):
+    for name in ("multiply", "echo", "strict"):
       if not isinstance(getattr(self, name), bool):
         raise ValueError(f"RegisterChain.{name} must be a bool, got {getattr(self, name)!r}.")
 
@@ -108,8 +119,14 @@ class RegisterChain(Task):
     return {"+": small, "-": small, **({"*": MULTIPLIERS} if self.multiply else {})}
 
   @property
+  def step_width(self) -> int:
+    """Characters per step, the same in the answer and in the prompt's lines, so step i of
+    the answer sits at a fixed distance from operation i of each line."""
+    return 3 if self.echo else 2
+
+  @property
   def answer_length(self) -> int:
-    return 2 * self.num_steps + len(FINAL_MARKER) + 1
+    return self.step_width * self.num_steps + len(FINAL_MARKER) + 1
 
   @property
   def gen_length(self) -> int:
@@ -117,8 +134,8 @@ class RegisterChain(Task):
 
   @property
   def prompt_length(self) -> int:
-    # "a=" + program (1 + 2 * num_steps) + ";" per register, then "?" + name.
-    return self.num_registers * (2 * self.num_steps + 4) + 2
+    # "a=" + start digit + the operations + ";" per register, then "?" + name.
+    return self.num_registers * (self.step_width * self.num_steps + 4) + 2
 
   def generate(self, n: int, seed: int) -> list[dict[str, Any]]:
     rng = random.Random(seed)
@@ -138,21 +155,38 @@ class RegisterChain(Task):
     return examples
 
   def prompt_text(self, example: dict[str, Any]) -> str:
-    lines = "".join(f"{REGISTER_NAMES[i]}={line};" for i, line in enumerate(example["program"]))
-    return f"{lines}?{REGISTER_NAMES[example['query']]}"
+    lines = []
+    for i, line in enumerate(example["program"]):
+      if self.echo:  # "4+2-1" -> "4;+2;-1": three characters an operation, as in the answer
+        line = line[0] + "".join(f"{STEP_SEPARATOR}{line[j:j + 2]}" for j in range(1, len(line), 2))
+      lines.append(f"{REGISTER_NAMES[i]}={line}{STEP_SEPARATOR}")
+    return f"{''.join(lines)}?{REGISTER_NAMES[example['query']]}"
+
+  def expected_steps(self, example: dict[str, Any]) -> list[str]:
+    """The text of each step of the reference answer: the value ("6"), or with `echo` the
+    operation and the value ("+26")."""
+    trace = example["trace"]
+    if not self.echo:
+      return list(trace)
+    line = example["program"][example["query"]]
+    return [line[1 + 2 * i:3 + 2 * i] + value for i, value in enumerate(trace)]
 
   def target_text(self, example: dict[str, Any]) -> str | None:
-    trace = example["trace"]
-    return "".join(f"{d}{STEP_SEPARATOR}" for d in trace) + FINAL_MARKER + trace[-1]
+    separator = "" if self.echo else STEP_SEPARATOR
+    steps = "".join(f"{step}{separator}" for step in self.expected_steps(example))
+    return steps + FINAL_MARKER + example["trace"][-1]
 
   def parse_response(self, response_text: str) -> tuple[list[str], str | None]:
     """(step values, final answer) of a response; the final answer is None without a
     `=` marker. Whitespace is ignored; a step value is whatever lies between separators."""
     text = "".join(response_text.split())
     chain, marker, final = text.partition(FINAL_MARKER)
-    steps = chain.split(STEP_SEPARATOR)
-    if steps and steps[-1] == "":
-      steps.pop()
+    if self.echo:
+      steps = [chain[i:i + self.step_width] for i in range(0, len(chain), self.step_width)]
+    else:
+      steps = chain.split(STEP_SEPARATOR)
+      if steps and steps[-1] == "":
+        steps.pop()
     return steps, (final if marker else None)
 
   def step_accuracy(self, example: dict[str, Any], response_text: str) -> float:
@@ -160,8 +194,8 @@ class RegisterChain(Task):
     of the true trace (a response with the wrong number of steps still gets credit for the
     steps it has right)."""
     steps, _ = self.parse_response(response_text)
-    trace = example["trace"]
-    return sum(s == t for s, t in zip(steps, trace, strict=False)) / len(trace)
+    expected = self.expected_steps(example)
+    return sum(s == t for s, t in zip(steps, expected, strict=False)) / len(expected)
 
   def final_correct(self, example: dict[str, Any], response_text: str) -> bool:
     _, final = self.parse_response(response_text)
@@ -173,7 +207,7 @@ class RegisterChain(Task):
     if not self.strict:
       return True
     steps, _ = self.parse_response(response_text)
-    return steps == list(example["trace"])
+    return steps == self.expected_steps(example)
 
   def validate(self, example: dict[str, Any]) -> None:
     require_keys(example, ("program", "query", "trace"))
