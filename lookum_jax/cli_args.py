@@ -10,7 +10,7 @@ from typing import Any
 
 from lookum_jax.configfile import coerce, parse_value
 from lookum_jax.sampling import SamplerConfig
-from lookum_jax.sampling.config import POLICY_STRATEGIES
+from lookum_jax.sampling.config import CACHE_MODES
 from lookum_jax.sampling.strategies import strategy_names
 
 # Shortcut flags for common strategy parameters: flag -> params key.
@@ -41,8 +41,7 @@ def _strategy_param_types(strategy: str) -> dict[str, Any]:
     config = SamplerConfig(strategy=strategy)
   except ValueError:
     return {}
-  # The parameters live in `params` or, where strategies are values, in the strategy itself.
-  params = config.strategy if config.params is None else config.params
+  params = config.strategy  # strategies are values: their fields are their parameters
   if not dataclasses.is_dataclass(params) or isinstance(params, type):
     return {}
   try:
@@ -105,6 +104,10 @@ def add_sampler_arguments(parser: argparse.ArgumentParser, *, gen_length: int | 
   group.add_argument("--tau", type=float, help="threshold (or lookum base=threshold): tau")
   group.add_argument("--gamma", type=float, help="entropy_bounded: entropy budget")
   group.add_argument("--policy", help="policy / policy_lookum: a trained policy directory")
+  group.add_argument("--cache", choices=CACHE_MODES, default="none",
+                     help="KV cache: none, prefix or dual (Fast-dLLM; default none)")
+  group.add_argument("--cache-refresh", type=int, default=0, metavar="N",
+                     help="with a cache, also refresh it every N steps inside a block")
   group.add_argument("--logits-eos-inf", action="store_true")
   group.add_argument("--confidence-eos-eot-inf", action="store_true")
 
@@ -116,8 +119,6 @@ def sampler_config_from_args(args: argparse.Namespace) -> SamplerConfig:
     value = getattr(args, flag, None)
     if value is not None:
       params[key] = value
-  if args.strategy in POLICY_STRATEGIES:
-    import policy_rl  # noqa: F401  (registers the strategies)
   params = typed_strategy_params(args.strategy, params)
   gen_length = args.gen_length
   block_length = gen_length if args.block_length is None else args.block_length
@@ -125,5 +126,6 @@ def sampler_config_from_args(args: argparse.Namespace) -> SamplerConfig:
   return SamplerConfig(
       gen_length=gen_length, block_length=block_length, steps=steps,
       temperature=args.temperature, cfg_scale=args.cfg_scale, strategy=args.strategy,
-      params=params, logits_eos_inf=args.logits_eos_inf,
+      params=params, cache=getattr(args, "cache", "none"),
+      cache_refresh=getattr(args, "cache_refresh", 0), logits_eos_inf=args.logits_eos_inf,
       confidence_eos_eot_inf=args.confidence_eos_eot_inf)

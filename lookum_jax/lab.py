@@ -134,10 +134,11 @@ def _fill_lengths(args: argparse.Namespace, lab: Lab) -> None:
     args.block_length = lab.spec.block_length if lab.spec else args.gen_length
 
 
-def load_aux(args: argparse.Namespace):
-  """The extra module a strategy needs: the learned policy for `--strategy policy` (and
-  `policy_lookum`)."""
-  if args.strategy not in cli_args.POLICY_STRATEGIES:
+def load_strategy_policy(args: argparse.Namespace):
+  """The learned policy a strategy reads (`--strategy policy`, `policy_lookum`), else None."""
+  from lookum_jax.sampling.strategies import strategy_class
+
+  if not strategy_class(args.strategy).needs_policy:
     return None
   if not args.policy:
     raise ValueError(
@@ -169,7 +170,7 @@ def run_eval(args: argparse.Namespace) -> int:
   config = cli_args.sampler_config_from_args(args)
   result = evaluate(lab.model, lab.tokenizer, lab.task, lab.examples, config,
                     jax.random.key(args.seed), batch_size=args.batch_size,
-                    aux=load_aux(args), progress=not args.no_progress)
+                    policy=load_strategy_policy(args), progress=not args.no_progress)
   print(format_table([result]))
   if args.out:
     result.to_json(args.out)
@@ -233,7 +234,7 @@ def run_demo(args: argparse.Namespace) -> int:
   for label, config in line_up:
     results.append(evaluate(
         lab.model, lab.tokenizer, lab.task, lab.examples, config, jax.random.key(args.seed),
-        batch_size=args.batch_size, aux=aux_by_label.get(label), label=label,
+        batch_size=args.batch_size, policy=aux_by_label.get(label), label=label,
         progress=not args.no_progress))
     print(format_table(results[-1:]).splitlines()[-1], flush=True)
   print()

@@ -54,6 +54,7 @@ class PolicyLookUM(Strategy):
       not favoured for removing uncertain positions from the average (on toy-sudoku the
       paper's "sequence" scope lost to greedy; `experiments/README.md`, LookUM section).
     selection_temperature: softmax temperature of the importance weights (0 = argmax).
+    dedupe: candidates identical to an earlier one are dropped and cost no NFE.
   """
 
   name = "policy_lookum"
@@ -65,6 +66,7 @@ class PolicyLookUM(Strategy):
   verifier: str = "neg_entropy"
   verifier_scope: str = "common"
   selection_temperature: float = 0.0
+  dedupe: bool = True
 
   def __post_init__(self):
     checks = [
@@ -131,7 +133,7 @@ def policy_lookum_step(params: PolicyLookUM, ctx: StepContext, state: LoopState)
     tokens = jnp.broadcast_to(view.candidates[:, None], commits.shape)
     cand = lookum.verify(params, ctx, state, commits, tokens)
     return lookum.select(ctx, state, cand, choice_keys, params.selection_temperature,
-                         row_choice)
+                         row_choice, dedupe=params.dedupe)
 
   if params.paths == 1:
     return plain(state)

@@ -117,7 +117,8 @@ def test_lookahead_passes_are_one_batched_call(model, prompts, paths):
 def test_nfe_counts_every_forward(model, prompts, paths, cfg_scale, branch_every):
   config = SamplerConfig(gen_length=GEN, block_length=BLOCK, steps=STEPS, cfg_scale=cfg_scale,
                          strategy="lookum",
-                         params={"paths": paths, "branch_every": branch_every})
+                         params={"paths": paths, "branch_every": branch_every,
+                                 "dedupe": False})
   result = generate(model, prompts, config, jax.random.key(0))
   per_step = BLOCK // (STEPS // (GEN // BLOCK))  # tokens committed per step
   forwards = 1  # the first canvas
@@ -248,3 +249,22 @@ def test_a_row_samples_the_same_alone_and_in_a_padded_batch(model, selection, ba
   together = generate(model, batch, config, keys, mask)
   np.testing.assert_array_equal(alone.tokens[0, 3:], together.tokens[0, 6:])
   np.testing.assert_array_equal(alone.nfe[0], together.nfe[0])
+
+
+def test_duplicate_candidates_cost_no_nfe(model, prompts):
+  """With a pool of 2 and one commit per step, at most 2 of K=4 candidates differ: a
+  branching step costs its distinct candidates, not K; without dedupe it costs K."""
+  config = SamplerConfig(gen_length=GEN, block_length=BLOCK, steps=GEN, strategy="lookum",
+                         params={"paths": 4, "pool_size": 2})
+  deduped = generate(model, prompts, config, jax.random.key(0))
+  charged_all = generate(model, prompts, config.replace(
+      strategy="lookum", params={"paths": 4, "pool_size": 2, "dedupe": False}),
+      jax.random.key(0))
+  steps = GEN  # one token per step
+  # Without dedupe: K per branching step (all but each block's last), 1 for the others.
+  branching = GEN - GEN // BLOCK
+  plain = GEN // BLOCK  # each block's opening forward... and its last step costs nothing
+  assert np.all(np.asarray(charged_all.nfe) == 4 * branching + plain)
+  assert np.all(np.asarray(deduped.nfe) <= 2 * branching + plain)
+  assert np.all(np.asarray(deduped.nfe) >= branching + plain)
+  np.testing.assert_array_equal(deduped.num_steps, [steps, steps])

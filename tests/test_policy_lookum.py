@@ -88,9 +88,13 @@ def test_branching_steps_spend_k_forwards(dllm, policy, paths):
   silent.head.bias[...] = jnp.full_like(silent.head.bias[...], -1e4)
   silent.head.kernel[...] = jnp.zeros_like(silent.head.kernel[...])
   key = jax.random.key(0)
-  got = generate(dllm, PROMPTS, config(paths=paths), key, policy=silent)
+  got = generate(dllm, PROMPTS, config(paths=paths, dedupe=False), key, policy=silent)
   expected = generate(dllm, PROMPTS, config().replace(strategy="low_confidence", params={}),
                       key)
+  # With dedupe (the default) the K identical candidates cost one forward: low_confidence's.
+  deduped = generate(dllm, PROMPTS, config(paths=paths), key, policy=silent)
+  np.testing.assert_array_equal(deduped.tokens, expected.tokens)
+  np.testing.assert_array_equal(deduped.nfe, expected.nfe)
   np.testing.assert_array_equal(got.tokens, expected.tokens)
   np.testing.assert_array_equal(got.unmask_order, expected.unmask_order)
   # Per block of 4: the opening forward, three branching steps (4, 3, 2 eligible; the last

@@ -48,9 +48,9 @@ VERIFIER_METRICS: dict[str, VerifierMetric] = {
     "margin": scores.margin,
 }
 BASES = ("low_confidence", "margin", "threshold")
-POOLS = ("top_k", "threshold")
+POOLS = ("top_k", "threshold", "eligible")
 SCOPES = ("response", "masked", "common", "committed", "block")
-SELECTIONS = ("is", "smc")
+SELECTIONS = ("is", "smc", "oracle", "random")
 
 
 def check_verifier(owner: str, verifier: str, scope: str) -> None:
@@ -74,8 +74,10 @@ class LookUM(Strategy):
   Attributes:
     paths: K candidate paths per step (1 = the base strategy exactly).
     pool_size: M, the pool of most certain eligible positions candidates draw from.
-    pool: "top_k" (M most certain) or "threshold" (certainty filtering: positions
-      with confidence >= pool_threshold, at least as many as a step commits).
+    pool: "top_k" (M most certain), "threshold" (certainty filtering: positions
+      with confidence >= pool_threshold, at least as many as a step commits) or
+      "eligible" (every eligible position of the block; with a sharp
+      proposal_temperature, e.g. 0.1, the draws stay near the greedy set).
     pool_threshold: the certainty filter's threshold.
     proposal_temperature: sharpness of the draw from the pool (score ** (1/T)).
     sample_tokens: non-greedy candidates use tokens sampled from the model's
@@ -84,6 +86,10 @@ class LookUM(Strategy):
       counts; scores are confidences).
     tau: the threshold base's confidence threshold.
     verifier: a key of `VERIFIER_METRICS` ("neg_entropy", "confidence", "margin").
+    entropy_cost: lambda of the information-gain form: the score is the verifier's
+      certainty minus lambda x the summed entropy (under the current logits) of the
+      positions the candidate commits, so a candidate is not rewarded for committing
+      uncertain positions and removing them from the average (0 = the plain score).
     verifier_scope: positions averaged, all within the response (prompt positions are
       never scored: their outputs are untrained): "response" (every response position the
       look-ahead recomputes: the whole response without a KV cache, the current block with
@@ -101,7 +107,17 @@ class LookUM(Strategy):
       and are resampled within the row when the effective sample size falls below
       `resample_threshold * K`; the heaviest particle is returned). SMC wraps the loop
       (`decode`): the loop core knows nothing of particles.
+      Controls for experiments, on the same K proposals: "oracle" keeps a candidate
+      that commits no wrong token (the fewest wrong ones if none is clean; ties by the
+      verifier's score; needs `generate(..., targets=...)`), "random" keeps a uniformly
+      drawn one. The gap between them is the path generator's headroom; where the
+      verifier lands in between is its quality.
     resample_threshold: SMC's ESS fraction that triggers resampling.
+    smc_greedy_particle: particle 0 of each row commits the greedy set at every step (as
+      importance sampling always keeps the greedy set as candidate 0), so SMC and IS are
+      compared like for like; the others draw from the pool.
+    dedupe: candidates identical to an earlier one of the same step are dropped from the
+      selection and cost no NFE (the batched program still computes them).
   """
 
   name = "lookum"
@@ -119,6 +135,9 @@ class LookUM(Strategy):
   branch_every: int = 1
   selection: str = "is"
   resample_threshold: float = 0.5
+  entropy_cost: float = 0.0
+  smc_greedy_particle: bool = True
+  dedupe: bool = True
 
   def __post_init__(self):
     checks = [
@@ -139,6 +158,7 @@ class LookUM(Strategy):
          "exp(score / temperature))"),
         (0.0 <= self.resample_threshold <= 1.0,
          f"resample_threshold must be in [0, 1], got {self.resample_threshold}"),
+        (self.entropy_cost >= 0, f"entropy_cost must be >= 0, got {self.entropy_cost}"),
     ]
     for ok, message in checks:
       if not ok:
@@ -148,6 +168,11 @@ class LookUM(Strategy):
   @property
   def uses_schedule(self) -> bool:
     return self.base != "threshold"
+
+  @property
+  def needs_targets(self) -> bool:
+    """The oracle control reads the reference answers (`generate(..., targets=...)`)."""
+    return self.selection == "oracle"
 
   def init_state(self, ctx, batch_size):
     if self.selection == "smc":
@@ -187,6 +212,8 @@ def candidate_pool(params: LookUM, view: StepView) -> tuple[jax.Array, jax.Array
   rank = rank_positions(base_score(params, view), view.eligible, view.demoted)
   if params.pool == "top_k":
     in_pool = rank < jnp.maximum(params.pool_size, count)
+  elif params.pool == "eligible":
+    in_pool = view.eligible
   else:
     in_pool = (view.confidence >= params.pool_threshold) | (rank < count)
   return in_pool & view.eligible, count
@@ -272,25 +299,57 @@ def verify(params: Any, ctx: StepContext, state: LoopState, commits: jax.Array,
   logits = ctx.lookahead(state, commits, tokens)
   scope = verifier_scope(params.verifier_scope, ctx, state,
                          ctx.window_masked(state)[:, None] & ~commits)
-  return Candidates(commits=commits, tokens=tokens, logits=logits,
-                    score=verifier_score(params, logits, scope))
+  score = verifier_score(params, logits, scope)
+  entropy_cost = getattr(params, "entropy_cost", 0.0)
+  if entropy_cost:  # the information-gain form: pay for the uncertainty committed
+    committed = jnp.sum(jnp.where(commits, scores.entropy(state.logits)[:, None], 0.0), -1)
+    score = score - entropy_cost * committed
+  return Candidates(commits=commits, tokens=tokens, logits=logits, score=score)
+
+
+def distinct_candidates(cand: Candidates) -> jax.Array:
+  """`[B, K]`: candidate k commits something no earlier candidate of its row commits (the
+  same positions with the same tokens count as the same candidate)."""
+  content = jnp.where(cand.commits, cand.tokens, -1)  # [B, K, W]
+  same = jnp.all(content[:, :, None] == content[:, None, :], axis=-1)  # [B, K, K]
+  paths = content.shape[1]
+  earlier = jnp.arange(paths)[None, :] < jnp.arange(paths)[:, None]  # [k, j]: j < k
+  return ~jnp.any(same & earlier[None], axis=-1)
+
+
+def choose(ctx: StepContext, state: LoopState, cand: Candidates, keys: jax.Array,
+           temperature: float, selection: str, distinct: jax.Array) -> jax.Array:
+  """`[B]` index of each row's kept candidate among its distinct ones."""
+  score = jnp.where(distinct, cand.score, -jnp.inf)
+  if selection == "random":
+    return jax.vmap(jax.random.categorical)(keys, jnp.where(distinct, 0.0, -jnp.inf))
+  if selection == "oracle":
+    targets = ctx.window_of(ctx.targets, state)  # [B, W]
+    wrong = jnp.sum(cand.commits & (cand.tokens != targets[:, None]), axis=-1)  # [B, K]
+    # Fewest wrong commits first; the verifier breaks ties (scores are finite, < 1e6).
+    rank_key = -wrong.astype(jnp.float32) * 1e6 + jnp.clip(score, -1e5, 1e5)
+    return jnp.argmax(jnp.where(distinct, rank_key, -jnp.inf), axis=-1)
+  if temperature > 0:
+    return jax.vmap(jax.random.categorical)(keys, score / temperature)
+  return jnp.argmax(score, axis=-1)
 
 
 def select(ctx: StepContext, state: LoopState, cand: Candidates, choice_keys: jax.Array,
-           temperature: float, row_choice: jax.Array) -> LoopState:
+           temperature: float, row_choice: jax.Array, selection: str = "is",
+           dedupe: bool = True) -> LoopState:
   """Commits each row's chosen candidate (importance sampling with weights
-  `softmax(score / temperature)`, argmax at 0) and keeps its look-ahead logits as the next
-  step's, so a step costs K forwards.
+  `softmax(score / temperature)`, argmax at 0; or an oracle / random-pick control) and
+  keeps its look-ahead logits as the next step's, so a step costs K forwards: one per
+  distinct candidate with `dedupe`.
 
   `row_choice` `[B]`: rows whose K candidates can differ. A row without a choice is charged
   what its base step would cost (one forward, none if the commit finished its block), so a
   row's NFE does not depend on the rest of its batch.
   """
   batch, paths = cand.score.shape
-  if temperature > 0:
-    chosen = jax.vmap(jax.random.categorical)(choice_keys, cand.score / temperature)
-  else:
-    chosen = jnp.argmax(cand.score, axis=-1)
+  distinct = distinct_candidates(cand) if dedupe else jnp.ones((batch, paths), bool)
+  chosen = choose(ctx, state, cand, choice_keys, temperature, selection, distinct)
+  paths = jnp.sum(distinct, axis=-1)
   chosen_of = lambda a: jnp.take_along_axis(
       a, chosen.reshape((batch,) + (1,) * (a.ndim - 1)), axis=1)[:, 0]
   active = ctx.active(state)
@@ -307,7 +366,8 @@ def branch_step(params: LookUM, ctx: StepContext, state: LoopState, view: StepVi
   propose_keys, choice_keys = jax.vmap(jax.random.split, out_axes=1)(select_keys)
   commits, tokens = jax.vmap(lambda v, k: propose(params, v, k))(view, propose_keys)
   cand = verify(params, ctx, state, commits, tokens)
-  return select(ctx, state, cand, choice_keys, params.selection_temperature, row_choice)
+  return select(ctx, state, cand, choice_keys, params.selection_temperature, row_choice,
+                params.selection, params.dedupe)
 
 
 def lookum_step(params: LookUM, ctx: StepContext, state: LoopState) -> LoopState:
@@ -342,7 +402,11 @@ def smc_step(params: LookUM, ctx: StepContext, state: LoopState) -> LoopState:
   commits, tokens = jax.vmap(lambda v, k: propose(one_draw, v, k))(view, propose_keys)
   before = state
   active = ctx.active(state)
-  state = ctx.refresh_logits(ctx.commit(state, commits[:, 1], tokens[:, 1]))
+  drawn = jnp.ones((commits.shape[0],), bool)
+  if params.smc_greedy_particle:  # particle 0 of each row follows the greedy set
+    drawn = jnp.arange(commits.shape[0]) % paths != 0
+  pick = lambda a: jnp.where(drawn.reshape((-1,) + (1,) * (a.ndim - 2)), a[:, 1], a[:, 0])
+  state = ctx.refresh_logits(ctx.commit(state, pick(commits), pick(tokens)))
   scope_name = params.verifier_scope
   if scope_name == "common":  # one path per particle: nothing to share
     scope_name = "masked"

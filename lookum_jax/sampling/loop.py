@@ -171,6 +171,7 @@ class StepContext:
   stop_token_ids: tuple[int, ...]
   schedule: jax.Array  # [steps_per_block] int32
   policy: Any = None  # the learned policy module, for strategies that read one
+  targets: jax.Array | None = None  # [B, G] reference response (oracle controls), or None
   static_block: int | None = None
 
   # ------------------------------------------------------------------ geometry
@@ -404,8 +405,8 @@ def row_keys_from(key: jax.Array, batch_size: int) -> jax.Array:
 
 def init_decode(model: Any, prompt_ids: jax.Array, prompt_mask: jax.Array | None,
                 key: jax.Array, config: SamplerConfig, *, mask_token_id: int,
-                eos_token_id: int, stop_token_ids: tuple[int, ...], policy: Any = None
-                ) -> tuple[StepContext, LoopState]:
+                eos_token_id: int, stop_token_ids: tuple[int, ...], policy: Any = None,
+                targets: jax.Array | None = None) -> tuple[StepContext, LoopState]:
   """The step context and the initial state of `decode` (before the first block)."""
   batch, prompt_length = prompt_ids.shape
   canvas = jnp.concatenate(
@@ -425,7 +426,8 @@ def init_decode(model: Any, prompt_ids: jax.Array, prompt_mask: jax.Array | None
   ctx = StepContext(
       config=config, forward=forward, attention_mask=attention_mask,
       prompt_length=prompt_length, mask_token_id=mask_token_id,
-      stop_token_ids=stop_token_ids, schedule=jnp.asarray(schedule, jnp.int32), policy=policy)
+      stop_token_ids=stop_token_ids, schedule=jnp.asarray(schedule, jnp.int32), policy=policy,
+      targets=None if targets is None else jnp.asarray(targets, jnp.int32))
   zeros = jnp.zeros((batch,), jnp.int32)
   # Placeholders with the shapes the first block's forward fills in.
   logits_shape = jax.eval_shape(lambda: ctx._full_forward(_blank_state(
@@ -470,12 +472,13 @@ def block_contexts(ctx: StepContext) -> list[StepContext] | None:
 
 def decode_core(model: Any, prompt_ids: jax.Array, prompt_mask: jax.Array | None,
                 key: jax.Array, config: SamplerConfig, *, mask_token_id: int,
-                eos_token_id: int, stop_token_ids: tuple[int, ...], policy: Any = None
-                ) -> GenerationResult:
+                eos_token_id: int, stop_token_ids: tuple[int, ...], policy: Any = None,
+                targets: jax.Array | None = None) -> GenerationResult:
   """The loop itself: blocks left to right, steps until each block is committed."""
   ctx, state = init_decode(
       model, prompt_ids, prompt_mask, key, config, mask_token_id=mask_token_id,
-      eos_token_id=eos_token_id, stop_token_ids=stop_token_ids, policy=policy)
+      eos_token_id=eos_token_id, stop_token_ids=stop_token_ids, policy=policy,
+      targets=targets)
 
   def run_block(block_ctx: StepContext, block, state: LoopState) -> LoopState:
     state = block_ctx.start_block(state, block)
@@ -493,8 +496,8 @@ def decode_core(model: Any, prompt_ids: jax.Array, prompt_mask: jax.Array | None
 
 def decode(model: Any, prompt_ids: jax.Array, prompt_mask: jax.Array | None,
            key: jax.Array, config: SamplerConfig, *, mask_token_id: int,
-           eos_token_id: int, stop_token_ids: tuple[int, ...], policy: Any = None
-           ) -> GenerationResult:
+           eos_token_id: int, stop_token_ids: tuple[int, ...], policy: Any = None,
+           targets: jax.Array | None = None) -> GenerationResult:
   """The pure, jittable, vmappable generation (see `generate` for the arguments).
 
   `model` is an NNX model (every cache mode) or a function `(tokens, mask) -> logits`
@@ -502,17 +505,18 @@ def decode(model: Any, prompt_ids: jax.Array, prompt_mask: jax.Array | None,
   """
   return config.strategy.decode(
       decode_core, model, prompt_ids, prompt_mask, key, config, mask_token_id=mask_token_id,
-      eos_token_id=eos_token_id, stop_token_ids=stop_token_ids, policy=policy)
+      eos_token_id=eos_token_id, stop_token_ids=stop_token_ids, policy=policy, targets=targets)
 
 
 @functools.partial(jax.jit, static_argnames=("graphdef", "policy_graphdef", "config", "ids"))
 def _generate_jit(graphdef, weights, prompt_ids, prompt_mask, key, policy_graphdef,
-                  policy_weights, *, config, ids):
+                  policy_weights, targets=None, *, config, ids):
   model = nnx.merge(graphdef, weights)
   policy = None if policy_graphdef is None else nnx.merge(policy_graphdef, policy_weights)
   mask_token_id, eos_token_id, stop_token_ids = ids
   return decode(model, prompt_ids, prompt_mask, key, config, mask_token_id=mask_token_id,
-                eos_token_id=eos_token_id, stop_token_ids=stop_token_ids, policy=policy)
+                eos_token_id=eos_token_id, stop_token_ids=stop_token_ids, policy=policy,
+                targets=targets)
 
 
 def _check_prompt_tokens(prompt_ids: np.ndarray, prompt_mask: np.ndarray | None,
@@ -557,7 +561,8 @@ def check_generation(model: nnx.Module, config: SamplerConfig, prompt_shape: tup
 
 
 def generate(model: nnx.Module, prompt_ids: Any, config: SamplerConfig, key: jax.Array,
-             prompt_mask: Any = None, *, policy: nnx.Module | None = None) -> GenerationResult:
+             prompt_mask: Any = None, *, policy: nnx.Module | None = None,
+             targets: Any = None) -> GenerationResult:
   """Generates `config.gen_length` tokens after each prompt in one compiled program.
 
   Args:
@@ -570,6 +575,8 @@ def generate(model: nnx.Module, prompt_ids: Any, config: SamplerConfig, key: jax
       depend on the rest of the batch, even when sampling).
     prompt_mask: optional bool `[B, P]`, false on padding.
     policy: the learned unmasking policy, for strategies that read one (`policy_rl`).
+    targets: optional int `[B, gen_length]` reference responses, read only by experiment
+      controls that know the answer (LookUM's `selection="oracle"`).
 
   Returns:
     A `GenerationResult`.
@@ -599,5 +606,13 @@ def generate(model: nnx.Module, prompt_ids: Any, config: SamplerConfig, key: jax
   policy_graphdef, policy_weights = (None, None) if policy is None else nnx.split(policy)
   ids = (int(mask_token_id), int(model_config.eos_token_id),
          tuple(int(i) for i in model_config.stop_token_ids))
+  if targets is not None:
+    targets = jnp.asarray(targets, jnp.int32)
+    if targets.shape != (prompt_ids.shape[0], config.gen_length):
+      raise ValueError(f"targets must be [batch, gen_length] = "
+                       f"{(prompt_ids.shape[0], config.gen_length)}, got {targets.shape}.")
+  if getattr(config.strategy, "needs_targets", False) and targets is None:
+    raise ValueError(f"{config.strategy.label()} needs the reference answers: pass "
+                     "generate(..., targets=[B, gen_length] token ids).")
   return _generate_jit(graphdef, weights, prompt_ids.astype(jnp.int32), prompt_mask, key,
-                       policy_graphdef, policy_weights, config=config, ids=ids)
+                       policy_graphdef, policy_weights, targets, config=config, ids=ids)

@@ -22,6 +22,7 @@ from lookum_jax.sampling.loop import GenerationResult, LoopState, init_decode, r
 def generate_python_loop(model: Any, prompt_ids: jax.Array, prompt_mask: jax.Array | None,
                          key: jax.Array, config: SamplerConfig, *, mask_token_id: int,
                          eos_token_id: int, stop_token_ids: tuple[int, ...], policy: Any = None,
+                         targets: jax.Array | None = None,
                          on_step: Callable[[LoopState], None] | None = None
                          ) -> GenerationResult:
   """`decode` with Python loops over blocks and steps, run eagerly (arguments as `decode`).
@@ -45,4 +46,5 @@ def generate_python_loop(model: Any, prompt_ids: jax.Array, prompt_mask: jax.Arr
   with jax.disable_jit():
     return config.strategy.decode(
         run, model, prompt_ids, prompt_mask, key, config, mask_token_id=mask_token_id,
-        eos_token_id=eos_token_id, stop_token_ids=stop_token_ids, policy=policy)
+        eos_token_id=eos_token_id, stop_token_ids=stop_token_ids, policy=policy,
+        targets=targets)
