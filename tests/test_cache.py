@@ -156,7 +156,8 @@ def test_forward_tokens_count_the_window(models):
   assert int(none.forward_tokens[0]) == 8 * total
   # 2 blocks x (one full forward + 3 window forwards)
   assert int(dual.forward_tokens[0]) == 2 * (total + 3 * 8)
-  assert int(prefix.forward_tokens[0]) == 2 * total + 3 * 16 + 3 * 8
+  # prefix: the whole response (16) per window forward, one static shape for every block
+  assert int(prefix.forward_tokens[0]) == 2 * total + 6 * 16
 
 
 def test_unsupported_combinations_raise_before_work(models):

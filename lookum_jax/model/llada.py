@@ -143,12 +143,12 @@ class Block(nnx.Module):
     return self.mlp(x), (k, v)
 
   def window(self, x: jax.Array, cos: jax.Array, sin: jax.Array, start: jax.Array,
-             cached_k: jax.Array, cached_v: jax.Array, key_mask: jax.Array | None
-             ) -> jax.Array:
-    """A window of `w` positions per candidate, `x [B, K, w, D]`, attending over its own
-    fresh keys/values and the cached ones `[B, T, kv, hd]` of every position outside
-    `[start, start + w)`. The cache may hold only the first S <= T positions (a prefix
-    cache of the positions before the window).
+             cached_k: jax.Array, cached_v: jax.Array, key_mask: jax.Array | None,
+             fresh_from: jax.Array) -> jax.Array:
+    """A window of `w` positions per candidate, `x [B, K, w, D]` at `[start, start + w)`,
+    against a cache `[B, T, kv, hd]`: window positions from `fresh_from` on use their own
+    fresh keys/values; every other position (before `fresh_from`, after the window) uses the
+    cached ones.
 
     The two key sets are scored separately and normalised together (one softmax over
     `T + w` keys), so the cache is never copied, not even once per candidate.
@@ -160,19 +160,19 @@ class Block(nnx.Module):
     q = q.reshape(b, paths, w, kv, group, hd)
     k, v = k.reshape(b, paths, w, kv, hd), v.reshape(b, paths, w, kv, hd)
     scale = 1.0 / jnp.sqrt(jnp.float32(hd))
+    t = cached_k.shape[1]
     cached = jnp.einsum("bpqkgh,bskh->bpkgqs", q, cached_k,
                         preferred_element_type=jnp.float32) * scale
-    cached_length = cached_k.shape[1]  # T (dual), or the prefix before the window (prefix)
-    pos = jnp.arange(cached_length)
-    outside = (pos < start) | (pos >= start + w)  # [S]
-    valid = (outside[None] if key_mask is None
-             else key_mask[:, :cached_length] & outside[None])  # [B, S]
+    pos = jnp.arange(t)
+    from_cache = (pos < fresh_from) | (pos >= start + w)  # [T]
+    valid = from_cache[None] if key_mask is None else key_mask & from_cache[None]  # [B, T]
     cached = jnp.where(valid[:, None, None, None, None, :], cached, _NEG_INF)
     fresh = jnp.einsum("bpqkgh,bpskh->bpkgqs", q, k,
                        preferred_element_type=jnp.float32) * scale
+    fresh_valid = start + jnp.arange(w) >= fresh_from  # [w] (window positions are real)
+    fresh = jnp.where(fresh_valid, fresh, _NEG_INF)
     probs = jax.nn.softmax(jnp.concatenate([cached, fresh], axis=-1), axis=-1)
     probs = probs.astype(self.dtype)
-    t = cached_k.shape[1]
     out = (jnp.einsum("bpkgqs,bskh->bpqkgh", probs[..., :t], cached_v)
            + jnp.einsum("bpkgqs,bpskh->bpqkgh", probs[..., t:], v))
     x = x + self.attn_out(out.reshape(b, paths, w, self.n_heads * hd))
@@ -323,17 +323,24 @@ class LLaDA(nnx.Module):
 
   def extend(self, tokens: jax.Array, start: int | jax.Array, cache: KVCache,
              attention_mask: jax.Array | None = None, *,
-             logits_window: tuple[int | jax.Array, int] | None = None) -> jax.Array:
+             logits_window: tuple[int | jax.Array, int] | None = None,
+             fresh_from: int | jax.Array | None = None) -> jax.Array:
     """Logits of a window of positions against a cache: `[B, K, length, V]` float32.
 
     Args:
       tokens: int `[B, K, w]`: K candidate contents of positions `[start, start + w)` of
         each cached row (K = 1 for a plain step). Their keys and values are computed
-        fresh; every other position's come from `cache` (`[n_layers, B, T, ...]`).
+        fresh (from `fresh_from` on); every other position's come from `cache`
+        (`[n_layers, B, T, ...]`).
       start: first position of the window (may be traced).
       cache: from `prefill` on the same rows.
       attention_mask: the rows' `[B, T]` padding mask, as given to `prefill`.
-      logits_window: `(offset, length)` within the window (default: all of it).
+      logits_window: `(offset, length)` within the window (default: all of it); the
+        offset may be traced.
+      fresh_from: window positions before it attend with (and are attended through)
+        their cached keys/values, not fresh ones (default `start`: all fresh). Fast-dLLM's
+        prefix cache is the window `[P, T)` with `fresh_from = block_start`: one static
+        shape for every block, the cached prefix exactly as theirs.
     """
     if self.shifts_logits:
       raise ValueError(
@@ -343,11 +350,8 @@ class LLaDA(nnx.Module):
     if tokens.ndim != 3:
       raise ValueError(f"extend takes tokens [batch, candidates, window], got {tokens.shape}.")
     b, paths, w = tokens.shape
-    t = cache.k.shape[2]  # T, or fewer for a prefix cache (then `start` is static)
-    if attention_mask is not None:
-      t = attention_mask.shape[1]
-    elif isinstance(start, int):
-      t = max(t, start + w)
+    t = cache.k.shape[2]
+    fresh_from = start if fresh_from is None else fresh_from
     if cache.k.shape[1] != b:
       raise ValueError(f"tokens have {b} rows but the cache holds {cache.k.shape[1]}.")
     key_mask = None if attention_mask is None else attention_mask.astype(bool)
@@ -356,7 +360,8 @@ class LLaDA(nnx.Module):
     cos, sin = rope_angles(positions, self.config.head_dim, self.config.rope_theta)
     x = jnp.take(self.wte[...], tokens, axis=0).astype(self.dtype)  # [B, K, w, D]
     x, _ = self._layers(
-        lambda block, x, kv: block.window(x, cos, sin, start, kv[0], kv[1], key_mask), x,
+        lambda block, x, kv: block.window(x, cos, sin, start, kv[0], kv[1], key_mask,
+                                          fresh_from), x,
         (cache.k, cache.v))
     if logits_window is not None:
       offset, length = logits_window

@@ -1,8 +1,7 @@
 """The unmasking loop: a whole generation as one XLA program.
 
 `generate` splits the NNX model into a static graph definition and traced weights, then runs
-`decode` under `jax.jit`. Blocks are decoded left to right (`lax.fori_loop`, or unrolled
-under the prefix cache, whose window shrinks block by block); inside a block a
+`decode` under `jax.jit`. Blocks are decoded left to right (`lax.fori_loop`); inside a block a
 `lax.while_loop` runs denoising steps until every row has committed the block. A row that
 finishes its block early is frozen (it spends no forward and draws no randomness) until the
 others catch up, so its tokens and NFE do not depend on its batch.
@@ -13,7 +12,10 @@ selects positions from the carried logits, commits them and runs the forward for
 canvas:
 
   * cache "none": the whole sequence, with the LM head over the response only;
-  * cache "prefix": positions `[block_start, T)` against the cached prefix (Fast-dLLM);
+  * cache "prefix": the response against the cached prompt and finished blocks, whose keys
+    and values stay cached while the block and everything after it is recomputed
+    (Fast-dLLM's prefix cache; we forward the whole response to keep one static shape, so
+    the finished blocks' queries are computed and dropped);
   * cache "dual": the block only, against the cached prefix and suffix (Fast-dLLM).
 
 The carried logits, and every per-position array a strategy sees (`StepView`), cover a
@@ -144,14 +146,16 @@ class Forward:
     return self._finish(logits), None
 
   def window(self, tokens: jax.Array, start, cache: KVCache,
-             attention_mask: jax.Array | None, length: int) -> jax.Array:
+             attention_mask: jax.Array | None, length: int, *, fresh_from=None,
+             offset=0) -> jax.Array:
     """Logits `[B, K, length, V]` of candidate windows `[B, K, w]` at `start` against
-    `cache`, for the window's first `length` positions."""
+    `cache`, for window positions `[offset, offset + length)` (`LLaDA.extend`)."""
     if self.config.cfg_scale > 0:
       tokens = jnp.concatenate([tokens, tokens], axis=0)  # the window is in the response
       attention_mask = (None if attention_mask is None
                         else jnp.concatenate([attention_mask] * 2, axis=0))
-    logits = self.model.extend(tokens, start, cache, attention_mask, logits_window=(0, length))
+    logits = self.model.extend(tokens, start, cache, attention_mask,
+                               logits_window=(offset, length), fresh_from=fresh_from)
     return self._finish(logits)
 
 
@@ -159,8 +163,8 @@ class Forward:
 class StepContext:
   """Everything a step needs besides the loop state; built once per trace.
 
-  `static_block` is the block index when blocks are unrolled (prefix cache), else None and
-  the block index is `state.block`.
+  `static_block` is the block index when blocks run in a Python loop (the eager reference),
+  else None and the block index is `state.block`.
   """
 
   config: SamplerConfig
@@ -284,13 +288,19 @@ class StepContext:
               else jnp.repeat(self.attention_mask, paths, axis=0))
       logits, _ = self.forward.full(canvases.reshape(batch * paths, -1), mask, start, w)
       return logits.reshape(batch, paths, w, -1), state.tokens.shape[1]
-    if cfg.cache == "prefix":  # the window runs to the end of the sequence
-      rest = state.tokens[:, start + w:]
-      window_tokens = jnp.concatenate(
-          [window_tokens, jnp.broadcast_to(rest[:, None], (batch, paths, rest.shape[1]))],
-          axis=2)
+    if cfg.cache == "prefix":
+      # Queries over the whole response [P, T) (one static shape for every block); the
+      # prompt and the finished blocks attend through their cached keys/values, the block
+      # and everything after it fresh: Fast-dLLM's prefix cache. The finished blocks'
+      # query outputs are computed and dropped.
+      response = jnp.broadcast_to(state.tokens[:, None, p:], (batch, paths, cfg.gen_length))
+      response = jax.lax.dynamic_update_slice_in_dim(
+          response, window_tokens, self.window_start(state), axis=2)
+      logits = self.forward.window(response, p, state.cache, self.attention_mask, w,
+                                   fresh_from=start, offset=self.window_start(state))
+      return logits, cfg.gen_length
     logits = self.forward.window(window_tokens, start, state.cache, self.attention_mask, w)
-    return logits, window_tokens.shape[2]
+    return logits, w
 
   def lookahead(self, state: LoopState, commits: jax.Array, tokens: jax.Array) -> jax.Array:
     """Logits `[B, K, W, V]` of K look-ahead canvases per row, all in one model call:
@@ -303,10 +313,7 @@ class StepContext:
     cfg, total = self.config, self.prompt_length + self.config.gen_length
     if cfg.cache == "none":
       return total
-    if cfg.cache == "dual":
-      return cfg.block_length
-    assert self.static_block is not None
-    return total - self.prompt_length - self.static_block * cfg.block_length
+    return cfg.block_length if cfg.cache == "dual" else cfg.gen_length
 
   def charge(self, state: LoopState, forwards: jax.Array) -> LoopState:
     """Adds `forwards [B]` step forwards (each times the CFG cost) to each row's NFE."""
@@ -353,19 +360,10 @@ class StepContext:
 
   # ------------------------------------------------------------------ blocks
   def _full_forward(self, state: LoopState) -> tuple[jax.Array, KVCache | None]:
-    """The window's logits and (with a cache) the keys/values the block's steps attend to:
-    every position (dual), or the prefix before the block only (prefix)."""
-    prefix = self.config.cache == "prefix"
-    if prefix and self.static_block is None:  # shape placeholders only (init_decode)
-      return self.forward.full(state.tokens, self.attention_mask, self.prompt_length,
-                               self.window_length)
-    logits, cache = self.forward.full(
+    """The window's logits and (with a cache) every position's keys/values."""
+    return self.forward.full(
         state.tokens, self.attention_mask, self.prompt_length + self.window_start(state),
         self.window_length, with_cache=self.config.cache != "none")
-    if prefix:
-      end = self.prompt_length + self.block_start(state)  # static: blocks are unrolled
-      cache = jax.tree.map(lambda a: a[:, :, :end], cache)
-    return logits, cache
 
   def start_block(self, state: LoopState, block: jax.Array | int) -> LoopState:
     """Enters `block`: one full forward (storing the cache) serves its first step."""
@@ -433,8 +431,7 @@ def init_decode(model: Any, prompt_ids: jax.Array, prompt_mask: jax.Array | None
   logits_shape = jax.eval_shape(lambda: ctx._full_forward(_blank_state(
       canvas, config, zeros, key, None, None)))
   logits = jnp.zeros(logits_shape[0].shape, logits_shape[0].dtype)
-  # The prefix cache changes length block by block: each block creates its own.
-  cache = (None if logits_shape[1] is None or config.cache == "prefix"
+  cache = (None if logits_shape[1] is None
            else jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), logits_shape[1]))
   state = _blank_state(canvas, config, zeros, row_keys_from(key, batch), logits, cache)
   state = state.replace(strategy_state=strategy.init_state(ctx, batch))
@@ -462,14 +459,6 @@ def result_from(ctx: StepContext, state: LoopState) -> GenerationResult:
       forward_tokens=state.forward_tokens, strategy_state=state.strategy_state)
 
 
-def block_contexts(ctx: StepContext) -> list[StepContext] | None:
-  """One context per block when blocks must be unrolled (the prefix cache's window length
-  changes with the block), else None."""
-  if ctx.config.cache != "prefix":
-    return None
-  return [dataclasses.replace(ctx, static_block=b) for b in range(ctx.config.num_blocks)]
-
-
 def decode_core(model: Any, prompt_ids: jax.Array, prompt_mask: jax.Array | None,
                 key: jax.Array, config: SamplerConfig, *, mask_token_id: int,
                 eos_token_id: int, stop_token_ids: tuple[int, ...], policy: Any = None,
@@ -484,13 +473,7 @@ def decode_core(model: Any, prompt_ids: jax.Array, prompt_mask: jax.Array | None
     state = block_ctx.start_block(state, block)
     return jax.lax.while_loop(block_ctx.block_continues, block_ctx.step, state)
 
-  unrolled = block_contexts(ctx)
-  if unrolled is None:
-    state = jax.lax.fori_loop(0, config.num_blocks, functools.partial(run_block, ctx), state)
-  else:
-    for b, block_ctx in enumerate(unrolled):
-      # The block's prefix cache is dead after it: nothing carried into the next block.
-      state = run_block(block_ctx, b, state).replace(cache=None)
+  state = jax.lax.fori_loop(0, config.num_blocks, functools.partial(run_block, ctx), state)
   return result_from(ctx, state)
 
 
