@@ -1,0 +1,56 @@
+"""Every strategy under every KV cache mode keeps a row's tokens independent of its batch
+and its padding: a left-padded row among others decodes as the same row with other
+padding among other rows (same keys), token for token and NFE for NFE."""
+
+import jax
+import numpy as np
+import pytest
+
+from lookum_jax.sampling import SamplerConfig, generate
+from lookum_jax.testing import MODEL_CONFIG, make_prompts, random_model
+
+STRATEGIES = [
+    ("low_confidence", None), ("random", None), ("margin", None), ("entropy", None),
+    ("threshold", {"tau": 0.6}), ("entropy_bounded", {"gamma": 1.0}),
+    ("lookum", {"paths": 2}), ("policy", {"mode": "sample"}), ("policy_lookum", {"paths": 2}),
+]
+
+
+@pytest.fixture(scope="module")
+def setup():
+  from policy_rl import PolicyConfig, init_policy
+
+  model = random_model(MODEL_CONFIG)
+  policy = init_policy(PolicyConfig(width=16, num_heads=2, mlp_dim=32, time_frequencies=16),
+                       seed=0)
+  return model, policy
+
+
+def padded(row: np.ndarray, length: int) -> tuple[np.ndarray, np.ndarray]:
+  pad = length - row.shape[0]
+  ids = np.concatenate([np.full(pad, MODEL_CONFIG.pad_token_id), row]).astype(np.int32)
+  return ids, np.arange(length) >= pad
+
+
+@pytest.mark.parametrize("cache", ["prefix", "dual"])
+@pytest.mark.parametrize("name, params", STRATEGIES, ids=[s for s, _ in STRATEGIES])
+def test_row_ignores_batch_and_padding(setup, name, params, cache):
+  model, policy = setup
+  config = SamplerConfig(gen_length=8, block_length=4, steps=4, strategy=name, params=params,
+                         cache=cache, temperature=0.5)
+  extra = policy if config.strategy.needs_policy else None
+  row = make_prompts(30, batch=1, length=3)[0]
+  others = make_prompts(31, batch=2, length=6)
+  key, other_key = jax.random.key(8), jax.random.key(9)
+  # Batch A: the row padded to 5 first; batch B: the row padded to 6, second.
+  ids_a, mask_a = padded(row, 5)
+  batch_a = np.stack([ids_a, others[0, :5]])
+  mask_a = np.stack([mask_a, np.ones(5, bool)])
+  ids_b, mask_b = padded(row, 6)
+  batch_b = np.stack([others[1], ids_b])
+  mask_b = np.stack([np.ones(6, bool), mask_b])
+  a = generate(model, batch_a, config, jax.numpy.stack([key, other_key]), mask_a, policy=extra)
+  b = generate(model, batch_b, config, jax.numpy.stack([other_key, key]), mask_b, policy=extra)
+  np.testing.assert_array_equal(np.asarray(a.tokens)[0, 5:], np.asarray(b.tokens)[1, 6:])
+  assert int(a.nfe[0]) == int(b.nfe[1])
+  assert int(a.num_steps[0]) == int(b.num_steps[1])
