@@ -17,8 +17,8 @@ def get_config() -> TrainConfig:
   return TrainConfig(
       task="chain",
       task_options={"num_steps": 42, "num_registers": 2, "max_operand": 2, "multiply": False,
-                    "echo": True},
+                    "echo": True, "query_last": True},
       d_model=128, n_layers=4, n_heads=4, n_kv_heads=4, mlp_hidden_size=384,
       max_sequence_length=512,
-      batch_size=16, num_steps=1800, learning_rate=2e-3, warmup_steps=50,
+      batch_size=16, num_steps=1200, learning_rate=3e-3, warmup_steps=50,
       checkpoint_every=50, keep_checkpoints=2, log_every=25, seed=0)

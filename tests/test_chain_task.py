@@ -38,6 +38,16 @@ def test_operations_follow_the_options():
     assert seen == allowed
 
 
+def test_query_last():
+  task = get_task("chain", num_steps=10, num_registers=3, query_last=True)
+  examples = task.generate(20, seed=0)
+  assert {ex["query"] for ex in examples} == {2}
+  assert all(task.prompt_text(ex).endswith("?c") for ex in examples)
+  assert len({ex["query"] for ex in get_task("chain", num_steps=10).generate(20, seed=0)}) == 3
+  with pytest.raises(ValueError, match="last register"):
+    task.validate({**examples[0], "query": 0, "trace": run_program(examples[0]["program"][0])})
+
+
 def test_generation_is_deterministic_by_seed():
   task = get_task("chain", num_steps=20, num_registers=3)
   assert task.generate(5, seed=3) == task.generate(5, seed=3)
@@ -168,7 +178,7 @@ def test_validate_rejects_malformed_examples(bad, message):
 
 def test_options_are_validated():
   for options in ({"num_steps": 0}, {"num_registers": 27}, {"strict": 1}, {"max_operand": 0},
-                  {"multiply": "yes"}, {"echo": None}):
+                  {"multiply": "yes"}, {"echo": None}, {"query_last": 0}):
     with pytest.raises(ValueError, match="RegisterChain"):
       get_task("chain", **options)
 
