@@ -60,7 +60,8 @@ class LookUMProbe(LookUM):
     record = {"score": write(record["score"], cand.score),
               "wrong": write(record["wrong"], wrong),
               "valid": write(record["valid"], active)}
-    state = select(ctx, state, cand, choice_keys, self.selection_temperature, row_choice)
+    state = select(ctx, state, cand, choice_keys, self.selection_temperature, row_choice,
+                   self.selection, self.dedupe)
     return state.replace(strategy_state=record)
 
 

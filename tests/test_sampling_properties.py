@@ -85,8 +85,11 @@ def test_unscheduled_strategies_commit_in_parallel(strategy):
 
 
 def jit_decode(model_fn, config: SamplerConfig, prompt: np.ndarray, key):
+  # Build the (cached) model before tracing: built inside the trace, its weights would be
+  # tracers, cached past the trace (whatever test of this file runs first calls this).
+  kwargs = decode_kwargs(model(), config)
   return jax.tree.map(np.asarray, jax.jit(lambda p, k: decode(
-      model_fn, p, None, k, config, **decode_kwargs(model(), config)))(prompt, key))
+      model_fn, p, None, k, config, **kwargs))(prompt, key))
 
 
 def count_forward_passes(config: SamplerConfig, prompt: np.ndarray, key):
