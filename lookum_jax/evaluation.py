@@ -109,13 +109,14 @@ def evaluate(model, tokenizer, task: Task, examples: Sequence[dict[str, Any]],
       tokens = np.asarray(result.tokens)
     compile_time += compile_seconds[0]
     nfe, steps = np.asarray(result.nfe), np.asarray(result.num_steps)
+    forward_tokens = np.asarray(result.forward_tokens)
     for row, i in enumerate(index):
       example = examples[i]
       response_ids = tokens[row, prompt_length:]
       text = decode_response(tokenizer, response_ids, stop_ids)
       correct = bool(task.score(example, text))
       record = {"index": i, "response": text, "correct": correct, "nfe": int(nfe[row]),
-                "steps": int(steps[row])}
+                "steps": int(steps[row]), "forward_tokens": int(forward_tokens[row])}
       target = task.target_text(example)
       if target is not None:
         reference = encode_text(tokenizer, target)
