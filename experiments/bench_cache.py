@@ -100,6 +100,9 @@ def main(argv: list[str] | None = None) -> None:
   parser.add_argument("--batch", type=int, nargs="+", default=[1])
   parser.add_argument("--strategy", nargs="+", default=list(STRATEGIES), choices=STRATEGIES)
   parser.add_argument("--cache", nargs="+", default=["none", "prefix", "dual"])
+  parser.add_argument("--only", nargs="+", metavar="STRATEGY/CACHE",
+                      help="run only these rows, e.g. 'low_confidence/none' 'lookum K=2/dual' "
+                      "(the reference row low_confidence/none is always run)")
   parser.add_argument("--runs", type=int, default=1)
   parser.add_argument("--scan", action="store_true", help="stacked layers under lax.scan")
   args = parser.parse_args(argv)
@@ -117,6 +120,9 @@ def main(argv: list[str] | None = None) -> None:
         reference = None
         for strategy in args.strategy:
           for cache in args.cache:
+            wanted = args.only is None or f"{strategy}/{cache}" in args.only
+            if not wanted and (strategy, cache) != ("low_confidence", "none"):
+              continue
             config = STRATEGIES[strategy](gen, args.block).replace(cache=cache)
             first, seconds, counts = time_generation(model, ids, config, args.runs)
             tokens_per_s = batch * gen / seconds
