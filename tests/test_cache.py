@@ -76,7 +76,7 @@ def _ours(model, prompt, *, cache, steps, block, threshold):
 
 @pytest.mark.parametrize("cache", ["prefix", "dual"])
 @pytest.mark.parametrize("block, steps, threshold", [
-    (4, 8, None), (8, 8, None), (16, 8, None), (4, 16, 0.9), (8, 16, 0.6), (16, 16, 0.3)])
+    (4, 8, None), (16, 8, None), (4, 16, 0.9), (8, 16, 0.6)])
 @pytest.mark.parametrize("batch", [1, 2])
 def test_token_parity_with_fastdllm(models, cache, block, steps, threshold, batch):
   model, reference = models

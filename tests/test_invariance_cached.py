@@ -9,10 +9,15 @@ import pytest
 from lookum_jax.sampling import SamplerConfig, generate
 from lookum_jax.testing import MODEL_CONFIG, make_prompts, random_model
 
-STRATEGIES = [
-    ("low_confidence", None), ("random", None), ("margin", None), ("entropy", None),
-    ("threshold", {"tau": 0.6}), ("entropy_bounded", {"gamma": 1.0}),
-    ("lookum", {"paths": 2}), ("policy", {"mode": "sample"}), ("policy_lookum", {"paths": 2}),
+# Each strategy under one cache mode, the modes alternating (both modes for LookUM, whose
+# look-ahead forward is the most cache-specific path); uncached invariance is tested in
+# test_sampling_batch.py.
+CASES = [
+    ("low_confidence", None, "dual"), ("random", None, "prefix"), ("margin", None, "dual"),
+    ("entropy", None, "prefix"), ("threshold", {"tau": 0.6}, "dual"),
+    ("entropy_bounded", {"gamma": 1.0}, "prefix"), ("lookum", {"paths": 2}, "dual"),
+    ("lookum", {"paths": 2}, "prefix"), ("policy", {"mode": "sample"}, "prefix"),
+    ("policy_lookum", {"paths": 2}, "dual"),
 ]
 
 
@@ -32,8 +37,7 @@ def padded(row: np.ndarray, length: int) -> tuple[np.ndarray, np.ndarray]:
   return ids, np.arange(length) >= pad
 
 
-@pytest.mark.parametrize("cache", ["prefix", "dual"])
-@pytest.mark.parametrize("name, params", STRATEGIES, ids=[s for s, _ in STRATEGIES])
+@pytest.mark.parametrize("name, params, cache", CASES, ids=[f"{n}-{c}" for n, _, c in CASES])
 def test_row_ignores_batch_and_padding(setup, name, params, cache):
   model, policy = setup
   config = SamplerConfig(gen_length=8, block_length=4, steps=4, strategy=name, params=params,

@@ -11,10 +11,9 @@ from lookum_jax.sampling.reference import generate_python_loop
 from lookum_jax.testing import MODEL_CONFIG, decode_kwargs, make_prompts, random_model
 
 CASES = [
-    ("lookum", {"paths": 3, "pool": "eligible", "proposal_temperature": 0.1}, "dual"),
     ("lookum", {"paths": 2, "selection": "smc", "selection_temperature": 0.1}, "prefix"),
-    ("lookum", {"paths": 2, "base": "threshold", "entropy_cost": 0.5}, "dual"),
-    ("policy", {"mode": "sample"}, "dual"),
+    ("lookum", {"paths": 3, "base": "threshold", "entropy_cost": 0.5, "pool": "eligible",
+                "proposal_temperature": 0.1}, "dual"),
     ("policy_lookum", {"paths": 2}, "none"),
 ]
 
