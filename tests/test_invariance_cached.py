@@ -9,14 +9,13 @@ import pytest
 from lookum_jax.sampling import SamplerConfig, generate
 from lookum_jax.testing import MODEL_CONFIG, make_prompts, random_model
 
-# Each strategy under one cache mode, the modes alternating (both modes for LookUM, whose
-# look-ahead forward is the most cache-specific path); uncached invariance is tested in
-# test_sampling_batch.py.
+# Each kind of step under one cache mode, the modes alternating (margin and entropy are the
+# same scheduled top-k step as low_confidence with another score); uncached invariance is
+# tested in test_sampling_batch.py, test_lookum.py and test_policy_lookum.py.
 CASES = [
-    ("low_confidence", None, "dual"), ("random", None, "prefix"), ("margin", None, "dual"),
-    ("entropy", None, "prefix"), ("threshold", {"tau": 0.6}, "dual"),
-    ("entropy_bounded", {"gamma": 1.0}, "prefix"), ("lookum", {"paths": 2}, "dual"),
-    ("lookum", {"paths": 2}, "prefix"), ("policy", {"mode": "sample"}, "prefix"),
+    ("low_confidence", None, "dual"), ("random", None, "prefix"),
+    ("threshold", {"tau": 0.6}, "dual"), ("entropy_bounded", {"gamma": 1.0}, "prefix"),
+    ("lookum", {"paths": 2}, "dual"), ("policy", {"mode": "sample"}, "prefix"),
     ("policy_lookum", {"paths": 2}, "dual"),
 ]
 

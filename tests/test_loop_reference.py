@@ -31,7 +31,7 @@ def setup():
 @pytest.mark.parametrize("name, params, cache", CASES, ids=lambda c: str(c))
 def test_jit_loop_equals_python_loop(setup, name, params, cache):
   model, policy = setup
-  config = SamplerConfig(gen_length=8, block_length=4, steps=8, strategy=name, params=params,
+  config = SamplerConfig(gen_length=8, block_length=4, steps=4, strategy=name, params=params,
                          cache=cache, temperature=0.5)
   prompts = make_prompts(21, batch=2)
   extra = policy if config.strategy.needs_policy else None
