@@ -17,24 +17,13 @@ import pytest
 import lookum_jax as lj
 from lookum_jax.model import tiny
 from lookum_jax.sampling import SamplerConfig, generate
-from lookum_jax.testing import random_model
+from lookum_jax.testing import MODEL_CONFIG
 from lookum_jax.testing.setups import make_prompts
 
 torch = pytest.importorskip("torch")
 from lookum_jax.testing.torch_fastdllm import torch_fastdllm_generate  # noqa: E402
-from lookum_jax.testing.torch_llada import TorchLLaDA  # noqa: E402
 
-CONFIG = tiny(eos_token_id=19, eot_token_id=101)
 PROMPT, GEN = 6, 16
-
-
-@pytest.fixture(scope="module")
-def models():
-  threads = torch.get_num_threads()
-  torch.set_num_threads(1)
-  model = random_model(CONFIG)
-  yield model, TorchLLaDA.from_jax(model, torch.float64)
-  torch.set_num_threads(threads)
 
 
 @pytest.mark.parametrize("mode", ["dual", "prefix"])
@@ -83,7 +72,7 @@ def test_token_parity_with_fastdllm(models, cache, block, steps, threshold, batc
   prompt = make_prompts(10 + batch, batch=batch, length=PROMPT)
   expected, expected_nfe = torch_fastdllm_generate(
       reference, prompt, steps=steps, gen_length=GEN, block_length=block,
-      mask_id=CONFIG.mask_token_id, cache=cache, threshold=threshold, mask_is_candidate=False)
+      mask_id=MODEL_CONFIG.mask_token_id, cache=cache, threshold=threshold, mask_is_candidate=False)
   result = _ours(model, prompt, cache=cache, steps=steps, block=block, threshold=threshold)
   np.testing.assert_array_equal(np.asarray(result.tokens), expected)
   nfe = np.asarray(result.nfe)
@@ -128,7 +117,7 @@ def test_padded_row_decodes_as_alone_under_a_cache(models, cache):
   model, _ = models
   short = make_prompts(13, batch=1, length=4)
   other = make_prompts(14, batch=1, length=PROMPT)
-  padded = np.concatenate([np.full((1, PROMPT - 4), CONFIG.pad_token_id), short], axis=1)
+  padded = np.concatenate([np.full((1, PROMPT - 4), MODEL_CONFIG.pad_token_id), short], axis=1)
   batch = np.concatenate([padded, other]).astype(np.int32)
   mask = np.ones(batch.shape, bool)
   mask[0, :PROMPT - 4] = False
@@ -167,7 +156,7 @@ def test_unsupported_combinations_raise_before_work(models):
   config = SamplerConfig(gen_length=GEN, block_length=8, steps=8, cache="dual")
   with pytest.raises(ValueError, match="plain function; use cache='none'"):
     lj.sampling.decode(lambda t, m: model(t, m), jnp.asarray(prompt), None, jax.random.key(0),
-                       config, mask_token_id=CONFIG.mask_token_id, eos_token_id=19,
+                       config, mask_token_id=MODEL_CONFIG.mask_token_id, eos_token_id=19,
                        stop_token_ids=(19,))
   dream = lj.init_model(tiny(architecture="dream", qkv_bias=True, vocab_size=128,
                              mask_token_id=127, eos_token_id=19, eot_token_id=101,

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from lookum_jax.sampling import SamplerConfig, generate
-from lookum_jax.testing import MODEL_CONFIG, make_prompts, random_model
+from lookum_jax.testing import MODEL_CONFIG, make_prompts
 
 # Each kind of step under one cache mode, the modes alternating (margin and entropy are the
 # same scheduled top-k step as low_confidence with another score); uncached invariance is
@@ -20,16 +20,6 @@ CASES = [
 ]
 
 
-@pytest.fixture(scope="module")
-def setup():
-  from policy_rl import PolicyConfig, init_policy
-
-  model = random_model(MODEL_CONFIG)
-  policy = init_policy(PolicyConfig(width=16, num_heads=2, mlp_dim=32, time_frequencies=16),
-                       seed=0)
-  return model, policy
-
-
 def padded(row: np.ndarray, length: int) -> tuple[np.ndarray, np.ndarray]:
   pad = length - row.shape[0]
   ids = np.concatenate([np.full(pad, MODEL_CONFIG.pad_token_id), row]).astype(np.int32)
@@ -37,8 +27,8 @@ def padded(row: np.ndarray, length: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 @pytest.mark.parametrize("name, params, cache", CASES, ids=[f"{n}-{c}" for n, _, c in CASES])
-def test_row_ignores_batch_and_padding(setup, name, params, cache):
-  model, policy = setup
+def test_row_ignores_batch_and_padding(model_and_policy, name, params, cache):
+  model, policy = model_and_policy
   config = SamplerConfig(gen_length=8, block_length=4, steps=4, strategy=name, params=params,
                          cache=cache, temperature=0.5)
   extra = policy if config.strategy.needs_policy else None

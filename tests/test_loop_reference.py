@@ -8,7 +8,7 @@ import pytest
 
 from lookum_jax.sampling import SamplerConfig, generate
 from lookum_jax.sampling.reference import generate_python_loop
-from lookum_jax.testing import MODEL_CONFIG, decode_kwargs, make_prompts, random_model
+from lookum_jax.testing import decode_kwargs, make_prompts
 
 CASES = [
     ("lookum", {"paths": 2, "selection": "smc", "selection_temperature": 0.1}, "prefix"),
@@ -18,19 +18,9 @@ CASES = [
 ]
 
 
-@pytest.fixture(scope="module")
-def setup():
-  from policy_rl import PolicyConfig, init_policy
-
-  model = random_model(MODEL_CONFIG)
-  policy = init_policy(PolicyConfig(width=16, num_heads=2, mlp_dim=32, time_frequencies=16),
-                       seed=0)
-  return model, policy
-
-
 @pytest.mark.parametrize("name, params, cache", CASES, ids=lambda c: str(c))
-def test_jit_loop_equals_python_loop(setup, name, params, cache):
-  model, policy = setup
+def test_jit_loop_equals_python_loop(model_and_policy, name, params, cache):
+  model, policy = model_and_policy
   config = SamplerConfig(gen_length=8, block_length=4, steps=4, strategy=name, params=params,
                          cache=cache, temperature=0.5)
   prompts = make_prompts(21, batch=2)

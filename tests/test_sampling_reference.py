@@ -29,22 +29,10 @@ from lookum_jax.testing import (
 
 torch = pytest.importorskip("torch")
 from lookum_jax.testing.torch_llada import (  # noqa: E402  (needs torch)
-    TorchLLaDA,
     torch_reference_generate,
 )
 
 SEED_EOS = 15  # a seed where both EOS options change the outcome
-
-
-@pytest.fixture(scope="module")
-def models():
-  # One intra-op thread: torch's OpenMP workers spin against JAX's threads on a small CPU
-  # (100x slower on 2 cores); the reference's tensors are tiny anyway.
-  threads = torch.get_num_threads()
-  torch.set_num_threads(1)
-  model = random_model(MODEL_CONFIG)
-  yield model, TorchLLaDA.from_jax(model, torch.float64)
-  torch.set_num_threads(threads)
 
 
 def reference_tokens(torch_model, prompt, config: SamplerConfig, key, prompt_mask=None):
