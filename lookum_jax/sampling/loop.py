@@ -274,10 +274,9 @@ class StepContext:
     """`[B, W]` the canvas over the window."""
     return self.window_of(state.tokens, state, self.prompt_length)
 
-  def _forward_window(self, state: LoopState, window_tokens: jax.Array
-                      ) -> tuple[jax.Array, int]:
+  def _forward_window(self, state: LoopState, window_tokens: jax.Array) -> jax.Array:
     """Logits `[B, K, W, V]` of K candidate canvases that differ from `state.tokens` only
-    over the window (`window_tokens [B, K, W]`), and the query positions per candidate."""
+    over the window (`window_tokens [B, K, W]`)."""
     cfg, p = self.config, self.prompt_length
     batch, paths, w = window_tokens.shape
     start = p + self.window_start(state)
@@ -287,7 +286,7 @@ class StepContext:
       mask = (None if self.attention_mask is None
               else jnp.repeat(self.attention_mask, paths, axis=0))
       logits, _ = self.forward.full(canvases.reshape(batch * paths, -1), mask, start, w)
-      return logits.reshape(batch, paths, w, -1), state.tokens.shape[1]
+      return logits.reshape(batch, paths, w, -1)
     if cfg.cache == "prefix":
       # Queries over the whole response [P, T) (one static shape for every block); the
       # prompt and the finished blocks attend through their cached keys/values, the block
@@ -296,17 +295,15 @@ class StepContext:
       response = jnp.broadcast_to(state.tokens[:, None, p:], (batch, paths, cfg.gen_length))
       response = jax.lax.dynamic_update_slice_in_dim(
           response, window_tokens, self.window_start(state), axis=2)
-      logits = self.forward.window(response, p, state.cache, self.attention_mask, w,
-                                   fresh_from=start, offset=self.window_start(state))
-      return logits, cfg.gen_length
-    logits = self.forward.window(window_tokens, start, state.cache, self.attention_mask, w)
-    return logits, w
+      return self.forward.window(response, p, state.cache, self.attention_mask, w,
+                                 fresh_from=start, offset=self.window_start(state))
+    return self.forward.window(window_tokens, start, state.cache, self.attention_mask, w)
 
   def lookahead(self, state: LoopState, commits: jax.Array, tokens: jax.Array) -> jax.Array:
     """Logits `[B, K, W, V]` of K look-ahead canvases per row, all in one model call:
     candidate k commits `tokens[:, k]` at `commits[:, k]` (`[B, K, W]`)."""
     window_tokens = jnp.where(commits, tokens, self.canvas_window(state)[:, None])
-    return self._forward_window(state, window_tokens)[0]
+    return self._forward_window(state, window_tokens)
 
   def step_tokens(self) -> int:
     """Query positions a (non-refresh) step forward processes per canvas."""
@@ -315,11 +312,13 @@ class StepContext:
       return total
     return cfg.block_length if cfg.cache == "dual" else cfg.gen_length
 
-  def charge(self, state: LoopState, forwards: jax.Array) -> LoopState:
-    """Adds `forwards [B]` step forwards (each times the CFG cost) to each row's NFE."""
+  def charge(self, state: LoopState, forwards: jax.Array,
+             tokens: jax.Array | int | None = None) -> LoopState:
+    """Adds `forwards [B]` forwards (each times the CFG cost) to each row's NFE, each of
+    `tokens` query positions (default: a step forward's, `step_tokens()`)."""
     n = forwards.astype(jnp.int32) * self.forward_cost
-    return state.replace(nfe=state.nfe + n, forward_tokens=state.forward_tokens
-                         + n * self.step_tokens())
+    tokens = self.step_tokens() if tokens is None else tokens
+    return state.replace(nfe=state.nfe + n, forward_tokens=state.forward_tokens + n * tokens)
 
   def refresh_logits(self, state: LoopState) -> LoopState:
     """The forward for the canvas after a commit, unless no row is still in its block: the
@@ -328,26 +327,19 @@ class StepContext:
     active = self.active(state)
 
     def step_forward(state):
-      logits, _ = self._forward_window(state, self.canvas_window(state)[:, None])
-      return logits[:, 0], state.cache
+      return self._forward_window(state, self.canvas_window(state)[:, None])[:, 0], state.cache
 
-    def refresh(state):
-      return self._full_forward(state)
+    refreshing = cfg.cache != "none" and cfg.cache_refresh > 0
+    due = refreshing & ((state.block_step + 1) % max(cfg.cache_refresh, 1) == 0)  # next step
 
     def run(state):
-      if cfg.cache == "none" or not cfg.cache_refresh:
+      if not refreshing:
         return step_forward(state)
-      due = (state.block_step + 1) % cfg.cache_refresh == 0  # the next step's index
-      return jax.lax.cond(due, refresh, step_forward, state)
+      return jax.lax.cond(due, self._full_forward, step_forward, state)
 
     logits, cache = jax.lax.cond(jnp.any(active), run, lambda s: (s.logits, s.cache), state)
-    tokens = self.step_tokens()
-    if cfg.cache != "none" and cfg.cache_refresh:
-      due = (state.block_step + 1) % cfg.cache_refresh == 0  # the next step's index
-      tokens = jnp.where(due, state.tokens.shape[1], tokens)
-    n = active.astype(jnp.int32) * self.forward_cost
-    return state.replace(logits=logits, cache=cache, nfe=state.nfe + n,
-                         forward_tokens=state.forward_tokens + n * tokens)
+    tokens = jnp.where(due, state.tokens.shape[1], self.step_tokens())
+    return self.charge(state.replace(logits=logits, cache=cache), active, tokens)
 
   def select_step(self, state: LoopState,
                   select: Callable[[StepView, jax.Array], jax.Array]) -> LoopState:
@@ -370,10 +362,9 @@ class StepContext:
     state = state.replace(block=jnp.asarray(block, jnp.int32), block_step=jnp.int32(0),
                           step_in_block=jnp.zeros_like(state.step_in_block))
     logits, cache = self._full_forward(state)
-    every_row = jnp.ones(state.nfe.shape, bool)
-    n = every_row.astype(jnp.int32) * self.forward_cost
-    return state.replace(logits=logits, cache=cache, nfe=state.nfe + n,
-                         forward_tokens=state.forward_tokens + n * state.tokens.shape[1])
+    every_row = jnp.ones(state.nfe.shape, jnp.int32)  # every row's block starts masked
+    return self.charge(state.replace(logits=logits, cache=cache), every_row,
+                       state.tokens.shape[1])
 
   def block_continues(self, state: LoopState) -> jax.Array:
     """Whether the block's loop runs another step: a row still in it, step budget left."""
