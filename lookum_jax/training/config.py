@@ -44,6 +44,11 @@ class TrainConfig:
   max_grad_norm: float = 1.0
   noise_eps: float = 1e-3  # mask ratio t ~ U(noise_eps, 1)
   seed: int = 0
+  # Warm start (a curriculum): an exported model directory (`<run>/model`, or
+  # `--export-step`'s `model-stepN`) whose weights replace the seed's initial params. The
+  # architecture must match; max_sequence_length may differ (RoPE has no length-bound
+  # params). The optimizer starts fresh.
+  init_from: str | None = None
   # Bookkeeping.
   checkpoint_every: int = 500
   keep_checkpoints: int = 2
@@ -84,6 +89,10 @@ class TrainConfig:
       raise ValueError(f"TrainConfig.noise_eps must be in (0, 1), got {self.noise_eps!r}.")
     if not isinstance(self.seed, int) or self.seed < 0:
       raise ValueError(f"TrainConfig.seed must be a non-negative int, got {self.seed!r}.")
+    if self.init_from is not None:
+      if not isinstance(self.init_from, str) or not self.init_from:
+        raise ValueError(f"TrainConfig.init_from must be None or a model directory path, "
+                         f"got {self.init_from!r}.")
     # Builds the task (validating task/task_options) and the model config (validating sizes).
     length = self.make_task().prompt_length + self.resolved_gen_length
     if length > self.max_sequence_length:

@@ -106,9 +106,34 @@ def init_train_state(config: TrainConfig, tx: optax.GradientTransformation
   """The model's graph definition and the train state at step 0 (params from `seed`)."""
   model = init_model(config.model_config(), seed=config.seed)
   graphdef, params = nnx.split(model)
+  if config.init_from is not None:
+    params = warm_start_params(params, config.init_from)
   rng = jax.random.key_data(jax.random.fold_in(jax.random.key(config.seed), 1))
   return graphdef, TrainState(params=params, opt_state=tx.init(params),
                               step=jnp.zeros((), jnp.int32), rng=rng)
+
+
+def warm_start_params(params: nnx.State, model_dir: str | Path) -> nnx.State:
+  """The params of the exported model in `model_dir`, checked leaf by leaf against the
+  run's freshly initialised `params` (same paths, shapes and dtypes)."""
+  from lookum_jax.loading import load_model  # the loader sits above training
+  directory = Path(model_dir)
+  if not (directory / "config.json").is_file():
+    raise ValueError(f"TrainConfig.init_from={str(model_dir)!r} is not an exported model "
+                     "directory (no config.json); export one with --export-step or use a "
+                     "finished run's model/ directory.")
+  loaded = nnx.state(load_model(directory))
+  want = dict(jax.tree_util.tree_leaves_with_path(params))
+  got = dict(jax.tree_util.tree_leaves_with_path(loaded))
+  problems = [f"{jax.tree_util.keystr(k)} missing" for k in want.keys() - got.keys()]
+  problems += [f"{jax.tree_util.keystr(k)} unexpected" for k in got.keys() - want.keys()]
+  problems += [f"{jax.tree_util.keystr(k)}: {got[k].shape}/{got[k].dtype} vs run "
+               f"{want[k].shape}/{want[k].dtype}" for k in want.keys() & got.keys()
+               if (got[k].shape, got[k].dtype) != (want[k].shape, want[k].dtype)]
+  if problems:
+    raise ValueError(f"TrainConfig.init_from={str(model_dir)!r} does not fit the run's model: "
+                     + "; ".join(sorted(problems)[:8]))
+  return jax.tree.map(lambda _, new: new, params, loaded)
 
 
 def train_step(graphdef: nnx.GraphDef, tx: optax.GradientTransformation, mask_token_id: int,
@@ -178,12 +203,8 @@ def train(config: TrainConfig, out_dir: str | Path, *, stop_after: int | None = 
   graphdef, state = init_train_state(config, tx)
   manager = runs.checkpoint_manager(out_dir, config.keep_checkpoints)
   try:
-    latest = manager.latest_step()
-    if latest is not None:
-      state = runs.restore(manager, latest, state)
-    start = int(state.step)
-    end = config.num_steps if stop_after is None else min(stop_after, config.num_steps)
-    metrics_path, history = runs.resume_metrics(out_dir, start)
+    state, latest, start, end, metrics_path, history = runs.resume(
+        manager, state, out_dir, config.num_steps, stop_after)
     step_fn = jax.jit(
         functools.partial(train_step, graphdef, tx, config.model_config().mask_token_id,
                           config.noise_eps),
