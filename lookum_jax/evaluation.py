@@ -1,8 +1,8 @@
 """Scoring a sampler on a verifiable task: accuracy with a 95% interval, NFE, token errors.
 
 Every example gets its own PRNG key, `fold_in(key, example_index)`, and batches are
-padded to one fixed shape, so an example's output depends on neither the batch size
-nor its neighbours, and the whole run compiles one program.
+padded to one fixed shape (`lookum_jax.decoding`), so an example's output depends on neither
+the batch size nor its neighbours, and the whole run compiles one program.
 """
 
 from __future__ import annotations
@@ -20,9 +20,9 @@ import jax.numpy as jnp
 import numpy as np
 from tqdm.auto import tqdm
 
-from lookum_jax.sampling import SamplerConfig, generate
-from lookum_jax.sampling.timing import compile_timer
-from lookum_jax.tasks import Task, decode_response, encode_text, left_pad_prompts
+from lookum_jax.decoding import decode_and_score, encode_prompts
+from lookum_jax.sampling import SamplerConfig
+from lookum_jax.tasks import Task, encode_text
 
 
 def wilson_interval(successes: int, n: int, z: float = 1.96) -> tuple[float, float]:
@@ -90,9 +90,7 @@ def evaluate(model, tokenizer, task: Task, examples: Sequence[dict[str, Any]],
     raise ValueError("no examples to evaluate.")
   if batch_size <= 0:
     raise ValueError(f"batch_size must be positive, got {batch_size}.")
-  prompt_length = task.prompt_length
-  stop_ids = model.config.stop_token_ids
-  prompts = [encode_text(tokenizer, task.prompt_text(ex)) for ex in examples]
+  prompts = encode_prompts(tokenizer, task, examples)
   batch_size = min(batch_size, len(examples))
   records, errors, error_tokens = [], 0, 0
   compile_time, start = 0.0, time.perf_counter()
@@ -100,28 +98,21 @@ def evaluate(model, tokenizer, task: Task, examples: Sequence[dict[str, Any]],
              leave=False)
   for first in range(0, len(examples), batch_size):
     index = list(range(first, min(first + batch_size, len(examples))))
-    padded = index + [index[-1]] * (batch_size - len(index))  # one shape for every batch
-    ids, mask = left_pad_prompts([prompts[i] for i in padded], prompt_length,
-                                 tokenizer.pad_token_id)
-    keys = jax.vmap(lambda i: jax.random.fold_in(key, i))(jnp.asarray(padded))
-    with compile_timer() as compile_seconds:
-      result = generate(model, ids, config, keys, mask, policy=policy)
-      tokens = np.asarray(result.tokens)
-    compile_time += compile_seconds[0]
-    nfe, steps = np.asarray(result.nfe), np.asarray(result.num_steps)
-    forward_tokens = np.asarray(result.forward_tokens)
+    keys = jax.vmap(lambda i: jax.random.fold_in(key, i))(jnp.asarray(index))
+    batch = decode_and_score(
+        model, tokenizer, task, [examples[i] for i in index], [prompts[i] for i in index],
+        keys, config, prompt_length=task.prompt_length, batch_size=batch_size,
+        pad_id=tokenizer.pad_token_id, policy=policy)
+    compile_time += batch.compile_s
     for row, i in enumerate(index):
-      example = examples[i]
-      response_ids = tokens[row, prompt_length:]
-      text = decode_response(tokenizer, response_ids, stop_ids)
-      correct = bool(task.score(example, text))
-      record = {"index": i, "response": text, "correct": correct, "nfe": int(nfe[row]),
-                "steps": int(steps[row]), "forward_tokens": int(forward_tokens[row])}
-      target = task.target_text(example)
+      record = {"index": i, "response": batch.texts[row], "correct": bool(batch.scores[row]),
+                "nfe": int(batch.nfe[row]), "steps": int(batch.num_steps[row]),
+                "forward_tokens": int(batch.forward_tokens[row])}
+      target = task.target_text(examples[i])
       if target is not None:
         reference = encode_text(tokenizer, target)
         reference += [tokenizer.eos_token_id] * (config.gen_length - len(reference))
-        wrong = int(np.sum(response_ids != np.asarray(reference[:config.gen_length])))
+        wrong = int(np.sum(batch.response_ids[row] != np.asarray(reference[:config.gen_length])))
         record["token_errors"] = wrong
         errors += wrong
         error_tokens += config.gen_length

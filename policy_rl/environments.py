@@ -19,8 +19,10 @@ from typing import Any, Protocol
 import jax
 import numpy as np
 
+from lookum_jax.decoding import encode_prompts, response_texts, score_responses
 from lookum_jax.sampling.config import SamplerConfig
 from lookum_jax.sampling.loop import generate
+from lookum_jax.tasks.tokenizer import left_pad_prompts
 
 BANDIT_CORRECTNESS = ("always", "reference")
 
@@ -89,23 +91,19 @@ class TaskEnvironment:
     self.stop_token_ids = stop_token_ids
 
   def prompts(self, step: int, num_prompts: int) -> PromptBatch:
-    from lookum_jax.tasks import encode_text, left_pad_prompts
     from lookum_jax.training.data import step_seed
 
     examples = self.task.generate(num_prompts, step_seed(self.seed, step))
-    prompts = [encode_text(self.tokenizer, self.task.prompt_text(ex)) for ex in examples]
+    prompts = encode_prompts(self.tokenizer, self.task, examples)
     ids, mask = left_pad_prompts(prompts, self.prompt_length, self.tokenizer.pad_token_id)
     return PromptBatch(ids=ids, mask=mask, examples=examples)
 
   def correct(self, tokens: np.ndarray, batch: PromptBatch, group_size: int) -> np.ndarray:
-    from lookum_jax.tasks import decode_response
-
-    prompt_length = batch.ids.shape[1]
-    out = np.zeros((tokens.shape[0],), np.float32)
-    for row, ids in enumerate(np.asarray(tokens)):
-      text = decode_response(self.tokenizer, ids[prompt_length:], self.stop_token_ids)
-      out[row] = float(self.task.score(batch.examples[row // group_size], text))
-    return out
+    texts = response_texts(self.tokenizer, np.asarray(tokens)[:, batch.ids.shape[1]:],
+                           self.stop_token_ids)
+    problems = [batch.examples[row // group_size] for row in range(len(texts))]
+    scores = score_responses(self.task, problems, texts)
+    return np.asarray(scores, np.float32)
 
 
 def make_environment(config, model) -> Environment:

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from lookum_jax import jsonl
+from lookum_jax.problems import ProblemSet, Registry
 
 
 @dataclasses.dataclass(frozen=True)
@@ -43,14 +44,13 @@ def binary_score(extracted: str | None, correct: bool, **details: Any) -> Score:
                details=details)
 
 
-class Benchmark(abc.ABC):
+class Benchmark(ProblemSet[Score]):
   """A benchmark: JSONL problems, a prompt per problem, and a scorer.
 
   Subclasses are frozen dataclasses whose fields are the benchmark's options (prompt style,
   sandbox limits, ...); `get_benchmark(name, **options)` builds one by name.
   """
 
-  name: ClassVar[str]
   required_fields: ClassVar[tuple[str, ...]]
   id_field: ClassVar[str | None] = None
   data_help: ClassVar[str] = ""  # the expected JSONL fields, for error messages
@@ -67,12 +67,7 @@ class Benchmark(abc.ABC):
   def reference(self, problem: dict[str, Any]) -> str | None:
     """The gold answer as text (recorded beside the extracted one), if the problem has one."""
 
-  @abc.abstractmethod
-  def score(self, problem: dict[str, Any], response: str) -> Score:
-    """Scores a response; never raises for any response text."""
-
   def validate(self, problem: dict[str, Any]) -> None:
-    """Raises ValueError saying what is wrong if `problem` is malformed."""
     missing = [k for k in self.required_fields if k not in problem]
     if missing:
       raise ValueError(f"missing field(s) {missing}")
@@ -118,37 +113,26 @@ class Benchmark(abc.ABC):
     return f"{self.name}-{index}"
 
 
-def _registry() -> dict[str, type[Benchmark]]:
+def _benchmark_classes() -> tuple[type[Benchmark], ...]:
   # Imported here: the benchmark modules import this one.
   from lookum_jax.benchmarks.coding import MBPP, HumanEval
   from lookum_jax.benchmarks.mathematics import GSM8K, MATH500
   from lookum_jax.benchmarks.puzzles import CountdownBenchmark, SudokuBenchmark
-  classes = (GSM8K, MATH500, HumanEval, MBPP, CountdownBenchmark, SudokuBenchmark)
-  return {cls.name: cls for cls in classes}
+
+  return (GSM8K, MATH500, HumanEval, MBPP, CountdownBenchmark, SudokuBenchmark)
+
+
+BENCHMARKS: Registry[Benchmark] = Registry("benchmark", _benchmark_classes)
 
 
 def benchmark_names() -> list[str]:
-  return sorted(_registry())
+  return BENCHMARKS.names()
 
 
 def get_benchmark(name: str, **options: Any) -> Benchmark:
-  """The benchmark called `name` with `options` (its dataclass fields).
-
-  Raises:
-    ValueError: for an unknown name (listing the valid ones) or an unknown option (listing
-      the benchmark's options); bad option values raise from the benchmark's validation.
-  """
-  registry = _registry()
-  if name not in registry:
-    raise ValueError(f"unknown benchmark {name!r}; valid benchmarks: "
-                     f"{', '.join(sorted(registry))}.")
-  cls = registry[name]
-  valid = [f.name for f in dataclasses.fields(cls)]
-  unknown = sorted(set(options) - set(valid))
-  if unknown:
-    raise ValueError(f"benchmark {name!r} has no option(s) {unknown}; its options are: "
-                     f"{', '.join(valid) or 'none'}.")
-  return cls(**options)
+  """The benchmark called `name` with `options` (its dataclass fields); see `Registry.get`
+  for the errors it raises."""
+  return BENCHMARKS.get(name, options)
 
 
 PROMPT_STYLES = ("d1", "boxed")

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import time
 import zlib
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -34,10 +33,8 @@ from lookum_jax.benchmarks.base import Benchmark
 from lookum_jax.benchmarks.config import BenchmarkConfig, is_placeholder
 from lookum_jax.benchmarks.results import ResultsFile, finished_records
 from lookum_jax.benchmarks.summary import RunSummary, summarize_records
-from lookum_jax.model.sharding import DATA_AXIS, make_mesh, shard_batch, shard_model
-from lookum_jax.sampling import generate
-from lookum_jax.sampling.timing import compile_timer
-from lookum_jax.tasks.tokenizer import decode_response, left_pad_prompts
+from lookum_jax.decoding import DecodedBatch, decode_and_score
+from lookum_jax.model.sharding import DATA_AXIS, make_mesh, shard_model
 
 Log = Callable[[str], None]
 
@@ -159,15 +156,6 @@ def problem_keys(seed: int, ids: Sequence[str]) -> np.ndarray:
   return np.asarray(jax.random.key_data(keys))
 
 
-def to_host(x: jax.Array) -> np.ndarray:
-  """A (possibly multi-host) array's full value on this host."""
-  if getattr(x, "is_fully_addressable", True):
-    return np.asarray(x)
-  from jax.experimental import multihost_utils
-
-  return np.asarray(multihost_utils.process_allgather(x, tiled=True))
-
-
 def device_memory_report() -> list[str]:
   """One line per local device: bytes in use, peak and limit (GiB), where the backend says."""
   lines = []
@@ -221,14 +209,20 @@ def run_benchmark(config: BenchmarkConfig, out_path: str, *, limit: int | None =
   todo = [p for p in problems if p["id"] not in finished]
   log(f"{config.run_name}: {len(problems)} problems, {len(done)} already in {out_path}, "
       f"{len(todo)} to run (config {fingerprint}).")
-  throughput = {"decode_s": 0.0, "compile_s": 0.0, "tokens": 0, "response_tokens": 0}
+  throughput = Throughput()
   if todo:
-    _run_problems(config, benchmark, todo, results, list(done.values()), throughput,
-                  progress=progress, report_memory=report_memory, log=log, loaded=loaded)
+    model, tokenizer, mesh = loaded if loaded is not None else load_for_benchmark(config)
+    if report_memory:
+      log("after loading the model:")
+      for line in device_memory_report():
+        log("  " + line)
+    run = _Run(config=config, fingerprint=fingerprint, benchmark=benchmark, results=results,
+               model=model, tokenizer=tokenizer, mesh=mesh, progress=progress)
+    throughput = _run_problems(run, todo, list(done.values()))
   if _is_writer():  # other processes do not see the records process 0 wrote
     done = finished_records(results.read(), fingerprint, out_path)
   records = [done[p["id"]] for p in problems if p["id"] in done]
-  summary = summarize_records(records, throughput)
+  summary = summarize_records(records, dataclasses.asdict(throughput))
   log(summary.format(config.run_name))
   if report_memory:
     for line in device_memory_report():
@@ -240,73 +234,94 @@ def _is_writer() -> bool:
   return jax.process_index() == 0
 
 
-def _run_problems(config: BenchmarkConfig, benchmark: Benchmark, todo: list[dict[str, Any]],
-                  results: ResultsFile, previous: list[dict[str, Any]],
-                  throughput: dict[str, float], *, progress: bool, report_memory: bool,
-                  log: Log, loaded: tuple[Any, Any, Any] | None) -> None:
-  model, tokenizer, mesh = loaded if loaded is not None else load_for_benchmark(config)
-  if report_memory:
-    log("after loading the model:")
-    for line in device_memory_report():
-      log("  " + line)
+@dataclasses.dataclass
+class Throughput:
+  """This session's decoding: seconds decoding and compiling, generated tokens (every row's
+  `gen_length`) and response tokens (before the stop token)."""
+
+  decode_s: float = 0.0
+  compile_s: float = 0.0
+  tokens: int = 0
+  response_tokens: int = 0
+
+  @property
+  def tokens_per_s(self) -> float:
+    return self.tokens / max(self.decode_s, 1e-9)
+
+
+@dataclasses.dataclass(frozen=True)
+class _Run:
+  """What decoding a run's problems needs: the run, where its records go, the loaded model."""
+
+  config: BenchmarkConfig
+  fingerprint: str
+  benchmark: Benchmark
+  results: ResultsFile
+  model: Any
+  tokenizer: Any
+  mesh: jax.sharding.Mesh
+  progress: bool
+
+
+def _record(run: _Run, item: EncodedProblem, batch: DecodedBatch, row: int,
+            output_tokens: int, rows: int) -> dict[str, Any]:
+  """The results-file record of one decoded problem."""
+  config, score = run.config, batch.scores[row]
+  return {
+      "id": item.id, "config": run.fingerprint, "model": config.model_name,
+      "benchmark": config.benchmark, "sampler": config.sampler_name,
+      "strategy": config.strategy, "gen_length": config.gen_length,
+      "block_length": config.block_length, "sampler_steps": config.steps,
+      "prompt": item.prompt, "prompt_tokens": len(item.ids), "output": batch.texts[row],
+      "output_tokens": output_tokens, "extracted": score.extracted,
+      "reference": run.benchmark.reference(item.problem), "correct": score.correct,
+      "score": score.score, "nfe": int(batch.nfe[row]), "steps": int(batch.num_steps[row]),
+      "time_s": round(batch.decode_s / rows, 4),
+      "batch_compile_s": round(batch.compile_s, 3), "details": score.details,
+  }
+
+
+def _run_problems(run: _Run, todo: list[dict[str, Any]], previous: list[dict[str, Any]]
+                  ) -> Throughput:
+  """Decodes and scores `todo`, appending each record to the results file (process 0);
+  `previous` (records already in the file) only seeds the progress bar's running means."""
+  config, model = run.config, run.model
   sampler = config.sampler_config()
-  policy = load_policy(config, mesh)
-  encoded = encode_problems(benchmark, todo, tokenizer, config.chat_template)
-  context = model.config.max_sequence_length
-  batches = plan_batches(encoded, config, context)
-  fingerprint = config.fingerprint()
+  policy = load_policy(config, run.mesh)
+  encoded = encode_problems(run.benchmark, todo, run.tokenizer, config.chat_template)
+  batches = plan_batches(encoded, config, model.config.max_sequence_length)
   stop_ids = model.config.stop_token_ids
-  pad_id = model.config.pad_token_id
+  throughput = Throughput()
   scores_so_far = [r["score"] for r in previous]
   nfe_so_far = [r["nfe"] for r in previous]
-  bar = tqdm(total=len(todo) + len(previous), initial=len(previous), disable=not progress,
+  bar = tqdm(total=len(todo) + len(previous), initial=len(previous), disable=not run.progress,
              desc=config.run_name, dynamic_ncols=True)
   if _is_writer():
-    results.open()
+    run.results.open()
   try:
     with ThreadPoolExecutor(max_workers=config.score_workers) as pool:
       for bucket, indices in batches:
         rows = [encoded[i] for i in indices]
-        padded = rows + [rows[-1]] * (config.batch_size - len(rows))  # one shape per bucket
-        ids, mask = left_pad_prompts([r.ids for r in padded], bucket, pad_id)
-        keys = problem_keys(config.seed, [r.id for r in padded])
-        ids, mask, keys = shard_batch((ids, mask, keys), mesh)
-        with compile_timer() as compile_seconds:
-          start = time.perf_counter()
-          result = generate(model, ids, sampler, keys, mask, policy=policy)
-          tokens = to_host(result.tokens)
-          wall = time.perf_counter() - start
-        nfe, steps = to_host(result.nfe), to_host(result.num_steps)
-        decode_s = max(wall - compile_seconds[0], 0.0)
-        responses = [tokens[row, bucket:] for row in range(len(rows))]
-        texts = [decode_response(tokenizer, r, stop_ids) for r in responses]
-        scores = list(pool.map(lambda item: benchmark.score(item[0].problem, item[1]),
-                               zip(rows, texts, strict=True)))
-        throughput["decode_s"] += decode_s
-        throughput["compile_s"] += compile_seconds[0]
-        throughput["tokens"] += len(rows) * config.gen_length
-        for row, (item, text, score) in enumerate(zip(rows, texts, scores, strict=True)):
-          length = response_length(responses[row], stop_ids)
-          throughput["response_tokens"] += length
-          record = {
-              "id": item.id, "config": fingerprint, "model": config.model_name,
-              "benchmark": config.benchmark, "sampler": config.sampler_name,
-              "strategy": config.strategy, "gen_length": config.gen_length,
-              "block_length": config.block_length, "sampler_steps": config.steps,
-              "prompt": item.prompt, "prompt_tokens": len(item.ids), "output": text,
-              "output_tokens": length, "extracted": score.extracted,
-              "reference": benchmark.reference(item.problem), "correct": score.correct,
-              "score": score.score, "nfe": int(nfe[row]), "steps": int(steps[row]),
-              "time_s": round(decode_s / len(rows), 4),
-              "batch_compile_s": round(compile_seconds[0], 3), "details": score.details,
-          }
+        batch = decode_and_score(
+            model, run.tokenizer, run.benchmark, [r.problem for r in rows], [r.ids for r in rows],
+            problem_keys(config.seed, [r.id for r in rows]), sampler, prompt_length=bucket,
+            batch_size=config.batch_size, pad_id=model.config.pad_token_id, policy=policy,
+            mesh=run.mesh, map_fn=pool.map)
+        throughput.decode_s += batch.decode_s
+        throughput.compile_s += batch.compile_s
+        throughput.tokens += len(rows) * config.gen_length
+        for row, item in enumerate(rows):
+          length = response_length(batch.response_ids[row], stop_ids)
+          throughput.response_tokens += length
+          record = _record(run, item, batch, row, length, len(rows))
           if _is_writer():
-            results.append(record)
-          scores_so_far.append(score.score)
+            run.results.append(record)
+          scores_so_far.append(record["score"])
           nfe_so_far.append(record["nfe"])
         bar.update(len(rows))
         bar.set_postfix(acc=f"{np.mean(scores_so_far):.3f}", nfe=f"{np.mean(nfe_so_far):.1f}",
-                        tok_s=f"{throughput['tokens'] / max(throughput['decode_s'], 1e-9):.0f}")
+                        tok_s=f"{throughput.tokens_per_s:.0f}")
   finally:
     bar.close()
-    results.close()
+    run.results.close()
+  return throughput

@@ -8,23 +8,22 @@ exact checker (any correct answer passes, not only the reference one).
 from __future__ import annotations
 
 import abc
-import dataclasses
 import json
 import os
 from collections.abc import Iterable, Sequence
-from typing import Any, ClassVar
+from typing import Any
 
 from lookum_jax import jsonl
+from lookum_jax.problems import ProblemSet, Registry
 
 
-class Task(abc.ABC):
+class Task(ProblemSet[bool]):
   """A verifiable task: generator, prompt/response rendering and an exact scorer.
 
   Subclasses are frozen dataclasses whose fields are the task's options (grid size, number
-  of digits, ...); `get_task(name, **options)` builds one by name.
+  of digits, ...); `get_task(name, **options)` builds one by name. Subclasses write
+  `prompt_text`; `prompt` (the `ProblemSet` interface) returns it.
   """
-
-  name: ClassVar[str]
 
   @property
   @abc.abstractmethod
@@ -45,6 +44,9 @@ class Task(abc.ABC):
   @abc.abstractmethod
   def prompt_text(self, example: dict[str, Any]) -> str:
     """The prompt the model is conditioned on."""
+
+  def prompt(self, problem: dict[str, Any]) -> str:
+    return self.prompt_text(problem)
 
   @abc.abstractmethod
   def target_text(self, example: dict[str, Any]) -> str | None:
@@ -91,34 +93,24 @@ def require_keys(example: dict[str, Any], keys: Sequence[str]) -> None:
     raise ValueError(f"missing key(s) {missing}")
 
 
-def _registry() -> dict[str, type[Task]]:
+def _task_classes() -> tuple[type[Task], ...]:
   # Imported here: the task modules import this one.
   from lookum_jax.tasks.arithmetic import Addition, Multiplication
   from lookum_jax.tasks.chain import RegisterChain
   from lookum_jax.tasks.countdown import Countdown
   from lookum_jax.tasks.sudoku import Sudoku
-  return {cls.name: cls for cls in (Sudoku, Countdown, Addition, Multiplication, RegisterChain)}
+
+  return (Sudoku, Countdown, Addition, Multiplication, RegisterChain)
+
+
+TASKS: Registry[Task] = Registry("task", _task_classes)
 
 
 def task_names() -> list[str]:
-  return sorted(_registry())
+  return TASKS.names()
 
 
 def get_task(name: str, **options: Any) -> Task:
   """The task called `name` with `options` (its dataclass fields), e.g.
-  `get_task("sudoku", size=6)`.
-
-  Raises:
-    ValueError: for an unknown name (listing the valid ones) or an unknown option (listing the
-      task's options); invalid option values raise from the task's own validation.
-  """
-  registry = _registry()
-  if name not in registry:
-    raise ValueError(f"unknown task {name!r}; valid tasks: {', '.join(sorted(registry))}.")
-  cls = registry[name]
-  valid = [f.name for f in dataclasses.fields(cls)]
-  unknown = sorted(set(options) - set(valid))
-  if unknown:
-    raise ValueError(
-        f"task {name!r} has no option(s) {unknown}; its options are: {', '.join(valid)}.")
-  return cls(**options)
+  `get_task("sudoku", size=6)`; see `Registry.get` for the errors it raises."""
+  return TASKS.get(name, options)

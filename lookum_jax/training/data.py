@@ -10,12 +10,15 @@ from __future__ import annotations
 import queue
 import threading
 from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING
 
 import numpy as np
-import transformers
 
 from lookum_jax.tasks.base import Task
 from lookum_jax.tasks.tokenizer import encode_batch
+
+if TYPE_CHECKING:  # for type hints only: importing transformers takes seconds
+  import transformers
 
 Batch = dict[str, np.ndarray]
 
