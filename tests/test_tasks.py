@@ -227,6 +227,26 @@ def test_get_task_errors_list_valid_choices():
   assert get_task("sudoku", size=4) == Sudoku(size=4)
 
 
+def test_tasks_and_benchmarks_are_problem_sets_of_one_registry_shape():
+  """The decode-and-score path reads any problem set through `prompt` and `score`."""
+  from lookum_jax.benchmarks import get_benchmark
+  from lookum_jax.benchmarks.base import BENCHMARKS
+  from lookum_jax.problems import ProblemSet
+  from lookum_jax.tasks.base import TASKS
+
+  task, benchmark = get_task("sudoku", size=4), get_benchmark("sudoku")
+  assert isinstance(task, ProblemSet) and isinstance(benchmark, ProblemSet)
+  example = task.generate(1, seed=0)[0]
+  assert task.prompt(example) == task.prompt_text(example)
+  assert task.score(example, example["solution"]) is True
+  assert benchmark.score(example, f"<answer>{example['solution']}</answer>").correct
+  for registry, kind in ((TASKS, "task"), (BENCHMARKS, "benchmark")):
+    with pytest.raises(ValueError, match=f"unknown {kind} 'nope'; valid {kind}s: "):
+      registry.get("nope", {})
+    with pytest.raises(ValueError, match=f"{kind} 'sudoku' has no option\\(s\\) \\['x'\\]"):
+      registry.get("sudoku", {"x": 1})
+
+
 @pytest.mark.parametrize("name,options", [("sudoku", {"size": 4}), ("countdown", {}),
                                           ("addition", {}), ("multiplication", {})])
 def test_parse_jsonl_round_trip(tmp_path, name, options):
