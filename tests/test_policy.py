@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -167,9 +168,7 @@ def test_save_and_load_policy_roundtrip(policy, tmp_path):
   policy_rl.save_policy(policy, tmp_path / "p")
   loaded = policy_rl.load_policy(tmp_path / "p")
   assert loaded.config == policy.config
-  for a, b in zip(jax.tree.leaves(nnx.state(policy)), jax.tree.leaves(nnx.state(loaded)),
-                  strict=True):
-    np.testing.assert_array_equal(a, b)
+  chex.assert_trees_all_equal(nnx.state(policy), nnx.state(loaded))
   with pytest.raises(ValueError, match="is not a saved policy"):
     policy_rl.load_policy(tmp_path)
 
@@ -229,8 +228,8 @@ def test_generate_with_policy_records_a_consistent_trajectory(dllm, policy, samp
     assert valid[:steps[row]].all() and not valid[steps[row]:].any()
     np.testing.assert_allclose(traj.time[row, :steps[row]], np.arange(steps[row]) / GEN)
   # The trajectory covers the loop's window: the response (no prompt positions).
-  assert traj.token_features.shape == (batch, GEN, GEN, 1)  # [B, max_steps, W, F]
-  assert traj.actions.shape == traj.eligible.shape == traj.masked.shape == (batch, GEN, GEN)
+  chex.assert_shape(traj.token_features, (batch, GEN, GEN, 1))  # [B, max_steps, W, F]
+  chex.assert_shape([traj.actions, traj.eligible, traj.masked], (batch, GEN, GEN))
   # Step 0 features are the dLLM's top-1 probabilities on the all-masked canvas's response.
   canvas = jnp.concatenate([PROMPTS, jnp.full((batch, GEN), dllm.config.mask_token_id)], 1)
   logits = np.asarray(apply(dllm, canvas), np.float64)[:, PROMPTS.shape[1]:]

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 
+import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -14,6 +15,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import policy_rl
+from lookum_jax.cli import main
 from lookum_jax.sampling import SamplerConfig, generate
 from policy_rl.config import apply_overrides, load_config
 from policy_rl.grpo import (
@@ -29,7 +31,6 @@ from policy_rl.strategy import PolicyParams, Trajectory
 from policy_rl.train import (
     PolicyTrainer,
     load_dllm,
-    main,
     rollout_keys,
     step_bucket,
     train,
@@ -252,25 +253,22 @@ def test_bandit_reference_correctness(trainer):
 
 def test_resumed_training_is_bit_identical(config, config_file, tmp_path):
   whole = tmp_path / "whole"
-  assert main(["--config", str(config_file), "--out", str(whole), "--no-progress"]) == 0
+  assert main(["train", "policy", "--config", str(config_file), "--out", str(whole),
+               "--no-progress"]) == 0
   split = tmp_path / "split"
   first = train(config, split, stop_after=1, progress=False)
   assert not first.completed and int(first.state.step) == 1
   resumed = train(config, split, progress=False)
   assert resumed.completed
   reference = train(config, whole, progress=False)  # already done: restores the final state
-  for a, b in zip(jax.tree.leaves(reference.state), jax.tree.leaves(resumed.state),
-                  strict=True):
-    np.testing.assert_array_equal(a, b)
+  chex.assert_trees_all_equal(reference.state, resumed.state)
   strip = lambda path: [{k: v for k, v in json.loads(line).items() if k != "elapsed_s"}
                         for line in (path / "metrics.jsonl").read_text().splitlines()]
   assert strip(whole) == strip(split) and [r["step"] for r in strip(whole)] == [1, 2, 3]
   assert strip(whole)[0]["nfe"] > 0 and "reward" in strip(whole)[0]
   assert 0 <= strip(whole)[0]["groups_all_equal"] <= 1 and "group_reward_std" in strip(whole)[0]
   exported = policy_rl.load_policy(split / "policy")
-  for a, b in zip(jax.tree.leaves(nnx.state(exported)),
-                  jax.tree.leaves(resumed.state.params), strict=True):
-    np.testing.assert_array_equal(a, b)
+  chex.assert_trees_all_equal(nnx.state(exported), resumed.state.params)
   with pytest.raises(ValueError, match="holds a run with a different config .*grpo"):
     train(apply_overrides(config, ["grpo.alpha=3"]), split, progress=False)
 
@@ -293,9 +291,10 @@ def test_overrides_and_config_errors(config, config_file, capsys):
       apply_overrides(config, [override])
   with pytest.raises(ValueError, match="must be a multiple of block_length"):
     config.replace(block_length=3)
-  assert main(["--config", str(config_file), "--override", "grpo.nope=1"]) == 2
-  assert "unknown config key 'nope'" in capsys.readouterr().err
-  assert main(["--config", str(config_file), "--override", "model=/no/such/model"]) == 2
+  assert main(["train", "policy", "--config", str(config_file), "--override", "grpo.nope=1"]) == 2
+  assert "lookum train policy: error: unknown config key 'nope'" in capsys.readouterr().err
+  assert main(["train", "policy", "--config", str(config_file), "--override",
+               "model=/no/such/model"]) == 2
   assert "is not an existing local directory" in capsys.readouterr().err
   with pytest.raises(ValueError, match="task 'bandit' has no option"):
     PolicyTrainer(apply_overrides(config, ["task_options.digits=3"]), load_dllm(config))
