@@ -19,8 +19,8 @@ import jax
 import numpy as np
 
 from lookum_jax.evaluation import evaluate
-from lookum_jax.lab import open_lab
 from lookum_jax.sampling import SamplerConfig
+from lookum_jax.toylab import open_task_model
 
 
 def paired_ci(a: np.ndarray, b: np.ndarray, seed: int = 0, draws: int = 2000) -> tuple:
@@ -40,7 +40,7 @@ def main(argv=None) -> None:
   parser.add_argument("--batch-size", type=int, default=100)
   parser.add_argument("--out", default="experiments/results/engine/cache_accuracy")
   args = parser.parse_args(argv)
-  lab = open_lab(args.model, limit=args.limit)
+  lab = open_task_model(args.model, limit=args.limit)
   gen = lab.spec.gen_length
   block = args.block or lab.spec.block_length
   examples = lab.examples

@@ -20,10 +20,10 @@ from pathlib import Path
 import jax
 
 from lookum_jax.evaluation import evaluate, format_table
-from lookum_jax.lab import TaskSpec, write_task_spec
 from lookum_jax.loading import load_model, load_tokenizer
 from lookum_jax.sampling import SamplerConfig
 from lookum_jax.tasks import get_task, write_jsonl
+from lookum_jax.toylab import TaskSpec, write_task_spec
 from lookum_jax.training.data import step_seed
 
 ASSETS = Path(__file__).resolve().parents[1] / "lookum_jax" / "assets"

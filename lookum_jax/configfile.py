@@ -1,9 +1,11 @@
-"""Python config files (`configs/*.py` with `get_config()`) and `key=value` overrides.
+"""Python config files (`configs/*.py` with `get_config()`), `key=value` overrides and
+`key=value` strategy parameters.
 
-Shared by model training, policy training and the benchmark runner: configs are frozen
-dataclasses; an override names a field (`steps=128`), a field of a nested dataclass
-(`grpo.alpha=3`) or one entry of a mapping field (`task_options.size=4`). All overrides of
-one call are applied together, so a combination that is only valid as a whole is accepted.
+Shared by model training, policy training, the benchmark runner, the command line and the
+lm-eval model: configs are frozen dataclasses; an override names a field (`steps=128`), a
+field of a nested dataclass (`grpo.alpha=3`) or one entry of a mapping field
+(`task_options.size=4`). All overrides of one call are applied together, so a combination
+that is only valid as a whole is accepted.
 """
 
 from __future__ import annotations
@@ -30,6 +32,70 @@ def parse_value(text: str) -> Any:
     return text  # a bare word is a string: task=addition
 
 
+def parse_key_values(items: Sequence[str] | None, what: str) -> dict[str, Any]:
+  """`["a=1", "b=x"]` -> `{"a": 1, "b": "x"}`; a ValueError names a malformed item."""
+  out = {}
+  for item in items or []:
+    if "=" not in item:
+      raise ValueError(f"{what} {item!r} must look like key=value.")
+    key, value = item.split("=", 1)
+    out[key.strip().replace("-", "_")] = parse_value(value.strip())
+  return out
+
+
+# Field types `typed_strategy_params` checks; other annotations are left to the strategy.
+_PLAIN_TYPES = (int, float, bool, str, tuple, type(None))
+
+
+def _strategy_field_types(strategy: str) -> dict[str, Any]:
+  """Annotated field types of a strategy class ({} for an unknown name, which
+  `SamplerConfig` then reports with the valid names)."""
+  from lookum_jax.sampling.strategies import strategy_class
+
+  try:
+    cls = strategy_class(strategy)
+  except ValueError:
+    return {}
+  if not dataclasses.is_dataclass(cls):
+    return {}
+  try:
+    return typing.get_type_hints(cls)
+  except NameError:
+    return {}
+
+
+def _plain_types(hint: Any) -> tuple[type, ...] | None:
+  union = typing.get_origin(hint) in (typing.Union, types.UnionType)
+  allowed = tuple(typing.get_origin(t) or t for t in (typing.get_args(hint) if union
+                                                          else (hint,)))
+  return allowed if all(t in _PLAIN_TYPES for t in allowed) else None
+
+
+def typed_strategy_params(strategy: str, params: Mapping[str, Any],
+                          what: str = "--param") -> dict[str, Any]:
+  """`params` converted to the types of `strategy`'s parameters where that is lossless
+  (`paths=2` -> 2, `tau=1` -> 1.0).
+
+  Raises:
+    ValueError: naming the parameter and its expected type (`--param tau=abc`); unknown
+      names are left for `SamplerConfig`, which lists the valid ones.
+  """
+  hints = _strategy_field_types(strategy)
+  out = {}
+  for key, value in params.items():
+    allowed = _plain_types(hints[key]) if key in hints else None
+    if allowed is None:
+      out[key] = value
+      continue
+    try:
+      out[key] = coerce(key, hints[key], value, f"{what} {key}={value}")
+    except ValueError:
+      names = " or ".join("None" if t is type(None) else t.__name__ for t in allowed)
+      raise ValueError(f"{what} {key}={value}: strategy {strategy!r} takes {key} as {names}, "
+                       f"got {value!r}.") from None
+  return out
+
+
 def load_config(path: str | os.PathLike, config_type: type[ConfigT]) -> ConfigT:
   """Runs `get_config()` from a Python config file and checks what it returns."""
   path = os.fspath(path)
@@ -48,7 +114,8 @@ def load_config(path: str | os.PathLike, config_type: type[ConfigT]) -> ConfigT:
 
 
 def apply_overrides(config: ConfigT, overrides: Sequence[str],
-                    mappings: Sequence[str] = ()) -> ConfigT:
+                    mappings: Sequence[str] = (),
+                    changes: Mapping[str, Any] | None = None) -> ConfigT:
   """Applies `key=value` overrides (values as `parse_value` reads them).
 
   Args:
@@ -56,12 +123,14 @@ def apply_overrides(config: ConfigT, overrides: Sequence[str],
     overrides: `field=value`, `nested.field=value`, or `mapping.entry=value` for the
       mapping-valued fields named in `mappings`.
     mappings: names of dict-valued fields whose entries may be set one by one.
+    changes: field values, already built, to set together with the overrides (a caller
+      that reads some keys itself).
 
   Raises:
     ValueError: for a malformed override, an unknown key (listing the valid ones), or a
       value of the wrong type; invalid combinations raise from the config's own checks.
   """
-  changes: dict[str, Any] = {}
+  changes = dict(changes or {})
   for override in overrides:
     key, sep, text = override.partition("=")
     key = key.strip()

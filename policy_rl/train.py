@@ -1,6 +1,6 @@
 """Trains an unmasking policy with GRPO against a frozen dLLM.
 
-    python -m policy_rl.train --config configs/policy_bandit.py [--override grpo.alpha=3]
+    lookum train policy --config configs/policy_bandit.py [--override grpo.alpha=3]
         [--steps N] [--out DIR] [--stop-after N] [--no-progress]
 
 Each train step decodes `prompts_per_step` prompts `group_size` times each (one batch; rows
@@ -14,11 +14,9 @@ uninterrupted run. Metrics go to DIR/metrics.jsonl, the final policy to DIR/poli
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import functools
 import os
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -35,7 +33,7 @@ import policy_rl  # noqa: F401  (registers the `policy` strategy)
 from lookum_jax.sampling.config import SamplerConfig
 from lookum_jax.sampling.loop import GenerationResult, generate
 from lookum_jax.training import runs
-from policy_rl.config import OptimConfig, PolicyTrainConfig, apply_overrides, load_config
+from policy_rl.config import OptimConfig, PolicyTrainConfig
 from policy_rl.environments import Environment, PromptBatch, make_environment
 from policy_rl.grpo import (
     GRPOConfig,
@@ -232,7 +230,7 @@ def load_dllm(config: PolicyTrainConfig) -> nnx.Module:
   """The frozen dLLM of a run: a random tiny model, or a checkpoint."""
   if config.model == "random":
     from lookum_jax.model import tiny
-    from lookum_jax.testing.models import random_model
+    from lookum_jax.model.random_init import random_model
 
     return random_model(tiny(**dict(config.model_options)), seed=config.model_seed)
   from lookum_jax.loading import load_model
@@ -261,12 +259,8 @@ def train(config: PolicyTrainConfig, out_dir: str | os.PathLike, *,
   state = trainer.init_state()
   manager = runs.checkpoint_manager(out_dir, config.keep_checkpoints)
   try:
-    latest = manager.latest_step()
-    if latest is not None:
-      state = runs.restore(manager, latest, state)
-    start = int(state.step)
-    end = config.num_steps if stop_after is None else min(stop_after, config.num_steps)
-    metrics_path, history = runs.resume_metrics(out_dir, start)
+    state, _, start, end, metrics_path, history = runs.resume(
+        manager, state, out_dir, config.num_steps, stop_after)
     state = _run_steps(trainer, state, start, end, manager, metrics_path, history, progress)
   finally:
     manager.close()
@@ -308,46 +302,3 @@ def _run_steps(trainer: PolicyTrainer, state: PolicyTrainState, start: int, end:
   finally:
     bar.close()
   return state
-
-
-def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-  parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-  parser.add_argument("--config", required=True,
-                      help="a configs/policy_*.py file with get_config()")
-  parser.add_argument("--override", action="append", default=[], metavar="KEY=VALUE",
-                      help="change a config field (repeatable): num_steps=10, grpo.alpha=3, "
-                           "policy.width=64, task_options.max_digits=3")
-  parser.add_argument("--out", default=None, help="run directory (default: runs/<config name>)")
-  parser.add_argument("--steps", type=int, default=None,
-                      help="total training steps (same as --override num_steps=N)")
-  parser.add_argument("--stop-after", type=int, default=None,
-                      help="stop with a checkpoint after this many steps; rerun to continue")
-  parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
-  return parser.parse_args(argv)
-
-
-def main(argv: list[str] | None = None) -> int:
-  args = parse_args(argv)
-  overrides = list(args.override)
-  if args.steps is not None:
-    overrides.append(f"num_steps={args.steps}")
-  try:
-    config = apply_overrides(load_config(args.config), overrides)
-    model = load_dllm(config)
-  except (ValueError, FileNotFoundError) as e:
-    print(f"error: {e}", file=sys.stderr)
-    return 2
-  out = Path(args.out) if args.out else Path("runs") / Path(args.config).stem
-  print(f"run directory: {os.fspath(out)}\nconfig: {config}", flush=True)
-  result = train(config, out, stop_after=args.stop_after, progress=not args.no_progress,
-                 model=model)
-  last = result.metrics[-1] if result.metrics else {}
-  print(f"step {int(result.state.step)}/{config.num_steps}: "
-        + ", ".join(f"{k}={last[k]:.4g}" for k in ("reward", "accuracy", "nfe") if k in last))
-  if result.policy_dir is not None:
-    print(f"policy written to {os.fspath(result.policy_dir)}")
-  return 0
-
-
-if __name__ == "__main__":
-  sys.exit(main())

@@ -1,6 +1,7 @@
 """What a user of the command line sees: clear errors for bad input, help text, quiet
 imports, and the accuracy-vs-NFE plot's sampler families."""
 
+import argparse
 import json
 import subprocess
 import sys
@@ -8,26 +9,41 @@ import textwrap
 
 import pytest
 
-from lookum_jax import lab
+import lookum_jax.evaluation
+import lookum_jax.toylab
 from lookum_jax.cli import build_parser, main
-from lookum_jax.cli_args import typed_strategy_params
+from lookum_jax.cli.evaluate import demo_samplers
+from lookum_jax.configfile import typed_strategy_params
 from lookum_jax.evaluation import EvalResult, sampler_summary, wilson_interval
 from lookum_jax.plotting import family_styles, plot_accuracy_vs_nfe, sampler_families
 from lookum_jax.sampling import SamplerConfig
 
 
-def _subcommands():
-  parser = build_parser()
-  return sorted(parser._subparsers._group_actions[0].choices)
+def _subcommands(parser=None, prefix=()):
+  """Every command line a user can ask `--help` of: `("eval",)`, ..., `("train", "mdm")`."""
+  parser = parser or build_parser()
+  found = []
+  for action in parser._actions:
+    if isinstance(action, argparse._SubParsersAction):
+      for name, sub in action.choices.items():
+        found.append((*prefix, name))
+        found += _subcommands(sub, (*prefix, name))
+  return found
 
 
-@pytest.mark.parametrize("command", _subcommands())
+def test_the_command_list():
+  assert {" ".join(c) for c in _subcommands()} == {
+      "generate", "eval", "demo", "convert", "bench", "summarize", "train", "train mdm",
+      "train policy"}
+
+
+@pytest.mark.parametrize("command", _subcommands(), ids=" ".join)
 def test_every_subcommand_has_help(command, capsys):
   with pytest.raises(SystemExit) as exit_info:
-    main([command, "--help"])
+    main([*command, "--help"])
   assert exit_info.value.code == 0
   out = capsys.readouterr().out
-  assert out.startswith(f"usage: lookum {command}")
+  assert " ".join(out.split()).startswith(f"usage: lookum {' '.join(command)}")
   assert "%%" not in out
 
 
@@ -75,8 +91,8 @@ def test_out_into_a_missing_folder_creates_it(tmp_path):
 
 @pytest.mark.parametrize("where", ["directory", "below_a_file"])
 def test_bad_out_fails_before_the_evaluation(where, tmp_path, monkeypatch, capsys):
-  monkeypatch.setattr(lab, "evaluate", _no_evaluation)
-  monkeypatch.setattr(lab, "open_lab", _no_evaluation)
+  monkeypatch.setattr(lookum_jax.evaluation, "evaluate", _no_evaluation)
+  monkeypatch.setattr(lookum_jax.toylab, "open_task_model", _no_evaluation)
   if where == "directory":
     out, message = tmp_path, "is a directory"
   else:
@@ -87,7 +103,7 @@ def test_bad_out_fails_before_the_evaluation(where, tmp_path, monkeypatch, capsy
 
 
 def test_bad_demo_out_dir_fails_before_the_samplers_run(tmp_path, monkeypatch, capsys):
-  monkeypatch.setattr(lab, "open_lab", _no_evaluation)
+  monkeypatch.setattr(lookum_jax.toylab, "open_task_model", _no_evaluation)
   (tmp_path / "file.txt").write_text("x")
   assert main(["demo", "--no-progress", "--out-dir", str(tmp_path / "file.txt" / "d")]) == 2
   assert "--out-dir" in capsys.readouterr().err
@@ -139,7 +155,7 @@ def _result(label: str, config: SamplerConfig, accuracy: float, nfe: float) -> E
 def test_plot_draws_one_line_per_sampler_family(tmp_path):
   import policy_rl  # noqa: F401  (registers the policy strategy)
 
-  line_up = lab.demo_samplers(16, 16)
+  line_up = demo_samplers(16, 16)
   results = [_result(label, config, 0.3 + 0.02 * i, config.steps - 0.5 * i)
              for i, (label, config) in enumerate(line_up)]
   base = SamplerConfig(gen_length=16, block_length=16, steps=16)

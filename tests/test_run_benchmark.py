@@ -1,8 +1,7 @@
-"""experiments/run_benchmark.py end to end on a tiny random LLaDA: records, resume after a kill
-(by --limit and by a truncated last line), config guards, and the sharded loading path on 8
-simulated CPU devices giving the same outputs."""
+"""`lookum bench` end to end on a tiny random LLaDA: records, resume after a kill (by --limit
+and by a truncated last line), config guards, `lookum summarize`, and the sharded loading path
+on 8 simulated CPU devices giving the same outputs."""
 
-import importlib.util
 import json
 import os
 import subprocess
@@ -14,22 +13,15 @@ import pytest
 from helpers import CHAT_TEMPLATE, write_hf_checkpoint, write_tokenizer
 
 from lookum_jax.benchmarks.runner import bucket_length
+from lookum_jax.cli import main
 from lookum_jax.model import tiny
 
-ROOT = Path(__file__).parent.parent
 TESTS_DIR = Path(__file__).parent
 QUESTIONS = ["t7 t8 t9 t10 t11 ?", "t12 t13 t14 ?", "t15 t16 t17 t18 t19 t20 t21 t22 ?"]
 
 
-def _load_script(name):
-  spec = importlib.util.spec_from_file_location(name, ROOT / "experiments" / f"{name}.py")
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module
-
-
-run_benchmark = _load_script("run_benchmark")
-summarize_benchmark = _load_script("summarize_benchmark")
+def bench(args):
+  return main(["bench", *args])
 
 
 @pytest.fixture(scope="module")
@@ -44,13 +36,12 @@ def setup(tmp_path_factory):
   return root, model_dir, data
 
 
-def argv(setup, out, *extra):
+def argv(setup, out, *extra, preset="llada:gsm8k:lowconf"):
   _, model_dir, data = setup
-  overrides = [f"model_path={model_dir}", f"data_path={data}", "gen_length=16",
-               "block_length=8", "steps=16", "batch_size=2", "prompt_buckets=(64, 128)",
-               "dtype=float32"]
-  args = ["--config", str(ROOT / "configs" / "llada_gsm8k_lowconf.py"), "--out", str(out),
-          "--no-progress"]
+  overrides = [f"model_path={model_dir}", f"data_path={data}", "sampler.gen_length=16",
+               "sampler.block_length=8", "sampler.steps=16", "batch_size=2",
+               "prompt_buckets=(64, 128)", "dtype=float32"]
+  args = ["--preset", preset, "--out", str(out), "--no-progress"]
   for override in overrides:
     args += ["--override", override]
   return args + list(extra)
@@ -62,7 +53,7 @@ def read(out):
 
 def test_run_resume_and_truncated_line(setup, capsys):
   out = setup[0] / "results" / "run.jsonl"
-  assert run_benchmark.main(argv(setup, out, "--limit", "2", "--report-memory")) == 0
+  assert bench(argv(setup, out, "--limit", "2", "--report-memory")) == 0
   first = read(out)
   assert [r["id"] for r in first] == ["gsm8k-0", "gsm8k-1"]
   record = first[0]
@@ -76,7 +67,7 @@ def test_run_resume_and_truncated_line(setup, capsys):
   assert "2 to run" in logged and "memory stats not available" in logged
 
   # Rerun without --limit: only the third problem is new; nothing is duplicated.
-  assert run_benchmark.main(argv(setup, out)) == 0
+  assert bench(argv(setup, out)) == 0
   second = read(out)
   assert [r["id"] for r in second] == ["gsm8k-0", "gsm8k-1", "gsm8k-2"]
   assert second[:2] == first
@@ -87,40 +78,41 @@ def test_run_resume_and_truncated_line(setup, capsys):
   text = out.read_text()
   out.write_text(text[:len(text) - len(json.dumps(second[2])) // 2 - 1])
   with pytest.warns(UserWarning, match="truncated last line"):
-    assert run_benchmark.main(argv(setup, out)) == 0
+    assert bench(argv(setup, out)) == 0
   third = read(out)
   assert [r["id"] for r in third] == ["gsm8k-0", "gsm8k-1", "gsm8k-2"]
   assert third[2]["output"] == second[2]["output"] and third[2]["nfe"] == second[2]["nfe"]
 
   # Nothing left to do: no model is loaded, the summary is printed.
-  assert run_benchmark.main(argv(setup, out)) == 0
+  assert bench(argv(setup, out)) == 0
   assert "0 to run" in capsys.readouterr().out
-  assert summarize_benchmark.main([str(out.parent)]) == 0
+  assert main(["summarize", str(out.parent)]) == 0
   assert "lowconf" in capsys.readouterr().out
 
 
 def test_guards_name_the_fix(setup, capsys):
   out = setup[0] / "results" / "guards.jsonl"
-  assert run_benchmark.main(argv(setup, out, "--limit", "1")) == 0
+  assert bench(argv(setup, out, "--limit", "1")) == 0
   capsys.readouterr()
   # Another sampler into the same file is refused.
-  assert run_benchmark.main(argv(setup, out, "--override", "steps=8")) == 2
+  assert bench(argv(setup, out, "--override", "sampler.steps=8")) == 2
   assert "another configuration" in capsys.readouterr().err
-  args = ["--config", str(ROOT / "configs" / "llada_gsm8k_lookum2.py"), "--out",
-          str(setup[0] / "results" / "unused.jsonl")]
-  assert run_benchmark.main(args + ["--override", f"data_path={setup[2]}"]) == 2
+  args = ["--preset", "llada:gsm8k:lookum2", "--out", str(setup[0] / "results" / "unused.jsonl")]
+  assert bench(args + ["--override", f"data_path={setup[2]}"]) == 2
   assert "model_path is still a placeholder" in capsys.readouterr().err
-  assert run_benchmark.main(args) == 2
+  assert bench(args) == 2
   err = capsys.readouterr().err
   assert "model_path is still a placeholder" in err and "data_path is still a placeholder: " \
       "<set data_path: --override data_path=" in err
-  policy = ["--config", str(ROOT / "configs" / "llada_gsm8k_policy.py")]
-  assert run_benchmark.main(policy + ["--override", "model_path=m", "--override", "data_path=d"]
+  policy = ["--preset", "llada:gsm8k:policy"]
+  assert bench(policy + ["--override", "model_path=m", "--override", "data_path=d"]
                             ) == 2
   assert "policy_path is still a placeholder: <set policy_path: --policy" in (
       capsys.readouterr().err)
-  assert run_benchmark.main(["--config", "configs/nope.py"]) == 2
+  assert bench(["--config", "configs/nope.py"]) == 2
   assert "does not exist" in capsys.readouterr().err
+  assert bench(["--preset", "llada:gsm8k:lookum9"]) == 2
+  assert "unknown preset sampler 'lookum9'" in capsys.readouterr().err
 
 
 def test_lookum_and_learned_policy_samplers(setup, capsys):
@@ -129,16 +121,15 @@ def test_lookum_and_learned_policy_samplers(setup, capsys):
   policy_dir = save_policy(init_policy(PolicyConfig(width=16, num_heads=2, mlp_dim=32)),
                            setup[0] / "policy")
   lookum = setup[0] / "results" / "lookum3.jsonl"
-  args = argv(setup, lookum, "--limit", "1")
-  args[1] = str(ROOT / "configs" / "llada_gsm8k_lookum3.py")
-  assert run_benchmark.main(args + ["--override", "steps=8"]) == 0
+  args = argv(setup, lookum, "--limit", "1", preset="llada:gsm8k:lookum3")
+  assert bench(args + ["--override", "sampler.steps=8"]) == 0
   [record] = read(lookum)
   assert record["strategy"] == "lookum" and record["steps"] == 8
   assert record["nfe"] > 2 * record["steps"]  # K = 3 look-ahead forwards per step
   learned = setup[0] / "results" / "policy.jsonl"
-  args = argv(setup, learned, "--limit", "1", "--policy", str(policy_dir))
-  args[1] = str(ROOT / "configs" / "llada_gsm8k_policy.py")
-  assert run_benchmark.main(args) == 0
+  args = argv(setup, learned, "--limit", "1", "--policy", str(policy_dir),
+              preset="llada:gsm8k:policy")
+  assert bench(args) == 0
   [record] = read(learned)
   assert record["strategy"] == "policy" and 1 <= record["steps"] <= 16
   capsys.readouterr()
@@ -158,17 +149,15 @@ SHARDED_SCRIPT = textwrap.dedent("""
     import json, sys
     import jax
     from jax.sharding import PartitionSpec as P
-    sys.path.insert(0, {experiments!r})
-    import run_benchmark
-    from lookum_jax.benchmarks import apply_overrides, load_config
     from lookum_jax.benchmarks.runner import load_for_benchmark
+    from lookum_jax.cli import build_parser, main
+    from lookum_jax.cli.bench import bench_config
     assert jax.device_count() == 8, jax.devices()
-    argv = json.loads(sys.argv[1])
-    assert run_benchmark.main(argv) == 0
-    overrides = [a for prev, a in zip(argv, argv[1:]) if prev == "--override"]
-    config = apply_overrides(load_config(argv[1]), overrides)
+    argv = ["bench", *json.loads(sys.argv[1])]
+    assert main(argv) == 0
+    config = bench_config(build_parser().parse_args(argv))
     model, _, mesh = load_for_benchmark(config)
-    assert dict(mesh.shape) == {{"data": 4, "model": 2}}, mesh
+    assert dict(mesh.shape) == {"data": 4, "model": 2}, mesh
     q = model.blocks[0].q_proj.kernel[...]
     assert q.sharding.spec == P(None, "model") and len(q.addressable_shards) == 8
     print("SHARDED_OK")
@@ -178,15 +167,14 @@ SHARDED_SCRIPT = textwrap.dedent("""
 @pytest.mark.slow
 def test_sharded_run_on_8_devices_matches_single_device(setup):
   single = setup[0] / "results" / "single.jsonl"
-  assert run_benchmark.main(argv(setup, single, "--limit", "2")) == 0
+  assert bench(argv(setup, single, "--limit", "2")) == 0
   sharded = setup[0] / "results" / "sharded.jsonl"
   args = argv(setup, sharded, "--limit", "2", "--override", "mesh_model=2",
               "--override", "batch_size=4")
   env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=8",
          "JAX_PLATFORMS": "cpu",
          "PYTHONPATH": os.pathsep.join([str(TESTS_DIR), os.environ.get("PYTHONPATH", "")])}
-  script = SHARDED_SCRIPT.format(experiments=str(ROOT / "experiments"))
-  result = subprocess.run([sys.executable, "-c", script, json.dumps(args)], env=env,
+  result = subprocess.run([sys.executable, "-c", SHARDED_SCRIPT, json.dumps(args)], env=env,
                           capture_output=True, text=True, timeout=300)
   assert result.returncode == 0 and "SHARDED_OK" in result.stdout, result.stderr[-3000:]
   for a, b in zip(read(single), read(sharded), strict=True):

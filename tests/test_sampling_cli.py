@@ -7,8 +7,9 @@ import numpy as np
 import pytest
 from helpers import CHAT_TEMPLATE, write_hf_checkpoint, write_tokenizer
 
-from lookum_jax import cli_args, load_model, load_tokenizer
+from lookum_jax import load_model, load_tokenizer
 from lookum_jax.cli import build_parser, main
+from lookum_jax.cli.sampler_args import sampler_config_from_args
 from lookum_jax.loading import apply_chat_template
 from lookum_jax.model import tiny
 from lookum_jax.sampling import SamplerConfig, generate
@@ -80,11 +81,11 @@ def test_parse_arguments():
   assert args.func.__name__ == "run_generate"
   assert (args.model, args.prompt, args.seed, args.no_chat_template) == ("m", "hi there", 4,
                                                                          True)
-  assert cli_args.sampler_config_from_args(args) == SamplerConfig(
+  assert sampler_config_from_args(args) == SamplerConfig(
       gen_length=64, block_length=16, steps=64, temperature=0.5, cfg_scale=1.0,
       strategy="threshold", params={"tau": 0.8})
   defaults = build_parser().parse_args(["generate", "--model", "m", "--prompt", "x"])
-  assert cli_args.sampler_config_from_args(defaults) == SamplerConfig(
+  assert sampler_config_from_args(defaults) == SamplerConfig(
       gen_length=128, block_length=32, steps=128)
   assert defaults.seed == 0 and not defaults.no_chat_template
   with pytest.raises(SystemExit):

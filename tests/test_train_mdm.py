@@ -1,6 +1,5 @@
 """Masked-diffusion training: objective, config, learning, and bit-exact resumption."""
 
-import importlib.util
 import json
 import math
 import shutil
@@ -13,6 +12,7 @@ import pytest
 import transformers
 from flax import nnx
 
+from lookum_jax.cli import main
 from lookum_jax.tasks import build_tokenizer, get_task
 from lookum_jax.training import (
     TrainConfig,
@@ -197,18 +197,17 @@ def test_exported_model_loads_with_its_tokenizer(full_run):
 
 
 def test_command_line(tmp_path, capsys):
-  spec = importlib.util.spec_from_file_location("train_mdm", REPO / "experiments" / "train_mdm.py")
-  script = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(script)
-  argv = ["--config", str(REPO / "configs" / "addition.py"), "--out", str(tmp_path),
+  argv = ["train", "mdm", "--config", str(REPO / "configs" / "addition.py"), "--out", str(tmp_path),
           "--steps", "4", "--no-progress", "--override", "d_model=16", "--override", "n_layers=1",
           "--override", "mlp_hidden_size=32", "--override", "warmup_steps=1",
           "--override", "batch_size=4", "--override", "log_every=2"]
-  assert script.main(argv) == 0
+  assert main(argv) == 0
   assert "step 4/4" in capsys.readouterr().out
   assert (tmp_path / "model" / "config.json").is_file()
-  assert script.main(argv[:-1] + ["batch=4"]) == 2
-  assert "unknown config key 'batch'" in capsys.readouterr().err
+  assert main(argv[:-1] + ["batch=4"]) == 2
+  assert "lookum train mdm: error: unknown config key 'batch'" in capsys.readouterr().err
+  assert main(["train", "mdm", *argv[2:6], "--export-step", "4"]) == 0
+  assert (tmp_path / "model-step4" / "config.json").is_file()
 
 
 def test_export_checkpoint(full_run):

@@ -1,6 +1,8 @@
 """`BenchmarkConfig`: one benchmark run (model, data, sampler, batching), a frozen dataclass
-returned by `get_config()` in a `configs/*.py` file and overridable from the command line
-(`--override steps=128`, `--override params.paths=3`, `--override benchmark_options.timeout_s=5`).
+returned by `get_config()` in a `configs/*.py` file or built from a named preset
+(`lookum_jax.benchmarks.presets`), and overridable from the command line
+(`--override sampler.steps=128`, `--override sampler.params.paths=3`,
+`--override benchmark_options.timeout_s=5`).
 """
 
 from __future__ import annotations
@@ -9,27 +11,49 @@ import dataclasses
 import hashlib
 import json
 import os
-from collections.abc import Sequence
+import typing
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from lookum_jax import configfile
 from lookum_jax.benchmarks.base import Benchmark, get_benchmark
 from lookum_jax.sampling import SamplerConfig
-from lookum_jax.sampling.strategies import strategy_class
 
 # Placeholders the user must override; a run refuses to start while one is left.
 MODEL_PATH_PLACEHOLDER = "<set model_path: --override model_path=/path/to/converted-model>"
 DATA_PATH_PLACEHOLDER = "<set data_path: --override data_path=/path/to/test.jsonl>"
 POLICY_PATH_PLACEHOLDER = "<set policy_path: --policy /path/to/policy-dir>"
 DTYPES = ("auto", "bfloat16", "float32")
-_MAPPINGS = ("params", "benchmark_options")
 # Fields that change no output token: left out of the fingerprint that guards resuming.
 _NOT_FINGERPRINTED = ("batch_size", "prompt_buckets", "mesh_model", "score_workers",
                       "data_path", "model_name", "sampler_name")
+# The papers' setting: 256 tokens in semi-autoregressive blocks of 32, one token per step.
+DEFAULT_SAMPLER = SamplerConfig(gen_length=256, block_length=32, steps=256)
+SAMPLER_KEY = "sampler"
+# `SamplerConfig` fields that configs written before the sampler was nested held flat.
+_FLAT_SAMPLER_FIELDS = ("gen_length", "block_length", "steps", "strategy", "params",
+                        "temperature", "cfg_scale", "logits_eos_inf", "confidence_eos_eot_inf",
+                        "cache")
 
 
 def is_placeholder(value: str | None) -> bool:
   return isinstance(value, str) and value.startswith("<set ")
+
+
+def sampler_to_dict(sampler: SamplerConfig) -> dict[str, Any]:
+  """A JSON-friendly sampler: its fields, the strategy by name and its parameters."""
+  out = {f.name: getattr(sampler, f.name) for f in dataclasses.fields(sampler)
+         if f.name not in ("strategy", "params")}
+  return {**out, "strategy": sampler.strategy.name, "params": sampler.strategy.to_dict()}
+
+
+def sampler_from_dict(values: Mapping[str, Any]) -> SamplerConfig:
+  """`sampler_to_dict`'s inverse; parameters read back from JSON (lists) get their types."""
+  values = dict(values)
+  strategy = values.pop("strategy", DEFAULT_SAMPLER.strategy.name)
+  params = configfile.typed_strategy_params(strategy, values.pop("params", None) or {},
+                                            what="params")
+  return SamplerConfig(strategy=strategy, params=params, **values)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -42,8 +66,7 @@ class BenchmarkConfig:
     data_path: the benchmark's local JSONL file (see each benchmark's `data_help`).
     tokenizer_path: where the tokenizer is (default: model_path).
     model_name, sampler_name: labels for result files and tables.
-    gen_length, block_length, steps, strategy, params, temperature, cfg_scale,
-      logits_eos_inf, confidence_eos_eot_inf: the `SamplerConfig`.
+    sampler: how to decode (lengths, steps, strategy, cache, ...).
     policy_path: a trained policy directory (strategies "policy" and "policy_lookum").
     benchmark_options: the benchmark's options (prompt_style, timeout_s, memory_mb, ...).
     chat_template: wrap prompts in the tokenizer's chat template (Instruct models).
@@ -63,16 +86,7 @@ class BenchmarkConfig:
   tokenizer_path: str | None = None
   model_name: str = "model"
   sampler_name: str = "lowconf"
-  gen_length: int = 256
-  block_length: int = 32
-  steps: int = 256
-  strategy: str = "low_confidence"
-  params: dict[str, Any] = dataclasses.field(default_factory=dict)
-  temperature: float = 0.0
-  cfg_scale: float = 0.0
-  logits_eos_inf: bool = False
-  confidence_eos_eot_inf: bool = False
-  cache: str = "none"
+  sampler: SamplerConfig = DEFAULT_SAMPLER
   policy_path: str | None = None
   benchmark_options: dict[str, Any] = dataclasses.field(default_factory=dict)
   chat_template: bool = True
@@ -84,8 +98,10 @@ class BenchmarkConfig:
   score_workers: int = 8
 
   def __post_init__(self):
+    if not isinstance(self.sampler, SamplerConfig):
+      raise ValueError(f"BenchmarkConfig.sampler must be a SamplerConfig, got "
+                       f"{type(self.sampler).__name__}.")
     self.make_benchmark()  # unknown benchmark or option -> ValueError naming the fix
-    self.sampler_config()  # invalid sampler settings -> ValueError naming the field
     for name in ("batch_size", "mesh_model", "score_workers"):
       value = getattr(self, name)
       if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
@@ -98,8 +114,8 @@ class BenchmarkConfig:
     if self.dtype not in DTYPES:
       raise ValueError(f"BenchmarkConfig.dtype must be one of {DTYPES}, got {self.dtype!r}.")
     if self.needs_policy and not self.policy_path:
-      raise ValueError(f"strategy {self.strategy!r} needs policy_path (--policy DIR or "
-                       "--override policy_path=DIR).")
+      raise ValueError(f"strategy {self.sampler.strategy.name!r} needs policy_path (--policy "
+                       "DIR or --override policy_path=DIR).")
 
   def make_benchmark(self) -> Benchmark:
     return get_benchmark(self.benchmark, **self.benchmark_options)
@@ -107,29 +123,51 @@ class BenchmarkConfig:
   @property
   def needs_policy(self) -> bool:
     """The strategy reads a learned policy (`policy_path`)."""
-    return strategy_class(self.strategy).needs_policy
+    return self.sampler.strategy.needs_policy
 
+  # Read by benchmarks/runner.py, which is being rewritten beside this change; remove these
+  # four once it reads `config.sampler` (its records: `config.sampler.strategy.name`).
   def sampler_config(self) -> SamplerConfig:
-    return SamplerConfig(
-        gen_length=self.gen_length, block_length=self.block_length, steps=self.steps,
-        temperature=self.temperature, cfg_scale=self.cfg_scale, strategy=self.strategy,
-        params=dict(self.params), cache=self.cache, logits_eos_inf=self.logits_eos_inf,
-        confidence_eos_eot_inf=self.confidence_eos_eot_inf)
+    return self.sampler
+
+  gen_length = property(lambda self: self.sampler.gen_length)
+  block_length = property(lambda self: self.sampler.block_length)
+  steps = property(lambda self: self.sampler.steps)
+  strategy = property(lambda self: self.sampler.strategy.name)
 
   @property
   def run_name(self) -> str:
     return f"{self.model_name}_{self.benchmark}_{self.sampler_name}"
 
   def to_dict(self) -> dict[str, Any]:
-    out = dataclasses.asdict(self)
+    """A JSON-friendly dict; `from_dict` reads it back."""
+    out = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+    out[SAMPLER_KEY] = sampler_to_dict(self.sampler)
+    out["benchmark_options"] = dict(self.benchmark_options)
     out["prompt_buckets"] = list(self.prompt_buckets)
     return out
+
+  @classmethod
+  def from_dict(cls, values: Mapping[str, Any]) -> BenchmarkConfig:
+    """The config `to_dict` wrote; also reads the older flat layout, whose sampler fields
+    (`gen_length`, `steps`, `strategy`, `params`, ...) sat beside the others."""
+    values = dict(values)
+    sampler = dict(values.pop(SAMPLER_KEY, None) or {})
+    for name in _FLAT_SAMPLER_FIELDS:
+      if name in values:
+        sampler[name] = values.pop(name)
+    unknown = sorted(set(values) - {f.name for f in dataclasses.fields(cls)})
+    if unknown:
+      raise ValueError(f"unknown BenchmarkConfig field(s) {unknown}.")
+    if "prompt_buckets" in values:
+      values["prompt_buckets"] = tuple(values["prompt_buckets"])
+    return cls(sampler=sampler_from_dict({**sampler_to_dict(DEFAULT_SAMPLER), **sampler}),
+               **values)
 
   def fingerprint(self) -> str:
     """A short hash of every setting that can change an output: a results file holds the
     records of one fingerprint, so a resumed run never mixes configurations."""
     settings = {k: v for k, v in self.to_dict().items() if k not in _NOT_FINGERPRINTED}
-    settings["params"] = self.sampler_config().strategy.to_dict()
     text = json.dumps(settings, sort_keys=True, default=str)
     return hashlib.sha256(text.encode()).hexdigest()[:12]
 
@@ -138,13 +176,51 @@ class BenchmarkConfig:
 
 
 def load_config(path: str | os.PathLike) -> BenchmarkConfig:
-  """Runs `get_config()` from a Python config file (presets: configs/<model>_<bench>_*.py)."""
+  """Runs `get_config()` from a Python config file."""
   return configfile.load_config(path, BenchmarkConfig)
 
 
 def apply_overrides(config: BenchmarkConfig, overrides: Sequence[str]) -> BenchmarkConfig:
-  """Applies `key=value` overrides; `params.KEY=v` / `benchmark_options.KEY=v` set one entry.
+  """Applies `key=value` overrides, all together.
 
-  Values are Python literals (`128`, `0.9`, `None`, `(256, 512)`) or bare strings.
+  Keys: a field (`model_path=DIR`), `benchmark_options.KEY`, a sampler field
+  (`sampler.steps=128`, `sampler.strategy=threshold`: another strategy, at its defaults), or
+  one strategy parameter (`sampler.params.tau=0.8`). Values are Python literals (`128`,
+  `0.9`, `None`, `(256, 512)`) or bare strings.
+
+  Raises:
+    ValueError: naming the override, for a malformed one, an unknown key (listing the valid
+      ones), a value of the wrong type, or a combination the configs refuse.
   """
-  return configfile.apply_overrides(config, overrides, mappings=_MAPPINGS)
+  sampler_overrides = [o for o in overrides if o.strip().startswith(SAMPLER_KEY + ".")]
+  others = [o for o in overrides if o not in sampler_overrides]
+  changes = {}
+  if sampler_overrides:
+    changes[SAMPLER_KEY] = _override_sampler(config.sampler, sampler_overrides)
+  return configfile.apply_overrides(config, others, mappings=("benchmark_options",),
+                                    changes=changes)
+
+
+def _override_sampler(sampler: SamplerConfig, overrides: Sequence[str]) -> SamplerConfig:
+  fields = {f.name for f in dataclasses.fields(SamplerConfig)} - {"strategy", "params"}
+  hints = typing.get_type_hints(SamplerConfig)
+  values = {name: getattr(sampler, name) for name in fields}
+  strategy, params = sampler.strategy.name, {}
+  for override in overrides:
+    key, _, text = override.partition("=")
+    path = key.strip().split(".")[1:]
+    value = configfile.parse_value(text.strip())
+    if path == ["strategy"]:
+      strategy = str(value)
+    elif len(path) == 2 and path[0] == "params":
+      params[path[1]] = value
+    elif len(path) == 1 and path[0] in fields:
+      values[path[0]] = configfile.coerce(path[0], hints[path[0]], value, override)
+    else:
+      valid = ", ".join(f"sampler.{name}" for name in sorted(fields))
+      raise ValueError(f"unknown sampler key in override {override!r}; valid: {valid}, "
+                       "sampler.strategy, sampler.params.<parameter>.")
+  if strategy == sampler.strategy.name:  # same strategy: keep the parameters it had
+    params = {**sampler.strategy.to_dict(), **params}
+  params = configfile.typed_strategy_params(strategy, params, what="--override sampler.params")
+  return SamplerConfig(strategy=strategy, params=params, **values)

@@ -28,7 +28,6 @@ from lookum_jax.model.families import abstract_model
 
 HF_PREFIX = "model.transformer."
 INDEX_FILE = "model.safetensors.index.json"
-SINGLE_FILE = "model.safetensors"
 
 IDENTITY = "identity"
 TRANSPOSE = "transpose"  # PyTorch Linear `[out, in]` -> NNX kernel `[in, out]`

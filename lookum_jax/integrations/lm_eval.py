@@ -53,13 +53,12 @@ from lm_eval.api.model import LM
 from lm_eval.api.registry import register_model
 from tqdm.auto import tqdm
 
-from lookum_jax.cli_args import typed_strategy_params
-from lookum_jax.configfile import coerce
-from lookum_jax.lab import read_task_spec
+from lookum_jax.configfile import coerce, typed_strategy_params
 from lookum_jax.loading import apply_chat_template, load_model, load_tokenizer, resolve_path
 from lookum_jax.sampling import SamplerConfig, generate
 from lookum_jax.tasks import decode_response, left_pad_prompts
 from lookum_jax.tasks.base import round_up
+from lookum_jax.toylab import read_task_spec
 
 MODEL_NAME = "lookum"
 # Under lm_eval's logger, so its command line shows our lines (mean NFE) with its own.

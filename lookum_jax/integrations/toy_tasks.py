@@ -17,9 +17,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from lookum_jax.lab import read_task_spec
 from lookum_jax.loading import resolve_path
 from lookum_jax.tasks import get_task
+from lookum_jax.toylab import read_task_spec
 
 _YAML = """\
 # Written by lookum_jax.integrations.toy_tasks: {count} {task} problems from {source}.

@@ -306,5 +306,3 @@ def tiny(vocab_size: int = 128, **changes: Any) -> ModelConfig:
   base.update(changes)
   return ModelConfig(**base)
 
-
-NAMED_CONFIGS = {"llada-8b": llada_8b, "dream-7b": dream_7b, "tiny": tiny}

@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, NamedTuple, TypeVar
 
 import jax
 import orbax.checkpoint as ocp
@@ -68,6 +68,31 @@ def restore(manager: ocp.CheckpointManager, step: int, like: State) -> State:
   """Checkpoint `step`, restored with the structure, shapes and dtypes of `like`."""
   abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, like)
   return manager.restore(step, args=ocp.args.StandardRestore(abstract))
+
+
+class Resumed(NamedTuple):
+  """Where a (re)started run stands: its state, the steps `[start, end)` still to run, and
+  the metrics logged up to `start`."""
+
+  state: Any
+  latest_step: int | None  # the checkpoint restored, None for a new run
+  start: int
+  end: int
+  metrics_path: Path
+  history: list[dict[str, Any]]
+
+
+def resume(manager: ocp.CheckpointManager, state: State, out_dir: Path, num_steps: int,
+           stop_after: int | None) -> Resumed:
+  """Restores the latest checkpoint into `state`'s structure (if there is one) and plans the
+  steps to run: up to `num_steps`, or `stop_after` if that comes first."""
+  latest = manager.latest_step()
+  if latest is not None:
+    state = restore(manager, latest, state)
+  start = int(state.step)
+  end = num_steps if stop_after is None else min(stop_after, num_steps)
+  metrics_path, history = resume_metrics(out_dir, start)
+  return Resumed(state, latest, start, end, metrics_path, history)
 
 
 def save(manager: ocp.CheckpointManager, step: int, state: Any, *, force: bool = False) -> None:

@@ -1,7 +1,0 @@
-"""Preset: dream x gsm8k x policy (lookum_jax.benchmarks.presets)."""
-
-from lookum_jax.benchmarks.presets import preset
-
-
-def get_config():
-  return preset("dream", "gsm8k", "policy")

@@ -1,7 +1,0 @@
-"""Preset: dream x humaneval x policy (lookum_jax.benchmarks.presets)."""
-
-from lookum_jax.benchmarks.presets import preset
-
-
-def get_config():
-  return preset("dream", "humaneval", "policy")

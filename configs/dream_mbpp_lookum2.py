@@ -1,7 +1,0 @@
-"""Preset: dream x mbpp x lookum2 (lookum_jax.benchmarks.presets)."""
-
-from lookum_jax.benchmarks.presets import preset
-
-
-def get_config():
-  return preset("dream", "mbpp", "lookum2")

@@ -1,7 +1,0 @@
-"""Preset: llada15 x gsm8k x policy (lookum_jax.benchmarks.presets)."""
-
-from lookum_jax.benchmarks.presets import preset
-
-
-def get_config():
-  return preset("llada15", "gsm8k", "policy")

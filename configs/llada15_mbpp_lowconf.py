@@ -1,7 +1,0 @@
-"""Preset: llada15 x mbpp x lowconf (lookum_jax.benchmarks.presets)."""
-
-from lookum_jax.benchmarks.presets import preset
-
-
-def get_config():
-  return preset("llada15", "mbpp", "lowconf")

@@ -1,7 +1,0 @@
-"""Preset: llada x countdown x threshold (lookum_jax.benchmarks.presets)."""
-
-from lookum_jax.benchmarks.presets import preset
-
-
-def get_config():
-  return preset("llada", "countdown", "threshold")

@@ -1,7 +1,0 @@
-"""Preset: llada x gsm8k x lookum3 (lookum_jax.benchmarks.presets)."""
-
-from lookum_jax.benchmarks.presets import preset
-
-
-def get_config():
-  return preset("llada", "gsm8k", "lookum3")

@@ -1,7 +1,0 @@
-"""Preset: llada x gsm8k x lowconf (lookum_jax.benchmarks.presets)."""
-
-from lookum_jax.benchmarks.presets import preset
-
-
-def get_config():
-  return preset("llada", "gsm8k", "lowconf")

@@ -1,7 +1,0 @@
-"""Preset: llada x math500 x lowconf (lookum_jax.benchmarks.presets)."""
-
-from lookum_jax.benchmarks.presets import preset
-
-
-def get_config():
-  return preset("llada", "math500", "lowconf")

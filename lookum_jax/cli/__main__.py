@@ -1,0 +1,7 @@
+"""`python -m lookum_jax.cli ...` is `lookum ...`."""
+
+import sys
+
+from lookum_jax.cli import main
+
+sys.exit(main())

@@ -1,0 +1,168 @@
+"""`lookum eval` and `lookum demo`: samplers scored on a toy model's verifiable task."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+from lookum_jax.cli import sampler_args
+from lookum_jax.configfile import parse_key_values
+from lookum_jax.sampling.config import SamplerConfig
+
+DEFAULT_MODEL = "toy-sudoku"
+
+
+def _add_task_model_arguments(parser: argparse.ArgumentParser) -> None:
+  parser.add_argument("--model", default=DEFAULT_MODEL,
+                      help=f"a shipped toy model name or a model directory "
+                      f"(default {DEFAULT_MODEL})")
+  parser.add_argument("--task", help="task name (default: the model's task.json)")
+  parser.add_argument("--task-option", action="append", metavar="KEY=VALUE",
+                      help="task option, e.g. size=6 (repeatable)")
+  parser.add_argument("--data", help="held-out examples as JSONL in the task's format")
+  parser.add_argument("--limit", type=int, help="evaluate the first N examples")
+  parser.add_argument("--batch-size", type=int, default=64)
+  parser.add_argument("--seed", type=int, default=0)
+  parser.add_argument("--no-progress", action="store_true")
+
+
+def add_parsers(subparsers: argparse._SubParsersAction) -> None:
+  ev = subparsers.add_parser(
+      "eval", help="score one sampler on a task's held-out set",
+      description="Accuracy (95% Wilson interval), mean NFE, token error rate and wall "
+      "time of one sampler; writes a JSON record.")
+  _add_task_model_arguments(ev)
+  sampler_args.add_sampler_arguments(ev, gen_length=None, block_length=None)
+  ev.add_argument("--out", help="JSON record path (default: print only)")
+  ev.set_defaults(func=run_eval)
+
+  demo = subparsers.add_parser(
+      "demo", help="every sampler side by side on the embedded toy model",
+      description="Runs the baseline samplers, LookUM and (if shipped) the learned policy on "
+      "a toy model's held-out set; prints a table and saves an accuracy-vs-NFE plot.")
+  _add_task_model_arguments(demo)
+  demo.add_argument("--out-dir", default="lookum_demo",
+                    help="where results.json, results.csv and accuracy_vs_nfe.png go")
+  demo.set_defaults(func=run_demo, limit=200)
+
+
+def _open_task_model(args: argparse.Namespace):
+  from lookum_jax.toylab import open_task_model
+
+  return open_task_model(args.model, args.task,
+                         parse_key_values(args.task_option, "--task-option"), args.data,
+                         args.limit)
+
+
+def prepare_out_path(path: str) -> None:
+  """Checks `--out` before the evaluation runs (creating its folder), so that a bad path
+  does not lose a finished evaluation."""
+  out = Path(path)
+  if out.is_dir():
+    raise ValueError(f"--out {path} is a directory; pass a file path, e.g. {out / 'eval.json'}.")
+  try:
+    out.parent.mkdir(parents=True, exist_ok=True)
+  except OSError as e:
+    raise ValueError(f"--out {path}: cannot create its folder {out.parent}: {e}") from e
+
+
+def run_eval(args: argparse.Namespace) -> int:
+  import jax
+
+  from lookum_jax.evaluation import evaluate, format_table
+
+  if args.out:
+    prepare_out_path(args.out)
+  opened = _open_task_model(args)
+  if args.gen_length is None:
+    args.gen_length = opened.gen_length
+  if args.block_length is None:
+    args.block_length = opened.spec.block_length if opened.spec else args.gen_length
+  config = sampler_args.sampler_config_from_args(args)
+  policy = sampler_args.load_strategy_policy(args.strategy, args.policy)
+  result = evaluate(opened.model, opened.tokenizer, opened.task, opened.examples, config,
+                    jax.random.key(args.seed), batch_size=args.batch_size, policy=policy,
+                    progress=not args.no_progress)
+  print(format_table([result]))
+  if args.out:
+    result.to_json(args.out)
+    print(f"wrote {args.out}")
+  return 0
+
+
+def demo_samplers(gen_length: int, block_length: int) -> list[tuple[str, SamplerConfig]]:
+  """The demo's line-up: each baseline, LookUM, at one and several tokens per step."""
+  base = SamplerConfig(gen_length=gen_length, block_length=block_length, steps=gen_length)
+  num_blocks = gen_length // block_length
+  # Steps for about 2 and 4 tokens per step, kept multiples of the number of blocks.
+  half = num_blocks * max(1, gen_length // 2 // num_blocks)
+  quarter = num_blocks * max(1, gen_length // 4 // num_blocks)
+  return [
+      ("low_confidence 1/step", base),
+      ("low_confidence 2/step", base.replace(steps=half)),
+      ("low_confidence 4/step", base.replace(steps=quarter)),
+      ("margin 2/step", base.replace(steps=half, strategy="margin")),
+      ("entropy 2/step", base.replace(steps=half, strategy="entropy")),
+      ("random 1/step", base.replace(strategy="random")),
+      ("threshold tau=0.9", base.replace(strategy="threshold", params={"tau": 0.9})),
+      ("threshold tau=0.7", base.replace(strategy="threshold", params={"tau": 0.7})),
+      ("entropy_bounded g=0.1", base.replace(strategy="entropy_bounded",
+                                              params={"gamma": 0.1})),
+      ("entropy_bounded g=1", base.replace(strategy="entropy_bounded", params={"gamma": 1.0})),
+      ("lookum K=2 2/step", base.replace(steps=half, strategy="lookum", params={"paths": 2})),
+      ("lookum K=2 2/step common", base.replace(
+          steps=half, strategy="lookum",
+          params={"paths": 2, "pool_size": 3, "verifier_scope": "common"})),
+  ]
+
+
+def run_demo(args: argparse.Namespace) -> int:
+  import jax
+
+  from lookum_jax.evaluation import EvalResult, evaluate, format_table
+  from lookum_jax.plotting import plot_accuracy_vs_nfe
+
+  t0 = time.perf_counter()
+  out_dir = Path(args.out_dir)
+  try:  # before the samplers run, so a bad --out-dir loses nothing
+    out_dir.mkdir(parents=True, exist_ok=True)
+  except OSError as e:
+    raise ValueError(f"--out-dir {out_dir}: cannot create it: {e}") from e
+  opened = _open_task_model(args)
+  gen_length, block_length = opened.gen_length, opened.block_length
+  line_up = demo_samplers(gen_length, block_length)
+  policy_dir = opened.model_dir / "policy"
+  policy_by_label: dict[str, Any] = {}
+  if policy_dir.is_dir():
+    policy = sampler_args.load_strategy_policy("policy", str(policy_dir))
+    base = SamplerConfig(gen_length=gen_length, block_length=block_length, steps=gen_length)
+    line_up.append(("learned policy", base.replace(strategy="policy", params={
+        "mode": "deterministic", "features": policy.config.features})))
+    policy_by_label["learned policy"] = policy
+  print(f"{opened.task.name}: {len(opened.examples)} held-out problems, model "
+        f"{opened.model_dir.name}, gen_length {gen_length}, block_length {block_length}")
+  results: list[EvalResult] = []
+  for label, config in line_up:
+    results.append(evaluate(
+        opened.model, opened.tokenizer, opened.task, opened.examples, config,
+        jax.random.key(args.seed), batch_size=args.batch_size,
+        policy=policy_by_label.get(label), label=label, progress=not args.no_progress))
+    print(format_table(results[-1:]).splitlines()[-1], flush=True)
+  print()
+  print(format_table(results))
+  with open(out_dir / "results.json", "w") as f:
+    json.dump([r.summary() for r in results], f, indent=1, default=str)
+  with open(out_dir / "results.csv", "w") as f:
+    f.write("sampler,accuracy,ci_low,ci_high,mean_nfe,mean_steps,token_error_rate,wall_s\n")
+    for r in results:
+      ter = "" if r.token_error_rate is None else f"{r.token_error_rate:.5f}"
+      f.write(f"{r.label},{r.accuracy:.4f},{r.ci95[0]:.4f},{r.ci95[1]:.4f},{r.mean_nfe:.2f},"
+              f"{r.mean_steps:.2f},{ter},{r.wall_time_s:.2f}\n")
+  title = f"{opened.model_dir.name}: {opened.task.name}, {len(opened.examples)} problems"
+  plot_accuracy_vs_nfe(results, out_dir / "accuracy_vs_nfe.png", title=title)
+  print(f"\nwrote {out_dir}/results.json, results.csv, accuracy_vs_nfe.png "
+        f"({time.perf_counter() - t0:.0f} s in all)")
+  return 0

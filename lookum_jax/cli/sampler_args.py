@@ -1,0 +1,80 @@
+"""The sampler flags shared by `lookum generate` and `lookum eval`, and the learned policy
+that `--strategy policy` reads. Strategy names come from the library's one table,
+`lookum_jax.sampling.strategies.STRATEGIES`."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from lookum_jax.configfile import parse_key_values, typed_strategy_params
+from lookum_jax.sampling.config import CACHE_MODES, SamplerConfig
+from lookum_jax.sampling.strategies import strategy_class, strategy_names
+
+# Shortcut flags for common strategy parameters: flag -> params key.
+_SHORTCUTS = {"paths": "paths", "pool_size": "pool_size", "tau": "tau", "gamma": "gamma"}
+
+
+def add_sampler_arguments(parser: argparse.ArgumentParser, *, gen_length: int | None = 128,
+                          block_length: int | None = 32, steps: int | None = None) -> None:
+  """Adds the sampler flags; `None` defaults are filled in later (e.g. from the task)."""
+  group = parser.add_argument_group("sampler")
+  group.add_argument("--strategy", default="low_confidence",
+                     help="unmasking strategy: " + ", ".join(strategy_names()) +
+                     " (policy and policy_lookum need --policy)")
+  group.add_argument("--gen-length", type=int, default=gen_length, help="response tokens")
+  group.add_argument("--block-length", type=int, default=block_length,
+                     help="semi-AR block size (default: gen length = full diffusion)")
+  group.add_argument("--steps", type=int, default=steps,
+                     help="denoising steps for scheduled strategies (default: gen length, "
+                     "one token per step)")
+  group.add_argument("--temperature", type=float, default=0.0)
+  group.add_argument("--cfg-scale", type=float, default=0.0)
+  group.add_argument("--param", action="append", metavar="KEY=VALUE",
+                     help="a strategy parameter (repeatable), e.g. --param tau=0.8")
+  group.add_argument("--paths", type=int, help="lookum: candidate paths K")
+  group.add_argument("--pool-size", type=int, help="lookum: pool of most certain positions")
+  group.add_argument("--tau", type=float, help="threshold (or lookum base=threshold): tau")
+  group.add_argument("--gamma", type=float, help="entropy_bounded: entropy budget")
+  group.add_argument("--policy", help="policy / policy_lookum: a trained policy directory")
+  group.add_argument("--cache", choices=CACHE_MODES, default="none",
+                     help="KV cache: none, prefix or dual (Fast-dLLM; default none)")
+  group.add_argument("--cache-refresh", type=int, default=0, metavar="N",
+                     help="with a cache, also refresh it every N steps inside a block")
+  group.add_argument("--logits-eos-inf", action="store_true")
+  group.add_argument("--confidence-eos-eot-inf", action="store_true")
+
+
+def sampler_config_from_args(args: argparse.Namespace) -> SamplerConfig:
+  """The `SamplerConfig` the flags describe (ValueError on a bad combination)."""
+  params = parse_key_values(args.param, "--param")
+  for flag, key in _SHORTCUTS.items():
+    value = getattr(args, flag, None)
+    if value is not None:
+      params[key] = value
+  params = typed_strategy_params(args.strategy, params)
+  gen_length = args.gen_length
+  block_length = gen_length if args.block_length is None else args.block_length
+  steps = gen_length if args.steps is None else args.steps
+  return SamplerConfig(
+      gen_length=gen_length, block_length=block_length, steps=steps,
+      temperature=args.temperature, cfg_scale=args.cfg_scale, strategy=args.strategy,
+      params=params, cache=args.cache, cache_refresh=args.cache_refresh,
+      logits_eos_inf=args.logits_eos_inf, confidence_eos_eot_inf=args.confidence_eos_eot_inf)
+
+
+def load_strategy_policy(strategy: str, policy_dir: str | None) -> Any:
+  """The learned policy a strategy reads (`policy`, `policy_lookum`), else None.
+
+  Raises:
+    ValueError: when the strategy needs a policy and `policy_dir` is not given.
+  """
+  if not strategy_class(strategy).needs_policy:
+    return None
+  if not policy_dir:
+    raise ValueError(
+        f"--strategy {strategy} needs --policy PATH (a trained policy directory, e.g. "
+        "lookum_jax/assets/toy-sudoku/policy).")
+  from policy_rl import load_policy
+
+  return load_policy(policy_dir)
