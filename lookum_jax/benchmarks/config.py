@@ -17,6 +17,7 @@ from typing import Any
 
 from lookum_jax import configfile
 from lookum_jax.benchmarks.base import Benchmark, get_benchmark
+from lookum_jax.evaluation import sampler_summary
 from lookum_jax.sampling import SamplerConfig
 
 # Placeholders the user must override; a run refuses to start while one is left.
@@ -40,15 +41,8 @@ def is_placeholder(value: str | None) -> bool:
   return isinstance(value, str) and value.startswith("<set ")
 
 
-def sampler_to_dict(sampler: SamplerConfig) -> dict[str, Any]:
-  """A JSON-friendly sampler: its fields, the strategy by name and its parameters."""
-  out = {f.name: getattr(sampler, f.name) for f in dataclasses.fields(sampler)
-         if f.name not in ("strategy", "params")}
-  return {**out, "strategy": sampler.strategy.name, "params": sampler.strategy.to_dict()}
-
-
 def sampler_from_dict(values: Mapping[str, Any]) -> SamplerConfig:
-  """`sampler_to_dict`'s inverse; parameters read back from JSON (lists) get their types."""
+  """`sampler_summary`'s inverse; parameters read back from JSON (lists) get their types."""
   values = dict(values)
   strategy = values.pop("strategy", DEFAULT_SAMPLER.strategy.name)
   params = configfile.typed_strategy_params(strategy, values.pop("params", None) or {},
@@ -142,7 +136,7 @@ class BenchmarkConfig:
   def to_dict(self) -> dict[str, Any]:
     """A JSON-friendly dict; `from_dict` reads it back."""
     out = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
-    out[SAMPLER_KEY] = sampler_to_dict(self.sampler)
+    out[SAMPLER_KEY] = sampler_summary(self.sampler)
     out["benchmark_options"] = dict(self.benchmark_options)
     out["prompt_buckets"] = list(self.prompt_buckets)
     return out
@@ -161,7 +155,7 @@ class BenchmarkConfig:
       raise ValueError(f"unknown BenchmarkConfig field(s) {unknown}.")
     if "prompt_buckets" in values:
       values["prompt_buckets"] = tuple(values["prompt_buckets"])
-    return cls(sampler=sampler_from_dict({**sampler_to_dict(DEFAULT_SAMPLER), **sampler}),
+    return cls(sampler=sampler_from_dict({**sampler_summary(DEFAULT_SAMPLER), **sampler}),
                **values)
 
   def fingerprint(self) -> str:
