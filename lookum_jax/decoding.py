@@ -100,7 +100,7 @@ def decode_and_score(model: Any, tokenizer: Any, problem_set: ProblemSet,
                      problems: Sequence[dict[str, Any]], prompts: Sequence[Sequence[int]],
                      keys: Any, config: SamplerConfig, *, prompt_length: int,
                      batch_size: int, pad_id: int, policy: Any = None, mesh: Any = None,
-                     map_fn: MapFn = map) -> DecodedBatch:
+                     map_fn: MapFn = map, targets: Any = None) -> DecodedBatch:
   """Decodes one batch of problems with `config` and scores every response.
 
   Args:
@@ -117,6 +117,8 @@ def decode_and_score(model: Any, tokenizer: Any, problem_set: ProblemSet,
     policy: the learned policy of a policy strategy.
     mesh: a device mesh whose `data` axis the batch is split over (None: no sharding).
     map_fn: applies the scorer (`map`, or an executor's `map`).
+    targets: `[N, gen_length]` reference responses, for strategies that read them (the
+      oracle control); None otherwise.
   Returns:
     The N real rows, decoded and scored.
   """
@@ -126,13 +128,19 @@ def decode_and_score(model: Any, tokenizer: Any, problem_set: ProblemSet,
   rows = fill_batch(range(len(problems)), batch_size)
   ids, mask = left_pad_prompts([prompts[i] for i in rows], prompt_length, pad_id)
   batch_keys = keys[np.asarray(rows)]
+  if targets is not None:
+    targets = np.asarray(targets)
+    if targets.shape != (len(problems), config.gen_length):
+      raise ValueError(f"targets must be [problems, gen_length] = "
+                       f"{(len(problems), config.gen_length)}, got {targets.shape}.")
+    targets = targets[np.asarray(rows)]
   if mesh is not None:
     from lookum_jax.model.sharding import shard_batch
 
     ids, mask, batch_keys = shard_batch((ids, mask, batch_keys), mesh)
   with compile_timer() as compile_seconds:
     start = time.perf_counter()
-    result = generate(model, ids, config, batch_keys, mask, policy=policy)
+    result = generate(model, ids, config, batch_keys, mask, policy=policy, targets=targets)
     tokens = to_host(result.tokens)
     wall = time.perf_counter() - start
   n = len(problems)

@@ -79,9 +79,12 @@ def sampler_summary(config: SamplerConfig) -> dict[str, Any]:
 
 def evaluate(model, tokenizer, task: Task, examples: Sequence[dict[str, Any]],
              config: SamplerConfig, key: jax.Array, *, batch_size: int = 64,
-             policy: Any = None, label: str | None = None, progress: bool = True
-             ) -> EvalResult:
+             policy: Any = None, label: str | None = None, progress: bool = True,
+             targets: Any = None) -> EvalResult:
   """Decodes every example with `config` and scores it with the task's exact checker.
+
+  `targets` `[len(examples), gen_length]`: reference responses for strategies that read
+  them (LookUM's oracle control).
 
   Token error rate: the fraction of response tokens that differ from the reference
   (EOS-padded) response, over examples whose task has a unique answer.
@@ -102,7 +105,8 @@ def evaluate(model, tokenizer, task: Task, examples: Sequence[dict[str, Any]],
     batch = decode_and_score(
         model, tokenizer, task, [examples[i] for i in index], [prompts[i] for i in index],
         keys, config, prompt_length=task.prompt_length, batch_size=batch_size,
-        pad_id=tokenizer.pad_token_id, policy=policy)
+        pad_id=tokenizer.pad_token_id, policy=policy,
+        targets=None if targets is None else np.asarray(targets)[index])
     compile_time += batch.compile_s
     for row, i in enumerate(index):
       record = {"index": i, "response": batch.texts[row], "correct": bool(batch.scores[row]),

@@ -19,7 +19,7 @@ import optax
 from flax import nnx, struct
 
 from policy_rl.policy import UnmaskingPolicy
-from policy_rl.strategy import PolicyParams, Trajectory, position_log_probs, unmask_probability
+from policy_rl.strategy import PolicyParams, Trajectory, position_log_probs
 
 REWARDS = ("multiplicative", "additive")
 RATIO_LEVELS = ("step", "position")
@@ -40,7 +40,16 @@ class GRPOConfig:
       `correct - alpha * steps / L` (which collapsed to unmasking everything at once in the
       paper).
     alpha: the reward's speed weight.
-    expert_steering: the first rollout of each group follows the confidence-threshold expert.
+    expert_rows: E rows added to each prompt's G rollouts that follow the
+      confidence-threshold expert (a group is then G + E rows, the expert rows last), as
+      in the public trainer. Their advantages are taken within the whole group.
+    mixture_correction: score the expert rows' recorded decisions under the mixture that
+      produced the group, `log(G/(G+E) * pi(a) + 1/(G+E))` per decision, for the new and
+      the old policy alike (the public trainer's correction). Without it the expert's
+      actions count as on-policy samples and dominate the gradient: the policy clones its
+      expert.
+    expert_steering: the legacy steering (the first of the G rollouts follows the expert,
+      scored as on-policy; how the shipped toy policies were trained). Use `expert_rows`.
     expert_tau: the expert's confidence threshold.
   """
 
@@ -51,6 +60,8 @@ class GRPOConfig:
   normalize_advantages: bool = False
   reward: str = "multiplicative"
   alpha: float = 1.0
+  expert_rows: int = 0
+  mixture_correction: bool = True
   expert_steering: bool = False
   expert_tau: float = 0.9
 
@@ -74,6 +85,27 @@ class GRPOConfig:
       raise ValueError(f"GRPOConfig.alpha must be >= 0, got {self.alpha!r}.")
     if not 0.0 <= self.expert_tau <= 1.0:
       raise ValueError(f"GRPOConfig.expert_tau must be in [0, 1], got {self.expert_tau!r}.")
+    if (not isinstance(self.expert_rows, int) or isinstance(self.expert_rows, bool)
+        or self.expert_rows < 0):
+      raise ValueError(f"GRPOConfig.expert_rows must be an int >= 0, got {self.expert_rows!r}.")
+    if self.expert_rows and self.expert_steering:
+      raise ValueError("GRPOConfig: expert_rows (E expert rows added to each group) and the "
+                       "legacy expert_steering (the first rollout follows the expert) exclude "
+                       "each other; set expert_steering=False.")
+
+  @property
+  def rows_per_prompt(self) -> int:
+    """Rows decoded per prompt: the G rollouts plus the E expert rows."""
+    return self.group_size + self.expert_rows
+
+  @property
+  def mixture_weights(self) -> tuple[float, float] | None:
+    """(policy weight G/(G+E), expert weight 1/(G+E)) of the mixture that scores expert
+    rows, or None when expert rows are scored as plain policy samples."""
+    if not (self.expert_rows and self.mixture_correction):
+      return None
+    total = self.rows_per_prompt
+    return self.group_size / total, 1.0 / total
 
 
 def step_reward(correct: jax.Array, num_steps: jax.Array, gen_length: int, alpha: float,
@@ -111,32 +143,51 @@ def group_reward_stats(rewards: Any, group_size: int) -> dict[str, float]:
           "group_reward_std": float(np.mean(groups.std(axis=1)))}
 
 
-def expert_rows(num_prompts: int, group_size: int, steering: bool) -> jax.Array:
-  """`[B]` rows that follow the expert: the first rollout of each group when steering."""
-  first = jnp.arange(num_prompts * group_size) % group_size == 0
-  return first & steering
+def expert_rows(num_prompts: int, config: GRPOConfig) -> jax.Array:
+  """`[num_prompts * rows_per_prompt]` rows that follow the expert: the E added rows at the
+  end of each group, or with the legacy steering the first rollout of each group."""
+  rows = config.rows_per_prompt
+  within = jnp.arange(num_prompts * rows) % rows
+  if config.expert_steering:
+    return within == 0
+  return within >= config.group_size
 
 
 def trajectory_log_probs(policy: UnmaskingPolicy, params: PolicyParams, trajectory: Trajectory,
-                         attention_mask: jax.Array | None) -> jax.Array:
+                         attention_mask: jax.Array | None, expert: jax.Array | None = None,
+                         mixture: tuple[float, float] | None = None) -> jax.Array:
   """Log-probabilities `[B, S, T]` of the recorded decisions under `policy` (0 off the
-  eligible positions of valid steps)."""
+  eligible positions of valid steps).
+
+  With `expert` (`[B]` rows that followed the deterministic expert) and `mixture` =
+  (w_policy, w_expert), those rows' decisions are scored under the mixture that drew them,
+  `log(w_policy * pi(a) + w_expert)` (the expert gives its own decision probability 1).
+  """
   b, s, t = trajectory.actions.shape
   mask = None if attention_mask is None else jnp.repeat(attention_mask, s, axis=0)
   logits = policy(trajectory.step_inputs(), mask).reshape(b, s, t)
   eligible = trajectory.eligible & trajectory.valid[..., None]
-  return position_log_probs(params, logits, trajectory.actions, eligible)
+  log_probs = position_log_probs(params, logits, trajectory.actions, eligible)
+  if mixture is None or expert is None:
+    return log_probs
+  w_policy, w_expert = mixture
+  mixed = jnp.logaddexp(jnp.log(w_policy) + log_probs, jnp.log(w_expert))
+  return jnp.where(expert[:, None, None] & eligible, mixed, log_probs)
 
 
 def grpo_loss(policy: UnmaskingPolicy, params: PolicyParams, config: GRPOConfig,
               trajectory: Trajectory, attention_mask: jax.Array | None, advantages: jax.Array,
-              old_log_probs: jax.Array) -> tuple[jax.Array, dict[str, jax.Array]]:
+              old_log_probs: jax.Array, expert: jax.Array | None = None
+              ) -> tuple[jax.Array, dict[str, jax.Array]]:
   """The clipped surrogate loss (to minimise) and diagnostics.
 
   Per row the clipped terms are averaged over its valid steps ("step") or its decided
   positions ("position"), then over rows (as GRPO averages a completion's tokens).
+  `expert` `[B]`: the rows that followed the expert (scored under `config`'s mixture; the
+  caller computes `old_log_probs` the same way).
   """
-  new = trajectory_log_probs(policy, params, trajectory, attention_mask)  # [B, S, T]
+  new = trajectory_log_probs(policy, params, trajectory, attention_mask, expert,
+                             config.mixture_weights)  # [B, S, T]
   decided = trajectory.eligible & trajectory.valid[..., None]
   if config.ratio_level == "step":
     new, old, weight = new.sum(-1), old_log_probs.sum(-1), trajectory.valid
@@ -160,16 +211,6 @@ def grpo_loss(policy: UnmaskingPolicy, params: PolicyParams, config: GRPOConfig,
   return loss, metrics
 
 
-def mean_unmask_probability(policy: UnmaskingPolicy, params: PolicyParams,
-                            trajectory: Trajectory, attention_mask: jax.Array | None) -> jax.Array:
-  """Mean unmask probability over the eligible positions of the recorded valid steps."""
-  b, s, t = trajectory.actions.shape
-  mask = None if attention_mask is None else jnp.repeat(attention_mask, s, axis=0)
-  prob = unmask_probability(params, policy(trajectory.step_inputs(), mask).reshape(b, s, t))
-  decided = trajectory.eligible & trajectory.valid[..., None]
-  return jnp.sum(jnp.where(decided, prob, 0.0)) / jnp.maximum(decided.sum(), 1)
-
-
 @struct.dataclass
 class PolicyTrainState:
   """The policy's parameters, optimizer state and completed train steps (a checkpoint)."""
@@ -182,13 +223,14 @@ class PolicyTrainState:
 def grpo_update(graphdef: nnx.GraphDef, tx: optax.GradientTransformation, params: PolicyParams,
                 config: GRPOConfig, state: PolicyTrainState, trajectory: Trajectory,
                 attention_mask: jax.Array | None, advantages: jax.Array,
-                old_log_probs: jax.Array) -> tuple[PolicyTrainState, dict[str, Any]]:
+                old_log_probs: jax.Array, expert: jax.Array | None = None
+                ) -> tuple[PolicyTrainState, dict[str, Any]]:
   """One optimizer update of the policy on a batch of rollouts (pure; does not count a step)."""
 
   def loss_fn(policy_params):
     policy = nnx.merge(graphdef, policy_params)
     return grpo_loss(policy, params, config, trajectory, attention_mask, advantages,
-                     old_log_probs)
+                     old_log_probs, expert)
 
   (loss, metrics), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
   updates, opt_state = tx.update(grads, state.opt_state, state.params)

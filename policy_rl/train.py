@@ -3,7 +3,8 @@
     lookum train policy --config configs/policy_bandit.py [--override grpo.alpha=3]
         [--steps N] [--out DIR] [--stop-after N] [--no-progress]
 
-Each train step decodes `prompts_per_step` prompts `group_size` times each (one batch; rows
+Each train step decodes `prompts_per_step` prompts `group_size` times each, plus
+`grpo.expert_rows` times by the threshold expert (one batch; rows
 prompt-major, one key per rollout by `fold_in`), scores the rows, and makes
 `grpo.updates_per_batch` clipped-ratio updates of the policy (AdamW, warm-up + cosine,
 gradient clipping). Prompts and rollout keys are pure functions of (seed, step) and checkpoints
@@ -76,17 +77,18 @@ def make_optimizer(optim: OptimConfig, num_steps: int,
 
 
 @functools.partial(jax.jit, static_argnames=("graphdef", "params"))
-def _log_probs(graphdef, policy_params, trajectory, attention_mask, *, params):
+def _log_probs(graphdef, policy_params, trajectory, attention_mask, expert, *, params,
+               mixture):
   return trajectory_log_probs(nnx.merge(graphdef, policy_params), params, trajectory,
-                              attention_mask)
+                              attention_mask, expert, mixture)
 
 
 @functools.partial(jax.jit, static_argnames=("graphdef", "params", "grpo", "optim", "num_steps"))
-def _update(graphdef, state, trajectory, attention_mask, advantages, old_log_probs, *, params,
-            grpo, optim, num_steps):
+def _update(graphdef, state, trajectory, attention_mask, advantages, old_log_probs, expert, *,
+            params, grpo, optim, num_steps):
   tx = make_optimizer(optim, num_steps, grpo.updates_per_batch)
   return grpo_update(graphdef, tx, params, grpo, state, trajectory, attention_mask, advantages,
-                     old_log_probs)
+                     old_log_probs, expert)
 
 
 def rollout_keys(seed: int, step: int, num_prompts: int, group_size: int) -> jax.Array:
@@ -152,18 +154,21 @@ class PolicyTrainer:
     return nnx.merge(self.graphdef, state.params)
 
   def log_probs(self, state: PolicyTrainState, trajectory: Trajectory,
-                attention_mask: jax.Array | None) -> jax.Array:
-    """`[B, S, T]` log-probabilities of a trajectory's decisions under the state's policy."""
-    return _log_probs(self.graphdef, state.params, trajectory, attention_mask,
-                      params=self.params)
+                attention_mask: jax.Array | None, expert: jax.Array | None = None
+                ) -> jax.Array:
+    """`[B, S, T]` log-probabilities of a trajectory's decisions under the state's policy
+    (the `expert` rows' under the GRPO config's mixture, when it has one)."""
+    return _log_probs(self.graphdef, state.params, trajectory, attention_mask, expert,
+                      params=self.params, mixture=self.grpo.mixture_weights)
 
   def rollout(self, state: PolicyTrainState, step: int) -> Rollout:
-    """Decodes the step's prompts `group_size` times each under the current policy."""
-    n, g = self.config.prompts_per_step, self.grpo.group_size
+    """Decodes the step's prompts `group_size` times each under the current policy, plus
+    `expert_rows` times by the expert."""
+    n, g = self.config.prompts_per_step, self.grpo.rows_per_prompt
     batch = self.environment.prompts(step, n)
     ids = np.repeat(batch.ids, g, axis=0)
     mask = None if batch.mask is None else np.repeat(batch.mask, g, axis=0)
-    rows = expert_rows(n, g, self.grpo.expert_steering)
+    rows = expert_rows(n, self.grpo)
     steered = SteeredPolicy(self.policy(state), rows)
     result = generate(self.model, ids, self.sampler, rollout_keys(self.config.seed, step, n, g),
                       mask, policy=steered)
@@ -175,7 +180,7 @@ class PolicyTrainer:
   def rewards(self, rollout: Rollout) -> tuple[jax.Array, np.ndarray]:
     """(rewards `[B]`, correct `[B]`) of a rollout."""
     correct = self.environment.correct(np.asarray(rollout.result.tokens), rollout.batch,
-                                       self.grpo.group_size)
+                                       self.grpo.rows_per_prompt)
     rewards = step_reward(correct, rollout.result.num_steps, self.sampler.gen_length,
                           self.grpo.alpha, self.grpo.reward)
     return rewards, correct
@@ -183,13 +188,14 @@ class PolicyTrainer:
   def update(self, state: PolicyTrainState, rollout: Rollout, rewards: jax.Array
              ) -> tuple[PolicyTrainState, dict[str, float]]:
     """`updates_per_batch` GRPO updates on one rollout; counts one train step."""
-    advantages = group_advantages(rewards, self.grpo.group_size, self.grpo.normalize_advantages)
-    old = self.log_probs(state, rollout.trajectory, rollout.attention_mask)
+    advantages = group_advantages(rewards, self.grpo.rows_per_prompt,
+                                  self.grpo.normalize_advantages)
+    old = self.log_probs(state, rollout.trajectory, rollout.attention_mask, rollout.expert_rows)
     history = []
     for _ in range(self.grpo.updates_per_batch):
       state, metrics = _update(
           self.graphdef, state, rollout.trajectory, rollout.attention_mask, advantages, old,
-          params=self.params, grpo=self.grpo, optim=self.config.optim,
+          rollout.expert_rows, params=self.params, grpo=self.grpo, optim=self.config.optim,
           num_steps=self.config.num_steps)
       history.append(metrics)
     averaged = {k: float(np.mean([m[k] for m in history])) for k in history[0]}
@@ -205,11 +211,11 @@ class PolicyTrainer:
     metrics.update(
         reward=float(jnp.mean(rewards)), accuracy=float(np.mean(correct)),
         nfe=float(jnp.mean(result.nfe)), num_steps=float(jnp.mean(result.num_steps)),
-        **group_reward_stats(rewards, self.grpo.group_size),
+        **group_reward_stats(rewards, self.grpo.rows_per_prompt),
         lr=float(learning_rate_schedule(self.config.optim, self.config.num_steps,
                                         self.grpo.updates_per_batch)(
                                             step * self.grpo.updates_per_batch)))
-    if self.grpo.expert_steering:
+    if self.grpo.expert_steering or self.grpo.expert_rows:
       rows = np.asarray(rollout.expert_rows)
       metrics.update(expert_accuracy=float(np.mean(correct[rows])),
                      policy_accuracy=float(np.mean(correct[~rows])),

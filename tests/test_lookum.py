@@ -257,10 +257,7 @@ def test_smc_resampling_copies_whole_particles():
 
 @pytest.mark.parametrize("selection,base", [
     ("is", {}), ("smc", {}),
-    pytest.param("is", {"base": "threshold", "tau": 0.7}, marks=pytest.mark.xfail(
-        strict=True, reason="found with untied confidences: with sampled tokens, a drawn "
-        "selection and rows of different step counts, a row's tokens depend on its partner "
-        "row (padding alone does not change them)"))])
+    ("is", {"base": "threshold", "tau": 0.7})])
 def test_a_row_samples_the_same_alone_and_in_a_padded_batch(model, selection, base):
   """Per-row keys: LookUM's random proposals do not depend on the batch's padding, and a row
   counts its own forwards (with the threshold base the rows take different step counts)."""

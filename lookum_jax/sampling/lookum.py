@@ -348,7 +348,10 @@ def select(ctx: StepContext, state: LoopState, cand: Candidates, choice_keys: ja
   """
   batch, paths = cand.score.shape
   distinct = distinct_candidates(cand) if dedupe else jnp.ones((batch, paths), bool)
-  chosen = choose(ctx, state, cand, choice_keys, temperature, selection, distinct)
+  # A row whose candidates can differ only by their sampled tokens keeps the greedy one, as
+  # it would in a batch where no row branches (then the base step runs instead).
+  chosen = jnp.where(row_choice, choose(ctx, state, cand, choice_keys, temperature, selection,
+                                        distinct), 0)
   paths = jnp.sum(distinct, axis=-1)
   chosen_of = lambda a: jnp.take_along_axis(
       a, chosen.reshape((batch,) + (1,) * (a.ndim - 1)), axis=1)[:, 0]

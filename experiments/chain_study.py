@@ -1,0 +1,203 @@
+"""LookUM and the baselines on the long lab (toy-chain), with controls and paired CIs.
+
+One line-up per block length and tokens-per-step, on the same held-out problems:
+  - greedy low_confidence at every tokens-per-step (the "K times more steps" front: at 2
+    tokens a step, K = 2 paths cost what 1 token a step costs);
+  - LookUM with K paths, and on the same proposals the `oracle` control (keeps a candidate
+    that commits no wrong token) and the `random` pick: oracle - random is the path
+    generator's headroom, and where the verifier lands between them is its quality;
+  - the threshold front (tau sweep) and the EB front (gamma sweep).
+Each setting is compared with greedy at the same tokens per step on the same problems and
+seeds (paired bootstrap, 95%). Results are JSON per setting (an interrupted study resumes:
+finished settings are read back), plus a Markdown table, a CSV and an accuracy-against-NFE
+plot with one line per family.
+
+  python experiments/chain_study.py --model toy-chain --limit 200 --tokens-per-step 2 \\
+      --paths 2 3 --seeds 0
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import re
+import time
+from pathlib import Path
+
+import jax
+import numpy as np
+
+from lookum_jax.evaluation import EvalResult, evaluate
+from lookum_jax.plotting import plot_accuracy_vs_nfe
+from lookum_jax.sampling import EntropyBounded, LookUM, LowConfidence, SamplerConfig, Threshold
+from lookum_jax.tasks import encode_text
+from lookum_jax.toylab import open_task_model
+
+
+def line_up(gen: int, block: int, cache: str, tokens_per_step: list[int], paths: list[int],
+            selections: list[str], taus: list[float], gammas: list[float]
+            ) -> list[tuple[str, int, SamplerConfig, bool]]:
+  """(label, tokens per step or 0, config, random) for every setting of the study."""
+  settings = []
+  common = dict(gen_length=gen, block_length=block, cache=cache)
+  for k in sorted(set(tokens_per_step) | {1, 2, 4}):
+    settings.append((f"greedy {k}/step", k, SamplerConfig(
+        steps=gen // k, strategy=LowConfidence(), **common), False))
+  for k in tokens_per_step:
+    for K in paths:
+      for selection in selections:
+        settings.append((f"lookum K={K} {selection} {k}/step", k, SamplerConfig(
+            steps=gen // k, strategy=LookUM(paths=K, selection=selection), **common), True))
+  for tau in taus:
+    settings.append((f"threshold tau={tau}", 0, SamplerConfig(
+        steps=gen, strategy=Threshold(tau=tau), **common), False))
+  for gamma in gammas:
+    settings.append((f"eb gamma={gamma}", 0, SamplerConfig(
+        steps=gen, strategy=EntropyBounded(gamma=gamma), **common), False))
+  return settings
+
+
+def paired_bootstrap(a: np.ndarray, b: np.ndarray, seed: int = 0, draws: int = 2000
+                     ) -> tuple[float, float, float]:
+  """Mean of a - b over paired problems, with a 95% percentile bootstrap interval."""
+  diff = a.astype(float) - b.astype(float)
+  rng = np.random.default_rng(seed)
+  means = diff[rng.integers(0, len(diff), (draws, len(diff)))].mean(axis=1)
+  return float(diff.mean()), float(np.quantile(means, 0.025)), float(np.quantile(means, 0.975))
+
+
+def slug(label: str) -> str:
+  return re.sub(r"[^a-zA-Z0-9.=_-]+", "_", label)
+
+
+def run_setting(lab, config: SamplerConfig, label: str, seeds: list[int], targets, path: Path,
+                batch_size: int) -> list[EvalResult]:
+  """The setting's results, one per seed: read back when `path` holds them, else run."""
+  if path.is_file():
+    stored = json.loads(path.read_text())
+    if stored["seeds"] == seeds and stored["n"] == len(lab.examples):
+      return [EvalResult(**r) for r in stored["results"]]
+  results = []
+  for seed in seeds:
+    results.append(evaluate(lab.model, lab.tokenizer, lab.task, lab.examples, config,
+                            jax.random.key(seed), batch_size=batch_size, label=label,
+                            targets=targets if config.strategy.needs_targets else None))
+  payload = {"seeds": seeds, "n": len(lab.examples),
+             "results": [{**r.summary(), "records": r.records} for r in results]}
+  tmp = path.with_suffix(".tmp")
+  tmp.write_text(json.dumps(payload, default=str))
+  tmp.replace(path)
+  return results
+
+
+def main() -> None:
+  parser = argparse.ArgumentParser(description=__doc__,
+                                   formatter_class=argparse.RawDescriptionHelpFormatter)
+  parser.add_argument("--model", default="toy-chain")
+  parser.add_argument("--limit", type=int, default=200)
+  parser.add_argument("--block-length", type=int, default=None,
+                      help="default: the model's (full diffusion for toy-chain)")
+  parser.add_argument("--cache", default="none", choices=("none", "prefix", "dual"))
+  parser.add_argument("--tokens-per-step", type=int, nargs="+", default=[2],
+                      help="where LookUM runs (greedy runs at 1, 2 and 4 as well)")
+  parser.add_argument("--paths", type=int, nargs="*", default=[2, 3])
+  parser.add_argument("--selections", nargs="*", default=["is", "oracle", "random"])
+  parser.add_argument("--taus", type=float, nargs="*", default=[0.7, 0.9, 0.97])
+  parser.add_argument("--gammas", type=float, nargs="*", default=[0.1, 1.0])
+  parser.add_argument("--seeds", type=int, nargs="+", default=[0])
+  parser.add_argument("--batch-size", type=int, default=100)
+  parser.add_argument("--out", default="experiments/results/chain/study")
+  args = parser.parse_args()
+  out = Path(args.out)
+  (out / "runs").mkdir(parents=True, exist_ok=True)
+
+  lab = open_task_model(args.model, limit=args.limit)
+  gen = lab.gen_length
+  block = args.block_length or lab.block_length
+  tok, task = lab.tokenizer, lab.task
+  targets = []
+  for ex in lab.examples:
+    r = encode_text(tok, task.target_text(ex))
+    targets.append(r + [tok.eos_token_id] * (gen - len(r)))
+  targets = np.asarray(targets, np.int32)
+  settings = line_up(gen, block, args.cache, args.tokens_per_step, args.paths,
+                     args.selections, args.taus, args.gammas)
+  tag = f"block{block}_{args.cache}"
+  results: dict[str, list[EvalResult]] = {}
+  t0 = time.perf_counter()
+  for label, k, config, random in settings:
+    seeds = args.seeds if random else args.seeds[:1]
+    path = out / "runs" / f"{tag}_{slug(label)}.json"
+    results[label] = run_setting(lab, config, label, seeds, targets, path, args.batch_size)
+    r = results[label]
+    print(f"{label:32s} acc {np.mean([x.accuracy for x in r]):.3f}  "
+          f"NFE {np.mean([x.mean_nfe for x in r]):6.1f}  ({time.perf_counter() - t0:.0f} s)",
+          flush=True)
+
+  def correct(label: str, n_seeds: int) -> np.ndarray:
+    """[seeds * problems] correctness; a deterministic setting repeats its one seed."""
+    runs = results[label]
+    return np.concatenate([[rec["correct"] for rec in runs[min(s, len(runs) - 1)].records]
+                           for s in range(n_seeds)])
+
+  rows = []
+  for label, k, config, random in settings:
+    runs = results[label]
+    n_seeds = len(runs)
+    steps = np.mean([[task.step_accuracy(ex, rec["response"])
+                      for ex, rec in zip(lab.examples, run.records, strict=True)]
+                     for run in runs])
+    row = {"setting": label, "family": label.split(" ")[0], "tokens_per_step": k or None,
+           "accuracy": float(np.mean([x.accuracy for x in runs])),
+           "step_accuracy": float(steps), "mean_nfe": float(np.mean([x.mean_nfe for x in runs])),
+           "seeds": n_seeds, "n": runs[0].n}
+    if k and not label.startswith("greedy"):
+      diff, lo, hi = paired_bootstrap(correct(label, n_seeds),
+                                      correct(f"greedy {k}/step", n_seeds))
+      row.update(vs_greedy=diff, vs_greedy_ci95=[lo, hi])
+    rows.append(row)
+
+  meta = {"model": args.model, "task": task.name, "gen_length": gen, "block_length": block,
+          "cache": args.cache, "n_problems": len(lab.examples), "seeds": args.seeds,
+          "wall_s": time.perf_counter() - t0}
+  (out / f"{tag}.json").write_text(json.dumps({"meta": meta, "rows": rows}, indent=1))
+  with open(out / f"{tag}.csv", "w", newline="") as f:
+    writer = csv.DictWriter(f, fieldnames=sorted({k for r in rows for k in r}))
+    writer.writeheader()
+    writer.writerows(rows)
+  lines = [f"{args.model}, block {block}, cache {args.cache}, {len(lab.examples)} held-out "
+           f"problems, seeds {args.seeds} (random settings) ", "",
+           "| setting | accuracy | step acc. | NFE | vs greedy same tokens/step [95% CI] |",
+           "|---|---|---|---|---|"]
+  for r in rows:
+    vs = (f"{100 * r['vs_greedy']:+.1f} [{100 * r['vs_greedy_ci95'][0]:+.1f}, "
+          f"{100 * r['vs_greedy_ci95'][1]:+.1f}]" if "vs_greedy" in r else "")
+    lines.append(f"| {r['setting']} | {r['accuracy']:.3f} | {r['step_accuracy']:.3f} | "
+                 f"{r['mean_nfe']:.1f} | {vs} |")
+  (out / f"{tag}.md").write_text("\n".join(lines) + "\n")
+  pooled = []
+  for label, *_ in settings:
+    runs = results[label]
+    first = runs[0]
+    pooled.append(EvalResult(
+        task=first.task, label=label, sampler=first.sampler, n=sum(r.n for r in runs),
+        correct=sum(r.correct for r in runs),
+        accuracy=sum(r.correct for r in runs) / sum(r.n for r in runs),
+        ci95=first.ci95 if len(runs) == 1 else _wilson(runs), mean_nfe=float(
+            np.mean([r.mean_nfe for r in runs])),
+        mean_steps=float(np.mean([r.mean_steps for r in runs])), token_error_rate=None,
+        wall_time_s=0.0, compile_time_s=0.0))
+  plot_accuracy_vs_nfe(pooled, out / f"{tag}.png",
+                       title=f"{args.model}: block {block}, cache {args.cache}")
+  print("\n".join(lines))
+  print(f"wrote {out}/{tag}.*")
+
+
+def _wilson(runs: list[EvalResult]) -> tuple[float, float]:
+  from lookum_jax.evaluation import wilson_interval
+  return wilson_interval(sum(r.correct for r in runs), sum(r.n for r in runs))
+
+
+if __name__ == "__main__":
+  main()
