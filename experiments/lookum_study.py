@@ -20,9 +20,9 @@ from pathlib import Path
 import jax
 import numpy as np
 
-from lookum_jax.cli_args import parse_key_values
+from lookum_jax.configfile import parse_key_values
 from lookum_jax.evaluation import EvalResult, evaluate, wilson_interval
-from lookum_jax.lab import open_lab
+from lookum_jax.toylab import open_task_model
 from lookum_jax.sampling import SamplerConfig
 
 
@@ -70,7 +70,7 @@ def main() -> None:
   args = parser.parse_args()
 
   lookum_params = parse_key_values(args.lookum_param, "--lookum-param")
-  lab = open_lab(args.model, data=args.data, limit=args.limit)
+  lab = open_task_model(args.model, data=args.data, limit=args.limit)
   gen, block = lab.spec.gen_length, lab.spec.block_length
   out = Path(args.out)
   out.mkdir(parents=True, exist_ok=True)

@@ -22,7 +22,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from lookum_jax.lab import open_lab
+from lookum_jax.toylab import open_task_model
 from lookum_jax.sampling import SamplerConfig, decode
 from lookum_jax.sampling.lookum import LookUM, propose, rows_with_choice, select, verify
 from lookum_jax.tasks import encode_text, left_pad_prompts
@@ -96,7 +96,7 @@ def main() -> None:
   parser.add_argument("--out", default="experiments/results/lookum_verifier")
   args = parser.parse_args()
 
-  lab = open_lab(args.model, limit=args.limit)
+  lab = open_task_model(args.model, limit=args.limit)
   gen, block = lab.spec.gen_length, lab.spec.block_length
   steps = max(gen // args.tokens_per_step, gen // block)
   out = Path(args.out)

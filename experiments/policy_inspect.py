@@ -22,7 +22,7 @@ import jax
 import numpy as np
 
 import policy_rl
-from lookum_jax.lab import open_lab
+from lookum_jax.toylab import open_task_model
 from lookum_jax.sampling import SamplerConfig, generate
 from lookum_jax.tasks import encode_text, left_pad_prompts
 from policy_rl.strategy import unmask_probability
@@ -38,7 +38,7 @@ def main(argv: list[str] | None = None) -> int:
   parser.add_argument("--out", required=True)
   args = parser.parse_args(argv)
 
-  lab = open_lab(args.model, limit=args.limit)
+  lab = open_task_model(args.model, limit=args.limit)
   policy = policy_rl.load_policy(args.policy)
   gen_length = lab.spec.gen_length
   params = policy_rl.Policy(mode="deterministic", features=policy.config.features,

@@ -27,7 +27,7 @@ import jax
 
 import policy_rl
 from lookum_jax.evaluation import EvalResult, evaluate, format_table
-from lookum_jax.lab import open_lab
+from lookum_jax.toylab import open_task_model
 from lookum_jax.plotting import plot_accuracy_vs_nfe
 from lookum_jax.sampling import SamplerConfig
 
@@ -73,7 +73,7 @@ def main(argv: list[str] | None = None) -> int:
   parser.add_argument("--out", required=True)
   args = parser.parse_args(argv)
 
-  lab = open_lab(args.model, task_name=None, task_options={}, data=None, limit=args.limit)
+  lab = open_task_model(args.model, task_name=None, task_options={}, data=None, limit=args.limit)
   gen_length = lab.spec.gen_length if lab.spec else lab.task.gen_length
   block_length = args.block_length or (lab.spec.block_length if lab.spec else gen_length)
   policy = policy_rl.load_policy(args.policy)

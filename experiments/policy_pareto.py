@@ -24,7 +24,7 @@ import numpy as np
 import policy_rl
 from lookum_jax.configfile import parse_value
 from lookum_jax.evaluation import evaluate, format_table
-from lookum_jax.lab import open_lab
+from lookum_jax.toylab import open_task_model
 from lookum_jax.sampling import SamplerConfig
 
 TAUS = (0.3, 0.5, 0.6, 0.7, 0.75, 0.8, 0.85, 0.875, 0.9, 0.925, 0.95, 0.97, 0.99, 0.999)
@@ -185,7 +185,7 @@ def main(argv: list[str] | None = None) -> int:
 
   task_options = {key: parse_value(value) for key, _, value in
                   (item.partition("=") for item in args.task_option)}
-  lab = open_lab(args.model, task_name=args.task, task_options=task_options, data=args.data,
+  lab = open_task_model(args.model, task_name=args.task, task_options=task_options, data=args.data,
                  limit=args.limit)
   gen_length = args.gen_length or (lab.spec.gen_length if lab.spec else lab.task.gen_length)
   block_length = args.block_length or (

@@ -1,6 +1,6 @@
 """Training curves of policy runs: reward, accuracy and NFE of the rollouts against step.
 
-Reads each run's `metrics.jsonl` (written by `python -m policy_rl.train`), smooths with a
+Reads each run's `metrics.jsonl` (written by `lookum train policy`), smooths with a
 moving average, and writes one PNG with a column per metric plus a CSV of the smoothed values.
 
     python experiments/policy_training_curves.py --run multiplicative=runs/policy/full/alpha1 \

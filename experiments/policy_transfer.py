@@ -32,7 +32,7 @@ from pathlib import Path
 import policy_pareto
 from package_toy_model import example_key
 
-from lookum_jax.lab import open_lab
+from lookum_jax.toylab import open_task_model
 from lookum_jax.tasks import get_task
 from lookum_jax.training.data import step_seed
 
@@ -62,7 +62,7 @@ def training_overlap(train_run: Path, model: str, data: str | None, limit: int) 
   sets exclude only the seed-0 stream)."""
   config = json.loads((train_run / "train_config.json").read_text())
   task = get_task(config["task"], **config["task_options"])
-  lab_examples = open_lab(model, task_name=config["task"], task_options=config["task_options"],
+  lab_examples = open_task_model(model, task_name=config["task"], task_options=config["task_options"],
                           data=data, limit=limit).examples
   wanted = {example_key(e) for e in lab_examples}
   seen = set()

@@ -119,16 +119,6 @@ class BenchmarkConfig:
     """The strategy reads a learned policy (`policy_path`)."""
     return self.sampler.strategy.needs_policy
 
-  # Read by benchmarks/runner.py, which is being rewritten beside this change; remove these
-  # four once it reads `config.sampler` (its records: `config.sampler.strategy.name`).
-  def sampler_config(self) -> SamplerConfig:
-    return self.sampler
-
-  gen_length = property(lambda self: self.sampler.gen_length)
-  block_length = property(lambda self: self.sampler.block_length)
-  steps = property(lambda self: self.sampler.steps)
-  strategy = property(lambda self: self.sampler.strategy.name)
-
   @property
   def run_name(self) -> str:
     return f"{self.model_name}_{self.benchmark}_{self.sampler_name}"

@@ -140,8 +140,8 @@ def plan_batches(encoded: Sequence[EncodedProblem], config: BenchmarkConfig, con
   order within a bucket."""
   by_bucket: dict[int, list[int]] = {}
   for i, item in enumerate(encoded):
-    bucket = bucket_length(len(item.ids), config.prompt_buckets, config.gen_length, context,
-                           item.id)
+    bucket = bucket_length(len(item.ids), config.prompt_buckets, config.sampler.gen_length,
+                           context, item.id)
     by_bucket.setdefault(bucket, []).append(i)
   return [(bucket, indices[start:start + config.batch_size])
           for bucket, indices in sorted(by_bucket.items())
@@ -270,8 +270,8 @@ def _record(run: _Run, item: EncodedProblem, batch: DecodedBatch, row: int,
   return {
       "id": item.id, "config": run.fingerprint, "model": config.model_name,
       "benchmark": config.benchmark, "sampler": config.sampler_name,
-      "strategy": config.strategy, "gen_length": config.gen_length,
-      "block_length": config.block_length, "sampler_steps": config.steps,
+      "strategy": config.sampler.strategy.name, "gen_length": config.sampler.gen_length,
+      "block_length": config.sampler.block_length, "sampler_steps": config.sampler.steps,
       "prompt": item.prompt, "prompt_tokens": len(item.ids), "output": batch.texts[row],
       "output_tokens": output_tokens, "extracted": score.extracted,
       "reference": run.benchmark.reference(item.problem), "correct": score.correct,
@@ -286,7 +286,7 @@ def _run_problems(run: _Run, todo: list[dict[str, Any]], previous: list[dict[str
   """Decodes and scores `todo`, appending each record to the results file (process 0);
   `previous` (records already in the file) only seeds the progress bar's running means."""
   config, model = run.config, run.model
-  sampler = config.sampler_config()
+  sampler = config.sampler
   policy = load_policy(config, run.mesh)
   encoded = encode_problems(run.benchmark, todo, run.tokenizer, config.chat_template)
   batches = plan_batches(encoded, config, model.config.max_sequence_length)
@@ -309,7 +309,7 @@ def _run_problems(run: _Run, todo: list[dict[str, Any]], previous: list[dict[str
             mesh=run.mesh, map_fn=pool.map)
         throughput.decode_s += batch.decode_s
         throughput.compile_s += batch.compile_s
-        throughput.tokens += len(rows) * config.gen_length
+        throughput.tokens += len(rows) * config.sampler.gen_length
         for row, item in enumerate(rows):
           length = response_length(batch.response_ids[row], stop_ids)
           throughput.response_tokens += length

@@ -408,8 +408,10 @@ def smc_step(params: LookUM, ctx: StepContext, state: LoopState) -> LoopState:
   drawn = jnp.ones((commits.shape[0],), bool)
   if params.smc_greedy_particle:  # particle 0 of each row follows the greedy set
     drawn = jnp.arange(commits.shape[0]) % paths != 0
-  pick = lambda a: jnp.where(drawn.reshape((-1,) + (1,) * (a.ndim - 2)), a[:, 1], a[:, 0])
-  state = ctx.refresh_logits(ctx.commit(state, pick(commits), pick(tokens)))
+  # Each particle's set: the pool draw (candidate 1), or the greedy set (candidate 0).
+  particle_set = lambda a: jnp.where(drawn.reshape((-1,) + (1,) * (a.ndim - 2)), a[:, 1],
+                                     a[:, 0])
+  state = ctx.refresh_logits(ctx.commit(state, particle_set(commits), particle_set(tokens)))
   scope_name = params.verifier_scope
   if scope_name == "common":  # one path per particle: nothing to share
     scope_name = "masked"
