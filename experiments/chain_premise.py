@@ -115,6 +115,7 @@ def main() -> None:
   parser.add_argument("--tokens-per-step", type=int, nargs="+", default=[2])
   parser.add_argument("--block-length", type=int, nargs="+", default=None,
                       help="block lengths (default: the model's, i.e. full diffusion)")
+  parser.add_argument("--cache", default="none", choices=("none", "prefix", "dual"))
   parser.add_argument("--batch-size", type=int, default=50)
   parser.add_argument("--out", default="experiments/results/chain/premise")
   args = parser.parse_args()
@@ -133,7 +134,7 @@ def main() -> None:
   for block in args.block_length or [lab.block_length]:
     for k in args.tokens_per_step:
       config = SamplerConfig(gen_length=gen, block_length=block, steps=gen // k,
-                             strategy=PremiseProbe())
+                             cache=args.cache, strategy=PremiseProbe())
       records = []
       for first in range(0, len(prompts), args.batch_size):
         index = np.arange(first, min(first + args.batch_size, len(prompts)))
@@ -150,7 +151,7 @@ def main() -> None:
       groups = {"all": np.ones(len(pairs), bool), "model wrong": ~right,
                 "confidence < 0.9": conf < 0.9}
       for row in premise_rates(pairs, groups):
-        row.update(block_length=block, tokens_per_step=k)
+        row.update(block_length=block, tokens_per_step=k, cache=args.cache)
         results.append(row)
         print(json.dumps(row), flush=True)
       print(f"block {block}, {k}/step: {valid.sum()} steps, model wrong at "
@@ -159,8 +160,9 @@ def main() -> None:
           "command": "python experiments/chain_premise.py " + " ".join(
               f"--{k.replace('_', '-')} {' '.join(map(str, v)) if isinstance(v, list) else v}"
               for k, v in vars(args).items() if v is not None and k != "out")}
-  (out / "results.json").write_text(json.dumps({"meta": meta, "rows": results}, indent=1))
-  lines = [f"Premise check, {args.model}, {len(prompts)} held-out problems "
+  tag = f"_{args.cache}" if args.cache != "none" else ""
+  (out / f"results{tag}.json").write_text(json.dumps({"meta": meta, "rows": results}, indent=1))
+  lines = [f"Premise check, {args.model}, cache {args.cache}, {len(prompts)} held-out problems "
            f"(`{meta['command']}`).", "",
            "| block | tokens/step | steps | n | scope | P(correct leaves less entropy) | "
            "mean gap (nats) |", "|---|---|---|---|---|---|---|"]
@@ -168,7 +170,7 @@ def main() -> None:
     gap = "-" if r["mean_entropy_gap"] is None else f"{r['mean_entropy_gap']:.4f}"
     lines.append(f"| {r['block_length']} | {r['tokens_per_step']} | {r['steps']} | {r['n']} | "
                  f"{r['scope']} | {r['correct_less_entropy']:.3f} | {gap} |")
-  (out / "results.md").write_text("\n".join(lines) + "\n")
+  (out / f"results{tag}.md").write_text("\n".join(lines) + "\n")
   print(f"wrote {out}/")
 
 

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import dataclasses
 import json
 import re
 import time
@@ -34,21 +35,40 @@ from lookum_jax.sampling import EntropyBounded, LookUM, LowConfidence, SamplerCo
 from lookum_jax.tasks import encode_text
 from lookum_jax.toylab import open_task_model
 
+LOOKUM_FIELDS = {f.name for f in dataclasses.fields(LookUM)}
+
+
+def parse_variant(text: str) -> dict:
+  """LookUM fields from "key=value,key=value" ("" = the defaults)."""
+  fields = {}
+  for item in filter(None, text.split(",")):
+    name, _, value = item.partition("=")
+    if name not in LOOKUM_FIELDS:
+      raise SystemExit(f"--lookum-variant: {name!r} is not a LookUM field; one of "
+                       f"{sorted(LOOKUM_FIELDS)}")
+    kind = type(getattr(LookUM(), name))
+    fields[name] = (value.lower() == "true") if kind is bool else kind(value)
+  return fields
+
 
 def line_up(gen: int, block: int, cache: str, tokens_per_step: list[int], paths: list[int],
-            selections: list[str], taus: list[float], gammas: list[float]
-            ) -> list[tuple[str, int, SamplerConfig, bool]]:
+            selections: list[str], taus: list[float], gammas: list[float],
+            variants: list[str] = ("",)) -> list[tuple[str, int, SamplerConfig, bool]]:
   """(label, tokens per step or 0, config, random) for every setting of the study."""
   settings = []
   common = dict(gen_length=gen, block_length=block, cache=cache)
   for k in sorted(set(tokens_per_step) | {1, 2, 4}):
     settings.append((f"greedy {k}/step", k, SamplerConfig(
         steps=gen // k, strategy=LowConfidence(), **common), False))
-  for k in tokens_per_step:
-    for K in paths:
-      for selection in selections:
-        settings.append((f"lookum K={K} {selection} {k}/step", k, SamplerConfig(
-            steps=gen // k, strategy=LookUM(paths=K, selection=selection), **common), True))
+  for variant in variants:
+    fields = parse_variant(variant)
+    suffix = f" [{variant}]" if variant else ""
+    for k in tokens_per_step:
+      for K in paths:
+        for selection in selections:
+          settings.append((f"lookum K={K} {selection} {k}/step{suffix}", k, SamplerConfig(
+              steps=gen // k, strategy=LookUM(paths=K, selection=selection, **fields),
+              **common), True))
   for tau in taus:
     settings.append((f"threshold tau={tau}", 0, SamplerConfig(
         steps=gen, strategy=Threshold(tau=tau), **common), False))
@@ -105,6 +125,8 @@ def main() -> None:
   parser.add_argument("--selections", nargs="*", default=["is", "oracle", "random"])
   parser.add_argument("--taus", type=float, nargs="*", default=[0.7, 0.9, 0.97])
   parser.add_argument("--gammas", type=float, nargs="*", default=[0.1, 1.0])
+  parser.add_argument("--lookum-variant", nargs="*", default=[""],
+                      help='LookUM settings to compare, each "field=value,..." ("" = defaults)')
   parser.add_argument("--seeds", type=int, nargs="+", default=[0])
   parser.add_argument("--batch-size", type=int, default=100)
   parser.add_argument("--out", default="experiments/results/chain/study")
@@ -122,11 +144,11 @@ def main() -> None:
     targets.append(r + [tok.eos_token_id] * (gen - len(r)))
   targets = np.asarray(targets, np.int32)
   settings = line_up(gen, block, args.cache, args.tokens_per_step, args.paths,
-                     args.selections, args.taus, args.gammas)
+                     args.selections, args.taus, args.gammas, args.lookum_variant)
   tag = f"block{block}_{args.cache}"
   results: dict[str, list[EvalResult]] = {}
   t0 = time.perf_counter()
-  for label, k, config, random in settings:
+  for label, _, config, random in settings:
     seeds = args.seeds if random else args.seeds[:1]
     path = out / "runs" / f"{tag}_{slug(label)}.json"
     results[label] = run_setting(lab, config, label, seeds, targets, path, args.batch_size)
@@ -142,7 +164,7 @@ def main() -> None:
                            for s in range(n_seeds)])
 
   rows = []
-  for label, k, config, random in settings:
+  for label, k, *_ in settings:
     runs = results[label]
     n_seeds = len(runs)
     steps = np.mean([[task.step_accuracy(ex, rec["response"])

@@ -22,8 +22,8 @@ import numpy as np
 
 from lookum_jax.configfile import parse_key_values
 from lookum_jax.evaluation import EvalResult, evaluate, wilson_interval
-from lookum_jax.toylab import open_task_model
 from lookum_jax.sampling import SamplerConfig
+from lookum_jax.toylab import open_task_model
 
 
 def pooled(results: list[EvalResult]) -> dict:

@@ -22,10 +22,10 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from lookum_jax.toylab import open_task_model
 from lookum_jax.sampling import SamplerConfig, decode
 from lookum_jax.sampling.lookum import LookUM, propose, rows_with_choice, select, verify
 from lookum_jax.tasks import encode_text, left_pad_prompts
+from lookum_jax.toylab import open_task_model
 
 
 @dataclasses.dataclass(frozen=True)

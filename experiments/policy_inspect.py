@@ -22,9 +22,9 @@ import jax
 import numpy as np
 
 import policy_rl
-from lookum_jax.toylab import open_task_model
 from lookum_jax.sampling import SamplerConfig, generate
 from lookum_jax.tasks import encode_text, left_pad_prompts
+from lookum_jax.toylab import open_task_model
 from policy_rl.strategy import unmask_probability
 
 

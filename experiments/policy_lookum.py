@@ -27,9 +27,9 @@ import jax
 
 import policy_rl
 from lookum_jax.evaluation import EvalResult, evaluate, format_table
-from lookum_jax.toylab import open_task_model
 from lookum_jax.plotting import plot_accuracy_vs_nfe
 from lookum_jax.sampling import SamplerConfig
+from lookum_jax.toylab import open_task_model
 
 
 def line_up(gen_length: int, block_length: int, features: tuple[str, ...],

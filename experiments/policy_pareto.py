@@ -24,8 +24,8 @@ import numpy as np
 import policy_rl
 from lookum_jax.configfile import parse_value
 from lookum_jax.evaluation import evaluate, format_table
-from lookum_jax.toylab import open_task_model
 from lookum_jax.sampling import SamplerConfig
+from lookum_jax.toylab import open_task_model
 
 TAUS = (0.3, 0.5, 0.6, 0.7, 0.75, 0.8, 0.85, 0.875, 0.9, 0.925, 0.95, 0.97, 0.99, 0.999)
 GAMMAS = (0.001, 0.01, 0.03, 0.1, 0.2, 0.3, 0.5, 0.7, 1.0, 3.0)

@@ -32,8 +32,8 @@ from pathlib import Path
 import policy_pareto
 from package_toy_model import example_key
 
-from lookum_jax.toylab import open_task_model
 from lookum_jax.tasks import get_task
+from lookum_jax.toylab import open_task_model
 from lookum_jax.training.data import step_seed
 
 ASSETS = Path(__file__).resolve().parents[1] / "lookum_jax" / "assets"
@@ -62,8 +62,9 @@ def training_overlap(train_run: Path, model: str, data: str | None, limit: int) 
   sets exclude only the seed-0 stream)."""
   config = json.loads((train_run / "train_config.json").read_text())
   task = get_task(config["task"], **config["task_options"])
-  lab_examples = open_task_model(model, task_name=config["task"], task_options=config["task_options"],
-                          data=data, limit=limit).examples
+  lab_examples = open_task_model(model, task_name=config["task"],
+                                 task_options=config["task_options"], data=data,
+                                 limit=limit).examples
   wanted = {example_key(e) for e in lab_examples}
   seen = set()
   for step in range(config["num_steps"]):

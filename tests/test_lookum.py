@@ -1,5 +1,6 @@
 """LookUM: K = 1 is the base strategy, the verifier decides, K look-aheads are one call."""
 
+import dataclasses
 import traceback
 
 import jax
@@ -295,3 +296,13 @@ def test_duplicate_candidates_cost_no_nfe(model, prompts):
   assert np.all(np.asarray(deduped.nfe) <= 2 * branching + plain)
   assert np.all(np.asarray(deduped.nfe) >= branching + plain)
   np.testing.assert_array_equal(deduped.num_steps, [steps, steps])
+
+
+def test_the_papers_setting_is_a_named_option():
+  paper = LookUM.paper()
+  assert (paper.paths, paper.pool_size, paper.verifier, paper.verifier_scope, paper.selection,
+          paper.selection_temperature, paper.dedupe) == (2, 5, "neg_entropy", "response", "is",
+                                                         0.01, False)
+  assert LookUM.paper(paths=3) == dataclasses.replace(paper, paths=3)
+  with pytest.raises(ValueError, match="paths must be >= 1"):
+    LookUM.paper(paths=0)

@@ -165,6 +165,19 @@ class LookUM(Strategy):
         raise ValueError(f"lookum: {message}.")
     check_verifier("lookum", self.verifier, self.verifier_scope)
 
+  @classmethod
+  def paper(cls, **changes: Any) -> LookUM:
+    """The paper's reported setting, whatever the defaults become: K = 2 paths drawn from
+    the 5 most certain positions over a low-confidence base, the mean negative entropy of
+    the look-ahead response as the verifier, importance sampling at temperature 0.01, every
+    step branching; duplicates are not dropped (the paper charges K forwards a step).
+    `changes` override fields (e.g. `paths=3`)."""
+    setting = dict(paths=2, pool_size=5, pool="top_k", proposal_temperature=1.0,
+                   base="low_confidence", verifier="neg_entropy", verifier_scope="response",
+                   selection="is", selection_temperature=0.01, branch_every=1,
+                   entropy_cost=0.0, dedupe=False)
+    return cls(**{**setting, **changes})
+
   @property
   def uses_schedule(self) -> bool:
     return self.base != "threshold"
