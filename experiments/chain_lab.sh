@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The long lab (issue 12), end to end after training: package toy-chain, then the premise
 # check and the sampler studies. Each study resumes from its per-setting JSON files when rerun.
-# Results go under experiments/results/chain/. About an hour on 2 idle CPU cores.
+# Results go under experiments/results/chain/. About 40 minutes on 2 idle CPU cores.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 STEP=${STEP:-}
@@ -14,8 +14,18 @@ python experiments/chain_premise.py --model toy-chain --limit 50 --tokens-per-st
 # Semi-AR blocks of 32, dual cache: LookUM K = 2, 3 with its oracle and random controls, two
 # verifier settings, the threshold and EB fronts.
 python experiments/chain_study.py --model toy-chain --limit 200 --block-length 32 --cache dual \
-    --tokens-per-step 2 --paths 2 3 --lookum-variant "" "verifier_scope=common,pool_size=3" \
+    --tokens-per-step 2 --paths 2 3 \
+    --lookum-variant "pool_size=5,verifier_scope=response" "verifier_scope=common,pool_size=3" \
     --seeds 0
+# Variants are on top of the defaults (a pool of 3, the common scope). Other verifiers
+# (importance sampling only: the controls do not read the
+# verifier), and SMC with its greedy particle.
+python experiments/chain_study.py --model toy-chain --limit 200 --block-length 32 --cache dual \
+    --tokens-per-step 2 --paths 2 --selections is --lookum-variant "entropy_cost=1.0" \
+    "verifier_scope=committed" "verifier=confidence,verifier_scope=committed" --taus --gammas \
+    --seeds 0 --tag verifiers
+python experiments/chain_study.py --model toy-chain --limit 200 --block-length 32 --cache dual \
+    --tokens-per-step 2 --paths 2 --selections smc --taus --gammas --seeds 0 --tag smc
 # Full diffusion, no cache: LookUM K = 2 and its controls against greedy.
-python experiments/chain_study.py --model toy-chain --limit 50 --tokens-per-step 2 --paths 2 \
+python experiments/chain_study.py --model toy-chain --limit 200 --tokens-per-step 2 --paths 2 \
     --taus 0.9 --gammas --seeds 0

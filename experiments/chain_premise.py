@@ -16,7 +16,9 @@ candidates commit the same position): "response" (every response position of the
 and "block" (the current block's positions).
 
 Rows: every step, steps where the model's own token at the held position is wrong (where
-a verifier could help), and steps where the model is unsure there (confidence < 0.9).
+a verifier could help), steps where the model is unsure there (confidence < 0.99), and on
+register chains the steps whose held position is a value (computed from the previous value,
+not copied from the prompt).
 
   python experiments/chain_premise.py --model toy-chain --limit 500 --tokens-per-step 2
 """
@@ -149,7 +151,12 @@ def main() -> None:
       pairs = rec["entropy"][valid]
       right, conf = rec["model_right"][valid], rec["confidence"][valid]
       groups = {"all": np.ones(len(pairs), bool), "model wrong": ~right,
-                "confidence < 0.9": conf < 0.9}
+                "confidence < 0.99": conf < 0.99}
+      if task.name == "chain":  # the held position is a value (computed, not copied)
+        position = rec["position"][valid]
+        width = task.step_width
+        values = (position % width == width - 1) & (position < width * task.num_steps)
+        groups.update({"values": values, "values, model wrong": values & ~right})
       for row in premise_rates(pairs, groups):
         row.update(block_length=block, tokens_per_step=k, cache=args.cache)
         results.append(row)

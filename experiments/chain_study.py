@@ -102,7 +102,7 @@ def run_setting(lab, config: SamplerConfig, label: str, seeds: list[int], target
   for seed in seeds:
     results.append(evaluate(lab.model, lab.tokenizer, lab.task, lab.examples, config,
                             jax.random.key(seed), batch_size=batch_size, label=label,
-                            targets=targets if config.strategy.needs_targets else None))
+                            targets=targets if getattr(config.strategy, "needs_targets", False) else None))
   payload = {"seeds": seeds, "n": len(lab.examples),
              "results": [{**r.summary(), "records": r.records} for r in results]}
   tmp = path.with_suffix(".tmp")
@@ -130,6 +130,8 @@ def main() -> None:
   parser.add_argument("--seeds", type=int, nargs="+", default=[0])
   parser.add_argument("--batch-size", type=int, default=100)
   parser.add_argument("--out", default="experiments/results/chain/study")
+  parser.add_argument("--tag", default="",
+                      help="suffix of the table files (the per-setting runs are shared)")
   args = parser.parse_args()
   out = Path(args.out)
   (out / "runs").mkdir(parents=True, exist_ok=True)
@@ -145,12 +147,13 @@ def main() -> None:
   targets = np.asarray(targets, np.int32)
   settings = line_up(gen, block, args.cache, args.tokens_per_step, args.paths,
                      args.selections, args.taus, args.gammas, args.lookum_variant)
-  tag = f"block{block}_{args.cache}"
+  runs_tag = f"block{block}_{args.cache}"
+  tag = runs_tag + (f"_{args.tag}" if args.tag else "")
   results: dict[str, list[EvalResult]] = {}
   t0 = time.perf_counter()
   for label, _, config, random in settings:
     seeds = args.seeds if random else args.seeds[:1]
-    path = out / "runs" / f"{tag}_{slug(label)}.json"
+    path = out / "runs" / f"{runs_tag}_{slug(label)}.json"
     results[label] = run_setting(lab, config, label, seeds, targets, path, args.batch_size)
     r = results[label]
     print(f"{label:32s} acc {np.mean([x.accuracy for x in r]):.3f}  "

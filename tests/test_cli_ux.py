@@ -168,7 +168,7 @@ def test_plot_draws_one_line_per_sampler_family(tmp_path):
   lookum = sorted(name for name in by_name if name.startswith("lookum"))
   assert len(lookum) == 2 and all("verifier_scope=" in name for name in lookum)
   assert sorted(label for name in lookum for label in by_name.pop(name)) == [
-      "lookum K=2 2/step", "lookum K=2 2/step common"]
+      "lookum K=2 2/step", "lookum K=2 2/step paper"]
   assert by_name == {
       "low_confidence": ["low_confidence 4/step", "low_confidence 2/step",
                          "low_confidence 1/step"],  # in order of NFE

@@ -194,12 +194,13 @@ def test_bad_options_are_named(bad, message):
                   params=bad)
 
 
-def test_the_default_setting_branches_within_its_pool_and_keeps_the_certain_path():
-  """`LookUM()`, the paper's setting (2 paths, a pool of the 5 most confident positions, a
-  negative-entropy verifier), on a model whose predictions all sharpen once the second most
-  confident position is committed: greedy (1 path) always commits the most confident
-  position first; the default's second path is drawn from the pool only, and when it holds
-  the sharpening position the verifier keeps it."""
+@pytest.mark.parametrize("setting,pool", [(LookUM(), 3), (LookUM.paper(), 5)])
+def test_the_default_setting_branches_within_its_pool_and_keeps_the_certain_path(setting, pool):
+  """`LookUM()` (2 paths, a pool of the 3 most confident positions, the common scope) and
+  the paper's setting (a pool of 5, the whole response), on a model whose predictions all
+  sharpen once the second most confident position is committed: greedy (1 path) always
+  commits the most confident position first; the second path is drawn from the pool only,
+  and when it holds the sharpening position the verifier keeps it."""
   rows, favoured = 16, 4 + 1
   prompt = jnp.full((rows, 4), 5, jnp.int32)
   keys = jax.random.split(jax.random.key(0), rows)
@@ -215,9 +216,9 @@ def test_the_default_setting_branches_within_its_pool_and_keeps_the_certain_path
   assert SamplerConfig(gen_length=GEN, block_length=GEN, steps=GEN,
                        strategy="lookum").strategy == LookUM()
   greedy, greedy_nfe = first_commits(LookUM(paths=1))
-  first, nfe = first_commits(LookUM())
+  first, nfe = first_commits(setting)
   np.testing.assert_array_equal(greedy, 4)
-  assert set(first.tolist()) <= set(range(4, 4 + 5))  # the 5 most confident positions
+  assert set(first.tolist()) <= set(range(4, 4 + pool))  # the most confident positions
   assert (first == favoured).sum() >= 2  # the sharpening path wins wherever it is drawn
   assert np.all(nfe > greedy_nfe) and np.all(nfe <= 2 * greedy_nfe)  # <= 2 forwards a step
 

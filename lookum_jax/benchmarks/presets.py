@@ -8,7 +8,8 @@ tokens, semi-autoregressive blocks of 32, temperature 0. Samplers:
 - `lowconf`: top-k confidence, 256 steps (one token per step);
 - `lowconf128`: top-k confidence, 128 steps (two per step: d1's and LookUM's baseline);
 - `threshold`: Fast-dLLM confidence threshold, tau 0.9;
-- `lookum2`, `lookum3`: LookUM with K = 2 / 3 paths, pool of the 5 most certain positions,
+- `lookum2`, `lookum3`: LookUM with K = 2 / 3 paths in the paper's setting
+  (`LookUM.paper()`: pool of the 5 most certain positions, whole-response verifier),
   128 steps (two tokens per step, the reported default);
 - `policy`: a learned unmasking policy (`--policy DIR`).
 
@@ -25,6 +26,7 @@ from lookum_jax.benchmarks.config import (
     POLICY_PATH_PLACEHOLDER,
     BenchmarkConfig,
 )
+from lookum_jax.sampling.lookum import LookUM
 
 MODELS: dict[str, dict[str, Any]] = {
     "llada": dict(model_name="llada-8b-instruct"),
@@ -37,8 +39,8 @@ SAMPLERS: dict[str, dict[str, Any]] = {
     "lowconf": dict(strategy="low_confidence", steps=256),
     "lowconf128": dict(strategy="low_confidence", steps=128),
     "threshold": dict(strategy="threshold", steps=256, params={"tau": 0.9}),
-    "lookum2": dict(strategy="lookum", steps=128, params={"paths": 2, "pool_size": 5}),
-    "lookum3": dict(strategy="lookum", steps=128, params={"paths": 3, "pool_size": 5}),
+    "lookum2": dict(strategy=LookUM.paper(paths=2), steps=128),
+    "lookum3": dict(strategy=LookUM.paper(paths=3), steps=128),
     "policy": dict(strategy="policy", steps=256),
 }
 

@@ -11,6 +11,7 @@ from typing import Any
 from lookum_jax.cli import sampler_args
 from lookum_jax.configfile import parse_key_values
 from lookum_jax.sampling.config import SamplerConfig
+from lookum_jax.sampling.lookum import LookUM
 
 DEFAULT_MODEL = "toy-sudoku"
 
@@ -113,9 +114,8 @@ def demo_samplers(gen_length: int, block_length: int) -> list[tuple[str, Sampler
                                               params={"gamma": 0.1})),
       ("entropy_bounded g=1", base.replace(strategy="entropy_bounded", params={"gamma": 1.0})),
       ("lookum K=2 2/step", base.replace(steps=half, strategy="lookum", params={"paths": 2})),
-      ("lookum K=2 2/step common", base.replace(
-          steps=half, strategy="lookum",
-          params={"paths": 2, "pool_size": 3, "verifier_scope": "common"})),
+      ("lookum K=2 2/step paper", base.replace(steps=half, strategy=LookUM.paper(paths=2),
+                                               params=None)),
   ]
 
 

@@ -69,7 +69,10 @@ def check_verifier(owner: str, verifier: str, scope: str) -> None:
 
 @dataclasses.dataclass(frozen=True)
 class LookUM(Strategy):
-  """LookUM options (defaults: the paper's reported setting where one is known).
+  """LookUM options. The defaults are the setting we recommend after the studies in
+  experiments/README.md (a pool of 3, every candidate judged on the positions still masked
+  after all of them); `LookUM.paper()` is the paper's reported setting (a pool of 5, the
+  whole response).
 
   Attributes:
     paths: K candidate paths per step (1 = the base strategy exactly).
@@ -122,7 +125,7 @@ class LookUM(Strategy):
 
   name = "lookum"
   paths: int = 2
-  pool_size: int = 5
+  pool_size: int = 3
   pool: str = "top_k"
   pool_threshold: float = 0.5
   proposal_temperature: float = 1.0
@@ -130,7 +133,7 @@ class LookUM(Strategy):
   base: str = "low_confidence"
   tau: float = 0.9
   verifier: str = "neg_entropy"
-  verifier_scope: str = "response"
+  verifier_scope: str = "common"
   selection_temperature: float = 0.01
   branch_every: int = 1
   selection: str = "is"
