@@ -15,8 +15,11 @@ candidates commit the same position): "response" (every response position of the
 "masked" (positions still masked after the commit), "committed" (the held position itself)
 and "block" (the current block's positions).
 
-Rows: every step, steps where the model's own token at the held position is wrong (where
-a verifier could help), steps where the model is unsure there (confidence < 0.99), and on
+Rows: every step; steps where the model's own token at the held position is wrong; steps
+where the model is unsure there (confidence < 0.99); steps whose canvas still agrees with the
+reference ("clean": after a committed error the reference token is no longer the right one
+in context), and among them the steps where the model's own token is wrong, i.e. the first
+error of the row, the step where a verifier could save the answer; and on
 register chains the steps whose held position is a value (computed from the previous value,
 not copied from the prompt).
 
@@ -58,6 +61,7 @@ class PremiseProbe(Strategy):
             "model_right": jnp.zeros((batch_size, steps), bool),
             "confidence": jnp.zeros((batch_size, steps), jnp.float32),
             "position": jnp.zeros((batch_size, steps), jnp.int32),
+            "clean": jnp.zeros((batch_size, steps), bool),
             "valid": jnp.zeros((batch_size, steps), bool)}
 
   def step(self, ctx, state):
@@ -81,6 +85,11 @@ class PremiseProbe(Strategy):
              "committed": one_hot[:, None], "block": block}
     mean = lambda m: jnp.sum(jnp.where(m, ent, 0.0), -1) / jnp.maximum(jnp.sum(m, -1), 1)
     probe = jnp.stack([mean(masks[s]) for s in SCOPES], axis=-1)  # [B, 2, S]
+    # Every token committed so far agrees with the reference: the reference token is then
+    # the right one in this context (after an error the model's consistent continuation of
+    # its own mistake differs from the reference everywhere, and the comparison means nothing).
+    response = state.tokens[:, ctx.prompt_length:]
+    clean = jnp.all(state.masked | (response == ctx.targets), axis=-1)
     active = ctx.active(state)
     record = state.strategy_state
     slot = jnp.where(active, state.num_steps, record["valid"].shape[1])  # inactive: dropped
@@ -89,6 +98,7 @@ class PremiseProbe(Strategy):
               "model_right": write(record["model_right"], view.candidates[rows, held] == correct),
               "confidence": write(record["confidence"], view.confidence[rows, held]),
               "position": write(record["position"], view.positions[rows, held]),
+              "clean": write(record["clean"], clean),
               "valid": write(record["valid"], active)}
     state = ctx.select_step(state, lambda v, k: commit_top_k(v.certainty, v, v.num_transfer))
     return state.replace(strategy_state=record)
@@ -150,8 +160,10 @@ def main() -> None:
       valid = rec["valid"]
       pairs = rec["entropy"][valid]
       right, conf = rec["model_right"][valid], rec["confidence"][valid]
+      clean = rec["clean"][valid]
       groups = {"all": np.ones(len(pairs), bool), "model wrong": ~right,
-                "confidence < 0.99": conf < 0.99}
+                "confidence < 0.99": conf < 0.99, "clean canvas": clean,
+                "clean canvas, model wrong (the first error)": clean & ~right}
       if task.name == "chain":  # the held position is a value (computed, not copied)
         position = rec["position"][valid]
         width = task.step_width

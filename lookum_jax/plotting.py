@@ -130,6 +130,6 @@ def plot_accuracy_vs_nfe(results: Sequence[EvalResult], path: str | os.PathLike,
   ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5), title="sampler family",
             title_fontsize=7)
   fig.tight_layout()
-  fig.savefig(path)
+  fig.savefig(path, bbox_inches="tight")  # the legend sits outside the axes
   plt.close(fig)
   return families

@@ -69,8 +69,8 @@ def test_demo_runs_end_to_end(tmp_path, monkeypatch):
   """The demo's line-up, table, files and plot; its samplers' decoding is stubbed (every
   response left EOS) so that the test compiles none of the 13 programs."""
 
-  def no_decoding(model, ids, config, key, mask=None, *, policy=None):
-    del key, mask, policy
+  def no_decoding(model, ids, config, key, mask=None, *, policy=None, targets=None):
+    del key, mask, policy, targets
     eos = np.full((ids.shape[0], config.gen_length), model.config.eos_token_id, np.int32)
     count = np.full((ids.shape[0],), config.steps)
     return lj.GenerationResult(tokens=np.concatenate([ids, eos], 1), nfe=count,
