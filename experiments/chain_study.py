@@ -99,10 +99,11 @@ def run_setting(lab, config: SamplerConfig, label: str, seeds: list[int], target
     if stored["seeds"] == seeds and stored["n"] == len(lab.examples):
       return [EvalResult(**r) for r in stored["results"]]
   results = []
+  reads_targets = getattr(config.strategy, "needs_targets", False)
   for seed in seeds:
     results.append(evaluate(lab.model, lab.tokenizer, lab.task, lab.examples, config,
                             jax.random.key(seed), batch_size=batch_size, label=label,
-                            targets=targets if getattr(config.strategy, "needs_targets", False) else None))
+                            targets=targets if reads_targets else None))
   payload = {"seeds": seeds, "n": len(lab.examples),
              "results": [{**r.summary(), "records": r.records} for r in results]}
   tmp = path.with_suffix(".tmp")
