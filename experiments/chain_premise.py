@@ -41,7 +41,8 @@ import numpy as np
 from lookum_jax.sampling import SamplerConfig, Strategy, generate
 from lookum_jax.sampling.scores import entropy
 from lookum_jax.sampling.strategies.rules import commit_top_k
-from lookum_jax.tasks import encode_text, left_pad_prompts
+from lookum_jax.tasks import left_pad_prompts
+from lookum_jax.tasks.tokenizer import encode_example
 from lookum_jax.toylab import open_task_model
 
 SCOPES = ("response", "masked", "committed", "block")
@@ -136,12 +137,9 @@ def main() -> None:
 
   lab = open_task_model(args.model, limit=args.limit)
   gen, task, tok = lab.gen_length, lab.task, lab.tokenizer
-  prompts = [encode_text(tok, task.prompt_text(ex)) for ex in lab.examples]
-  references = []
-  for ex in lab.examples:
-    r = encode_text(tok, task.target_text(ex))
-    references.append(r + [tok.eos_token_id] * (gen - len(r)))
-  references = np.asarray(references, np.int32)
+  pairs = [encode_example(task, ex, tok, gen) for ex in lab.examples]
+  prompts = [prompt for prompt, _ in pairs]
+  references = np.stack([response for _, response in pairs])  # EOS-padded to gen
   results, t0 = [], time.perf_counter()
   for block in args.block_length or [lab.block_length]:
     for k in args.tokens_per_step:

@@ -29,10 +29,10 @@ from pathlib import Path
 import jax
 import numpy as np
 
-from lookum_jax.evaluation import EvalResult, evaluate
+from lookum_jax.evaluation import EvalResult, evaluate, wilson_interval
 from lookum_jax.plotting import plot_accuracy_vs_nfe
 from lookum_jax.sampling import EntropyBounded, LookUM, LowConfidence, SamplerConfig, Threshold
-from lookum_jax.tasks import encode_text
+from lookum_jax.tasks.tokenizer import encode_example
 from lookum_jax.toylab import open_task_model
 
 LOOKUM_FIELDS = {f.name for f in dataclasses.fields(LookUM)}
@@ -141,11 +141,7 @@ def main() -> None:
   gen = lab.gen_length
   block = args.block_length or lab.block_length
   tok, task = lab.tokenizer, lab.task
-  targets = []
-  for ex in lab.examples:
-    r = encode_text(tok, task.target_text(ex))
-    targets.append(r + [tok.eos_token_id] * (gen - len(r)))
-  targets = np.asarray(targets, np.int32)
+  targets = np.stack([encode_example(task, ex, tok, gen)[1] for ex in lab.examples])
   settings = line_up(gen, block, args.cache, args.tokens_per_step, args.paths,
                      args.selections, args.taus, args.gammas, args.lookum_variant)
   runs_tag = f"block{block}_{args.cache}"
@@ -202,27 +198,20 @@ def main() -> None:
     lines.append(f"| {r['setting']} | {r['accuracy']:.3f} | {r['step_accuracy']:.3f} | "
                  f"{r['mean_nfe']:.1f} | {vs} |")
   (out / f"{tag}.md").write_text("\n".join(lines) + "\n")
-  pooled = []
+  pooled = []  # one point per setting, its seeds pooled
   for label, *_ in settings:
     runs = results[label]
-    first = runs[0]
+    correct, n = sum(r.correct for r in runs), sum(r.n for r in runs)
     pooled.append(EvalResult(
-        task=first.task, label=label, sampler=first.sampler, n=sum(r.n for r in runs),
-        correct=sum(r.correct for r in runs),
-        accuracy=sum(r.correct for r in runs) / sum(r.n for r in runs),
-        ci95=first.ci95 if len(runs) == 1 else _wilson(runs), mean_nfe=float(
-            np.mean([r.mean_nfe for r in runs])),
+        task=runs[0].task, label=label, sampler=runs[0].sampler, n=n, correct=correct,
+        accuracy=correct / n, ci95=wilson_interval(correct, n),
+        mean_nfe=float(np.mean([r.mean_nfe for r in runs])),
         mean_steps=float(np.mean([r.mean_steps for r in runs])), token_error_rate=None,
         wall_time_s=0.0, compile_time_s=0.0))
   plot_accuracy_vs_nfe(pooled, out / f"{tag}.png",
                        title=f"{args.model}: block {block}, cache {args.cache}")
   print("\n".join(lines))
   print(f"wrote {out}/{tag}.*")
-
-
-def _wilson(runs: list[EvalResult]) -> tuple[float, float]:
-  from lookum_jax.evaluation import wilson_interval
-  return wilson_interval(sum(r.correct for r in runs), sum(r.n for r in runs))
 
 
 if __name__ == "__main__":
