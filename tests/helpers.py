@@ -113,3 +113,21 @@ def write_tokenizer(directory: str | os.PathLike, vocab_size: int, *,
   if chat_template is not None:
     tokenizer.chat_template = chat_template
   tokenizer.save_pretrained(str(directory))
+
+
+def hand_built_trajectory(seed: int, valid, positions: int, eligible_rate: float):
+  """A recorded policy trajectory with random features and decisions: `valid` `[B, S]` bool
+  (the steps taken), `positions` T per step, each eligible with probability
+  `eligible_rate` (the first always), each decided unmask with probability 1/2."""
+  import jax.numpy as jnp
+
+  from policy_rl.strategy import Trajectory
+  rng = np.random.default_rng(seed)
+  valid = jnp.asarray(valid, bool)
+  b, s = valid.shape
+  shape = (b, s, positions)
+  return Trajectory(
+      token_features=jnp.asarray(rng.random(shape + (1,)), jnp.float32),
+      masked=jnp.ones(shape, bool), time=jnp.zeros((b, s)),
+      eligible=jnp.asarray(rng.random(shape) < eligible_rate).at[..., 0].set(True),
+      actions=jnp.asarray(rng.random(shape) < 0.5), valid=valid)

@@ -6,25 +6,20 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from helpers import hand_built_trajectory
 
 import policy_rl
 from policy_rl.grpo import GRPOConfig, expert_rows, grpo_loss, trajectory_log_probs
 from policy_rl.policy import PolicyConfig
-from policy_rl.strategy import PolicyParams, Trajectory
+from policy_rl.strategy import PolicyParams
 
 
 @pytest.fixture(scope="module")
 def setup():
   policy = policy_rl.init_policy(PolicyConfig(width=16, num_heads=2, mlp_dim=32,
                                               time_frequencies=16))
-  rng = np.random.default_rng(1)
-  b, s, t = 4, 3, 6
-  trajectory = Trajectory(
-      token_features=jnp.asarray(rng.random((b, s, t, 1)), jnp.float32),
-      masked=jnp.ones((b, s, t), bool), time=jnp.zeros((b, s)),
-      eligible=jnp.asarray(rng.random((b, s, t)) < 0.7).at[..., 0].set(True),
-      actions=jnp.asarray(rng.random((b, s, t)) < 0.5),
-      valid=jnp.array([[True, True, False]] * 2 + [[True, True, True]] * 2))
+  trajectory = hand_built_trajectory(1, [[True, True, False]] * 2 + [[True, True, True]] * 2,
+                                     positions=6, eligible_rate=0.7)
   return policy, trajectory
 
 

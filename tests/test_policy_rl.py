@@ -11,6 +11,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 from flax import nnx
+from helpers import hand_built_trajectory
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -19,21 +20,21 @@ from lookum_jax.cli import main
 from lookum_jax.sampling import SamplerConfig, generate
 from policy_rl.config import apply_overrides, load_config
 from policy_rl.grpo import (
-    GRPOConfig,
-    group_advantages,
-    group_reward_stats,
-    grpo_loss,
-    step_reward,
-    trajectory_log_probs,
+  GRPOConfig,
+  group_advantages,
+  group_reward_stats,
+  grpo_loss,
+  step_reward,
+  trajectory_log_probs,
 )
 from policy_rl.policy import PolicyConfig
-from policy_rl.strategy import PolicyParams, Trajectory
+from policy_rl.strategy import PolicyParams
 from policy_rl.train import (
-    PolicyTrainer,
-    load_dllm,
-    rollout_keys,
-    step_bucket,
-    train,
+  PolicyTrainer,
+  load_dllm,
+  rollout_keys,
+  step_bucket,
+  train,
 )
 
 CONFIG_SOURCE = '''
@@ -134,14 +135,8 @@ def test_clipped_surrogate_on_a_hand_built_trajectory():
   policy = policy_rl.init_policy(PolicyConfig(width=16, num_heads=2, mlp_dim=32,
                                               time_frequencies=16))
   params = PolicyParams()
-  rng = np.random.default_rng(0)
-  b, s, t = 2, 3, 5
-  trajectory = Trajectory(
-      token_features=jnp.asarray(rng.random((b, s, t, 1)), jnp.float32),
-      masked=jnp.ones((b, s, t), bool), time=jnp.zeros((b, s)),
-      eligible=jnp.asarray(rng.random((b, s, t)) < 0.8).at[..., 0].set(True),
-      actions=jnp.asarray(rng.random((b, s, t)) < 0.5),
-      valid=jnp.array([[True, True, False], [True, False, False]]))
+  trajectory = hand_built_trajectory(0, [[True, True, False], [True, False, False]],
+                                     positions=5, eligible_rate=0.8)
   current = jax.jit(lambda: trajectory_log_probs(policy, params, trajectory, None))()
   advantages = jnp.array([2.0, -1.0])
 
