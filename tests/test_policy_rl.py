@@ -20,21 +20,21 @@ from lookum_jax.cli import main
 from lookum_jax.sampling import SamplerConfig, generate
 from policy_rl.config import apply_overrides, load_config
 from policy_rl.grpo import (
-  GRPOConfig,
-  group_advantages,
-  group_reward_stats,
-  grpo_loss,
-  step_reward,
-  trajectory_log_probs,
+    GRPOConfig,
+    group_advantages,
+    group_reward_stats,
+    grpo_loss,
+    step_reward,
+    trajectory_log_probs,
 )
 from policy_rl.policy import PolicyConfig
 from policy_rl.strategy import PolicyParams
 from policy_rl.train import (
-  PolicyTrainer,
-  load_dllm,
-  rollout_keys,
-  step_bucket,
-  train,
+    PolicyTrainer,
+    load_dllm,
+    rollout_keys,
+    step_bucket,
+    train,
 )
 
 CONFIG_SOURCE = '''
