@@ -56,10 +56,8 @@ def _strategy_field_types(strategy: str) -> dict[str, Any]:
     cls = strategy_class(strategy)
   except ValueError:
     return {}
-  if not dataclasses.is_dataclass(cls):
-    return {}
   try:
-    return typing.get_type_hints(cls)
+    return cls.param_types()
   except NameError:
     return {}
 

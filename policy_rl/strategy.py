@@ -13,7 +13,9 @@ cache, the current block with one; never the prompt, whose dLLM outputs are untr
 token features and mask flags cover those positions only, and its attention and RoPE positions
 run over the window. Positions outside the block under a cache are not shown to it.
 
-The policy is passed as `policy` (`generate(model, prompt, config, key, policy=policy)`); wrap it in
+The strategy value carries the policy: `Policy(mode=...).with_policy(module)` (or
+`Policy.load(DIR)`) holds its graph definition (static) and weights (traced), so a new
+checkpoint of the same architecture reuses the compiled program. Wrap the module in
 `SteeredPolicy` to let chosen rows follow the confidence-threshold expert instead (mode
 "expert" steers every row). Expert actions are recorded like the policy's.
 
@@ -27,25 +29,82 @@ at-least-one fallback is a deterministic function of the state and an empty draw
 from __future__ import annotations
 
 import dataclasses
+import os
+from typing import Any
 
 import jax
 import jax.numpy as jnp
 from flax import nnx, struct
 
 from lookum_jax.sampling import scores
-from lookum_jax.sampling.loop import LoopState, StepContext
 from lookum_jax.sampling.strategies import Strategy, commit_at_least_one
+from lookum_jax.sampling.strategies.rules import Threshold
+from lookum_jax.sampling.types import (
+    LoopState,
+    StepContext,
+    check_number,
+    check_unit_interval,
+    pytree_dataclass,
+    static_field,
+)
 from policy_rl.features import DEFAULT_FEATURES, PolicyInput, compute_features, validate_features
-from policy_rl.policy import UnmaskingPolicy
+from policy_rl.policy import UnmaskingPolicy, load_policy
 
 MODES = ("sample", "deterministic", "scaled", "expert")
 # Keeps log(1 - p) finite (and its gradient free of NaN) where scaling saturates p at 1.
 _MAX_SCALED_PROB = 1.0 - 1e-6
 
 
-@dataclasses.dataclass(frozen=True)
-class Policy(Strategy):
-  """The learned-policy strategy; pass the policy module as `generate(..., policy=...)`.
+class CarriesPolicy(Strategy):
+  """A strategy that reads a learned policy, which the value carries: `graphdef` (static,
+  the architecture) and `weights` (traced leaves)."""
+
+  needs_policy = True
+
+  @classmethod
+  def load(cls, directory: str | os.PathLike, **params: Any) -> Strategy:
+    """The strategy with `params`, reading the policy saved in `directory`."""
+    return cls(**params).with_policy(load_policy(directory))
+
+  def with_policy(self, policy: Any) -> Strategy:
+    """This strategy reading `policy` (an `UnmaskingPolicy`, or a `SteeredPolicy`)."""
+    module = policy.policy if isinstance(policy, SteeredPolicy) else policy
+    if not isinstance(module, UnmaskingPolicy):
+      raise ValueError(
+          f"strategy {self.name!r} needs the learned policy: a policy_rl.UnmaskingPolicy (or "
+          f"a SteeredPolicy), got {type(policy).__name__}.")
+    if module.config.features != self.features:
+      raise ValueError(
+          f"the policy was built for features {module.config.features} but the strategy's "
+          f"params give {self.features}; set params={{'features': {module.config.features}}}.")
+    graphdef, weights = nnx.split(policy)
+    return dataclasses.replace(self, graphdef=graphdef, weights=weights)
+
+  def check_ready(self) -> None:
+    if self.graphdef is None:
+      raise ValueError(
+          f"strategy {self.name!r} needs the learned policy: pass generate(..., policy=policy) "
+          f"or build the value with it, {type(self).__name__}(...).with_policy("
+          "policy_rl.load_policy(DIR)).")
+
+  def policy_module(self) -> nnx.Module:
+    """The policy (or `SteeredPolicy`) module, rebuilt from the carried weights."""
+    self.check_ready()
+    return nnx.merge(self.graphdef, self.weights)
+
+  def to_dict(self) -> dict[str, Any]:
+    """The parameters; the weights are not part of the JSON form."""
+    return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)
+            if f.name not in ("graphdef", "weights")}
+
+  @classmethod
+  def param_names(cls) -> tuple[str, ...]:
+    return tuple(n for n in super().param_names() if n not in ("graphdef", "weights"))
+
+
+@pytree_dataclass
+class Policy(CarriesPolicy):
+  """The learned-policy strategy; it carries the policy (`with_policy`, `load`).
 
   Attributes:
     mode: "sample" (Bernoulli(p)), "deterministic" (p >= 0.5), "scaled" (Bernoulli(min(1,
@@ -55,26 +114,25 @@ class Policy(Strategy):
     features: the policy's input features; must equal the policy's `config.features`.
     expert_tau: the threshold expert commits eligible positions with confidence >= this.
     record: carry a per-step `Trajectory` (for GRPO; costs memory `[B, T, T, F]`).
+    graphdef, weights: the policy module, split (set by `with_policy`).
   """
 
   name = "policy"
-  needs_policy = True
-  mode: str = "sample"
+  mode: str = static_field("sample")
   beta: float = 1.0
   temperature: float = 1.0
-  features: tuple[str, ...] = DEFAULT_FEATURES
+  features: tuple[str, ...] = static_field(DEFAULT_FEATURES)
   expert_tau: float = 0.9
-  record: bool = False
+  record: bool = static_field(False)
+  graphdef: Any = static_field(None, repr=False)
+  weights: Any = dataclasses.field(default=None, repr=False, compare=False)
 
   def __post_init__(self):
     if self.mode not in MODES:
       raise ValueError(f"policy mode must be one of {MODES}, got {self.mode!r}.")
-    if not self.beta > 0:
-      raise ValueError(f"policy beta must be > 0, got {self.beta!r}.")
-    if not self.temperature > 0:
-      raise ValueError(f"policy temperature must be > 0, got {self.temperature!r}.")
-    if not 0.0 <= self.expert_tau <= 1.0:
-      raise ValueError(f"policy expert_tau must be in [0, 1], got {self.expert_tau!r}.")
+    check_number("policy", "beta", self.beta, lambda v: v > 0, "> 0")
+    check_number("policy", "temperature", self.temperature, lambda v: v > 0, "> 0")
+    check_unit_interval("policy", "expert_tau", self.expert_tau)
     if not isinstance(self.record, bool):
       raise ValueError(f"policy record must be a bool, got {self.record!r}.")
     object.__setattr__(self, "features", validate_features(self.features, "policy features"))
@@ -176,7 +234,7 @@ def action_log_prob(params: Policy, logits: jax.Array, actions: jax.Array,
 
 def policy_and_expert_rows(policy_module, params: Policy, batch: int, strategy: str = "policy"
                            ) -> tuple[UnmaskingPolicy, jax.Array]:
-  """The policy passed as `policy` and the rows `[B]` that follow the expert instead."""
+  """The carried policy and the rows `[B]` that follow the expert instead."""
   if isinstance(policy_module, SteeredPolicy):
     policy, expert_rows = policy_module.policy, policy_module.expert_rows[...]
     if expert_rows.shape != (batch,):
@@ -237,7 +295,7 @@ def policy_inputs(ctx: StepContext, state: LoopState, view, features: tuple[str,
 def policy_step(params: Policy, ctx: StepContext, state: LoopState) -> LoopState:
   """One step: features, policy, Bernoulli draws (or the expert), at-least-one, forward."""
   batch = state.tokens.shape[0]
-  policy, expert_rows = policy_and_expert_rows(ctx.policy, params, batch)
+  policy, expert_rows = policy_and_expert_rows(params.policy_module(), params, batch)
   noise_keys, draw_keys = ctx.step_keys(state)
   view = ctx.view(state, noise_keys)
   inputs = policy_inputs(ctx, state, view, params.features)
@@ -247,7 +305,7 @@ def policy_step(params: Policy, ctx: StepContext, state: LoopState) -> LoopState
   else:
     uniform = jax.vmap(scores.position_uniform)(draw_keys, view.positions)
     drawn = uniform < unmask_probability(params, logits)
-  expert = (view.confidence >= params.expert_tau) & ~view.demoted
+  expert = jax.vmap(Threshold(tau=params.expert_tau).above)(view)
   actions = jnp.where(expert_rows[:, None], expert, drawn) & view.eligible
   commit = jax.vmap(commit_at_least_one)(actions, view.certainty, view)
   active = ctx.active(state)

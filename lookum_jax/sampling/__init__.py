@@ -2,29 +2,38 @@
 
 from lookum_jax.sampling import lookum, strategies
 from lookum_jax.sampling.config import CACHE_MODES, SamplerConfig
-from lookum_jax.sampling.lookum import LookUM
-from lookum_jax.sampling.loop import (
-    GenerationResult,
-    LoopState,
-    StepContext,
-    check_generation,
-    decode,
-    generate,
+from lookum_jax.sampling.lookum import (
+    SMC,
+    AboveThreshold,
+    Argmax,
+    Eligible,
+    ImportanceSampling,
+    LookUM,
+    Oracle,
+    Proposal,
+    RandomPick,
+    TopK,
 )
+from lookum_jax.sampling.loop import GenerationResult, check_generation, decode, generate
 from lookum_jax.sampling.strategies import (
     Entropy,
     EntropyBounded,
     LowConfidence,
     Margin,
     RandomOrder,
+    Rule,
     Strategy,
     Threshold,
     make_strategy,
 )
+from lookum_jax.sampling.types import LoopState, StepContext, StepView, pytree_dataclass
+from lookum_jax.sampling.verifier import Verifier
 
 __all__ = [
-    "CACHE_MODES", "Entropy", "EntropyBounded", "GenerationResult", "LookUM", "LoopState",
-    "LowConfidence", "Margin", "RandomOrder", "SamplerConfig", "StepContext", "Strategy",
-    "Threshold", "check_generation", "decode", "generate", "lookum", "make_strategy",
+    "CACHE_MODES", "SMC", "AboveThreshold", "Argmax", "Eligible", "Entropy", "EntropyBounded",
+    "GenerationResult", "ImportanceSampling", "LookUM", "LoopState", "LowConfidence",
+    "Margin", "Oracle", "Proposal", "RandomOrder", "RandomPick", "Rule", "SamplerConfig",
+    "StepContext", "StepView", "Strategy", "Threshold", "TopK", "Verifier",
+    "check_generation", "decode", "generate", "lookum", "make_strategy", "pytree_dataclass",
     "strategies",
 ]

@@ -1,4 +1,6 @@
-"""`SamplerConfig`: every knob of one generation, frozen and hashable (a static jit argument)."""
+"""`SamplerConfig`: every knob of one generation, a pytree whose structure is static (lengths,
+cache mode, the strategy's structure) and whose numbers are traced (temperature, cfg_scale,
+the strategy's knobs), so the compiled program is reused across a sweep over a number."""
 
 from __future__ import annotations
 
@@ -7,11 +9,12 @@ from typing import Any
 
 from lookum_jax.sampling.schedule import num_transfer_tokens
 from lookum_jax.sampling.strategies import Strategy, make_strategy
+from lookum_jax.sampling.types import check_number, concrete, pytree_dataclass, static_field
 
 CACHE_MODES = ("none", "prefix", "dual")
 
 
-@dataclasses.dataclass(frozen=True)
+@pytree_dataclass
 class SamplerConfig:
   """How to decode.
 
@@ -21,8 +24,10 @@ class SamplerConfig:
     steps: total denoising steps (schedule-based strategies); `steps // num_blocks`
       per block. Ignored by strategies that choose their own commit counts
       (threshold, entropy_bounded, the policy), whose blocks last until committed.
-    temperature: Gumbel-noise temperature for the candidate tokens (0 = argmax).
-    cfg_scale: classifier-free guidance scale (0 = off; > 0 costs a second forward).
+    temperature: Gumbel-noise temperature for the candidate tokens (0 = argmax). Traced;
+      whether it is 0 is structure (`sampled`).
+    cfg_scale: classifier-free guidance scale (0 = off; > 0 costs a second forward). Traced;
+      whether it is 0 is structure (`guided`).
     strategy: a strategy value (`LowConfidence()`, `Threshold(tau=0.9)`, `LookUM(paths=2)`,
       `policy_rl.Policy()`), or its name (`lookum_jax.sampling.strategies.STRATEGIES`) with
       `params` as shorthand; after construction it always holds the value.
@@ -40,18 +45,21 @@ class SamplerConfig:
     mask_token_id: overrides the model config's mask token.
   """
 
-  gen_length: int = 128
-  block_length: int = 32
-  steps: int = 128
+  gen_length: int = static_field(128)
+  block_length: int = static_field(32)
+  steps: int = static_field(128)
   temperature: float = 0.0
   cfg_scale: float = 0.0
   strategy: Any = "low_confidence"
-  params: Any = None
-  cache: str = "none"
-  cache_refresh: int = 0
-  logits_eos_inf: bool = False
-  confidence_eos_eot_inf: bool = False
-  mask_token_id: int | None = None
+  params: Any = static_field(None)
+  cache: str = static_field("none")
+  cache_refresh: int = static_field(0)
+  logits_eos_inf: bool = static_field(False)
+  confidence_eos_eot_inf: bool = static_field(False)
+  mask_token_id: int | None = static_field(None)
+
+  # Computed in __post_init__ from the concrete numbers; part of the compiled structure.
+  derived_static = ("sampled", "guided")
 
   def __post_init__(self):
     for name in ("gen_length", "block_length", "steps"):
@@ -62,10 +70,12 @@ class SamplerConfig:
       raise ValueError(
           f"gen_length ({self.gen_length}) must be a multiple of block_length "
           f"({self.block_length}); e.g. set block_length to a divisor of gen_length.")
-    if self.temperature < 0:
-      raise ValueError(f"SamplerConfig.temperature must be >= 0, got {self.temperature}.")
-    if self.cfg_scale < 0:
-      raise ValueError(f"SamplerConfig.cfg_scale must be >= 0, got {self.cfg_scale}.")
+    check_number("SamplerConfig.temperature", "", self.temperature, lambda v: v >= 0, ">= 0")
+    check_number("SamplerConfig.cfg_scale", "", self.cfg_scale, lambda v: v >= 0, ">= 0")
+    # A traced number (a config rebuilt inside a trace) keeps the general program.
+    temperature, cfg_scale = concrete(self.temperature), concrete(self.cfg_scale)
+    object.__setattr__(self, "sampled", temperature is None or temperature > 0)
+    object.__setattr__(self, "guided", cfg_scale is None or cfg_scale > 0)
     if self.cache not in CACHE_MODES:
       raise ValueError(f"SamplerConfig.cache must be one of {CACHE_MODES}, got {self.cache!r}.")
     if (not isinstance(self.cache_refresh, int) or isinstance(self.cache_refresh, bool)
@@ -90,6 +100,11 @@ class SamplerConfig:
             f"tokens: some steps would commit nothing; use steps <= gen_length "
             f"({self.gen_length}).")
     self.strategy.check(self)
+
+  @property
+  def noise_temperature(self) -> Any:
+    """The candidates' Gumbel temperature, a concrete 0 when not `sampled` (plain argmax)."""
+    return self.temperature if self.sampled else 0.0
 
   @property
   def num_blocks(self) -> int:

@@ -20,307 +20,218 @@ positions from the block on (prefix cache).
 With `paths=1` the strategy is its base strategy, token for token and NFE for NFE.
 """
 
+
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable
-from typing import Any
+from typing import Any, ClassVar
 
 import jax
 import jax.numpy as jnp
-from flax import struct
 
 from lookum_jax.sampling import scores
-from lookum_jax.sampling.loop import GenerationResult, LoopState, StepContext
 from lookum_jax.sampling.strategies import (
-    StepView,
-    Strategy,
-    commit_at_least_one,
-    commit_top_k,
-    rank_positions,
+  StepView,
+  Strategy,
+  pytree_dataclass,
+  rank_positions,
+  static_field,
 )
-
-# Verifier metrics: per-position certainty `[..., W]` from look-ahead logits `[..., W, V]`.
-VerifierMetric = Callable[[jax.Array], jax.Array]
-VERIFIER_METRICS: dict[str, VerifierMetric] = {
-    "neg_entropy": lambda logits: -scores.entropy(logits),
-    "confidence": scores.top1_probability,
-    "margin": scores.margin,
-}
-BASES = ("low_confidence", "margin", "threshold")
-POOLS = ("top_k", "threshold", "eligible")
-SCOPES = ("response", "masked", "common", "committed", "block")
-SELECTIONS = ("is", "smc", "oracle", "random")
-
-
-def check_verifier(owner: str, verifier: str, scope: str) -> None:
-  """Validates a verifier metric and scope (shared by every LookUM-style strategy)."""
-  if verifier not in VERIFIER_METRICS:
-    raise ValueError(f"{owner}: verifier must be one of {sorted(VERIFIER_METRICS)}, got "
-                     f"{verifier!r}.")
-  if scope == "sequence":
-    raise ValueError(
-        f"{owner}: verifier_scope='sequence' was removed: it averaged over prompt positions, "
-        "whose outputs are untrained (models are trained on masked positions only) and which "
-        "the engine no longer computes. Use verifier_scope='response'.")
-  if scope not in SCOPES:
-    raise ValueError(f"{owner}: verifier_scope must be one of {SCOPES}, got {scope!r}.")
-
-
-@dataclasses.dataclass(frozen=True)
-class LookUM(Strategy):
-  """LookUM options. The defaults are the setting we recommend after the studies in
-  experiments/README.md (a pool of 3, every candidate judged on the positions still masked
-  after all of them); `LookUM.paper()` is the paper's reported setting (a pool of 5, the
-  whole response).
-
-  Attributes:
-    paths: K candidate paths per step (1 = the base strategy exactly).
-    pool_size: M, the pool of most certain eligible positions candidates draw from.
-    pool: "top_k" (M most certain), "threshold" (certainty filtering: positions
-      with confidence >= pool_threshold, at least as many as a step commits) or
-      "eligible" (every eligible position of the block; with a sharp
-      proposal_temperature, e.g. 0.1, the draws stay near the greedy set).
-    pool_threshold: the certainty filter's threshold.
-    proposal_temperature: sharpness of the draw from the pool (score ** (1/T)).
-    sample_tokens: non-greedy candidates use tokens sampled from the model's
-      distribution instead of its argmax.
-    base: "low_confidence", "margin" (scheduled counts) or "threshold" (Fast-dLLM
-      counts; scores are confidences).
-    tau: the threshold base's confidence threshold.
-    verifier: a key of `VERIFIER_METRICS` ("neg_entropy", "confidence", "margin").
-    entropy_cost: lambda of the information-gain form: the score is the verifier's
-      certainty minus lambda x the summed entropy (under the current logits) of the
-      positions the candidate commits, so a candidate is not rewarded for committing
-      uncertain positions and removing them from the average (0 = the plain score).
-    verifier_scope: positions averaged, all within the response (prompt positions are
-      never scored: their outputs are untrained): "response" (every response position the
-      look-ahead recomputes: the whole response without a KV cache, the current block with
-      one; the paper's sequence-level score), "masked" (still masked after the candidate's
-      commit: favours committing uncertain positions, which leave the average), "common"
-      (masked after every candidate's commit: all candidates are judged on the same
-      positions), "committed" (the positions the candidate just committed: does the
-      model, seeing them in context, still agree with them?) or "block" (the current
-      block).
-    selection_temperature: softmax temperature of the importance weights (0 = argmax).
-    branch_every: branch on every n-th step; other steps are plain base steps.
-    selection: "is" (per-step importance sampling over K candidates, the paper's
-      default) or "smc" (sequential Monte Carlo, the paper's ablation: K particles per
-      row each commit a drawn set, accumulate log-weights score / selection_temperature,
-      and are resampled within the row when the effective sample size falls below
-      `resample_threshold * K`; the heaviest particle is returned). SMC wraps the loop
-      (`decode`): the loop core knows nothing of particles.
-      Controls for experiments, on the same K proposals: "oracle" keeps a candidate
-      that commits no wrong token (the fewest wrong ones if none is clean; ties by the
-      verifier's score; needs `generate(..., targets=...)`), "random" keeps a uniformly
-      drawn one. The gap between them is the path generator's headroom; where the
-      verifier lands in between is its quality.
-    resample_threshold: SMC's ESS fraction that triggers resampling.
-    smc_greedy_particle: particle 0 of each row commits the greedy set at every step (as
-      importance sampling always keeps the greedy set as candidate 0), so SMC and IS are
-      compared like for like; the others draw from the pool.
-    dedupe: candidates identical to an earlier one of the same step are dropped from the
-      selection and cost no NFE (the batched program still computes them).
-  """
-
-  name = "lookum"
-  paths: int = 2
-  pool_size: int = 3
-  pool: str = "top_k"
-  pool_threshold: float = 0.5
-  proposal_temperature: float = 1.0
-  sample_tokens: bool = False
-  base: str = "low_confidence"
-  tau: float = 0.9
-  verifier: str = "neg_entropy"
-  verifier_scope: str = "common"
-  selection_temperature: float = 0.01
-  branch_every: int = 1
-  selection: str = "is"
-  resample_threshold: float = 0.5
-  entropy_cost: float = 0.0
-  smc_greedy_particle: bool = True
-  dedupe: bool = True
-
-  def __post_init__(self):
-    checks = [
-        (self.paths >= 1, f"paths must be >= 1, got {self.paths}"),
-        (self.pool_size >= 1, f"pool_size must be >= 1, got {self.pool_size}"),
-        (self.pool in POOLS, f"pool must be one of {POOLS}, got {self.pool!r}"),
-        (self.base in BASES, f"base must be one of {BASES}, got {self.base!r}"),
-        (self.proposal_temperature > 0,
-         f"proposal_temperature must be > 0, got {self.proposal_temperature}"),
-        (self.selection_temperature >= 0,
-         f"selection_temperature must be >= 0, got {self.selection_temperature}"),
-        (self.branch_every >= 1, f"branch_every must be >= 1, got {self.branch_every}"),
-        (0.0 <= self.tau <= 1.0, f"tau must be in [0, 1], got {self.tau}"),
-        (self.selection in SELECTIONS,
-         f"selection must be one of {SELECTIONS}, got {self.selection!r}"),
-        (self.selection != "smc" or self.selection_temperature > 0,
-         "selection='smc' needs selection_temperature > 0 (its weights are "
-         "exp(score / temperature))"),
-        (0.0 <= self.resample_threshold <= 1.0,
-         f"resample_threshold must be in [0, 1], got {self.resample_threshold}"),
-        (self.entropy_cost >= 0, f"entropy_cost must be >= 0, got {self.entropy_cost}"),
-    ]
-    for ok, message in checks:
-      if not ok:
-        raise ValueError(f"lookum: {message}.")
-    check_verifier("lookum", self.verifier, self.verifier_scope)
-
-  @classmethod
-  def paper(cls, **changes: Any) -> LookUM:
-    """The paper's reported setting, whatever the defaults become: K = 2 paths drawn from
-    the 5 most certain positions over a low-confidence base, the mean negative entropy of
-    the look-ahead response as the verifier, importance sampling at temperature 0.01, every
-    step branching; duplicates are not dropped (the paper charges K forwards a step).
-    `changes` override fields (e.g. `paths=3`)."""
-    setting = dict(paths=2, pool_size=5, pool="top_k", proposal_temperature=1.0,
-                   base="low_confidence", verifier="neg_entropy", verifier_scope="response",
-                   selection="is", selection_temperature=0.01, branch_every=1,
-                   entropy_cost=0.0, dedupe=False)
-    return cls(**{**setting, **changes})
-
-  @property
-  def uses_schedule(self) -> bool:
-    return self.base != "threshold"
-
-  @property
-  def needs_targets(self) -> bool:
-    """The oracle control reads the reference answers (`generate(..., targets=...)`)."""
-    return self.selection == "oracle"
-
-  def init_state(self, ctx, batch_size):
-    if self.selection == "smc":
-      return {"log_weight": jnp.zeros((batch_size,), jnp.float32)}
-    return None
-
-  def step(self, ctx, state):
-    return lookum_step(self, ctx, state)
-
-  def decode(self, run, *args, **kwargs):
-    if self.selection != "smc" or self.paths == 1:
-      return run(*args, **kwargs)
-    return smc_decode(self, run, *args, **kwargs)
-
+from lookum_jax.sampling.strategies.rules import (
+  Entropy,
+  EntropyBounded,
+  LowConfidence,
+  Margin,
+  Rule,
+  Threshold,
+)
+from lookum_jax.sampling.types import (
+  LoopState,
+  StepContext,
+  check_number,
+  check_unit_interval,
+  concrete,
+  row_keys_from,
+)
+from lookum_jax.sampling.verifier import METRICS, SCOPES, Candidates, Verifier
 
 # ---------------------------------------------------------------------- path generator
 
-def base_score(params: LookUM, view: StepView) -> jax.Array:
-  """The base strategy's ranking score per position `[..., W]`."""
-  if params.base == "margin":
-    return scores.margin(view.logits)
-  return view.certainty
+class Pool:
+  """Which eligible positions LookUM's drawn candidates may commit."""
+
+  name: ClassVar[str] = ""
+
+  def members(self, view: StepView, rank: jax.Array, count: jax.Array) -> jax.Array:
+    """`[W]` pool membership, given the base rule's `rank` and the step's commit `count`."""
+    raise NotImplementedError
 
 
-def base_commit(params: LookUM, view: StepView) -> jax.Array:
-  """The base strategy's (greedy) commit set for one sequence `[W]`."""
-  score = base_score(params, view)
-  if params.base == "threshold":
-    above = (view.confidence >= params.tau) & ~view.demoted
-    return commit_at_least_one(above, score, view)
-  return commit_top_k(score, view, view.num_transfer)
+@pytree_dataclass
+class TopK(Pool):
+  """The `size` most certain eligible positions (at least as many as a step commits)."""
+
+  name = "top_k"
+  size: int = static_field(3)
+
+  def __post_init__(self):
+    if self.size < 1:
+      raise ValueError(f"pool_size must be >= 1, got {self.size}.")
+
+  def members(self, view, rank, count):
+    return rank < jnp.maximum(self.size, count)
 
 
-def candidate_pool(params: LookUM, view: StepView) -> tuple[jax.Array, jax.Array]:
-  """The positions `[W]` candidates draw from, and how many a step commits (one sequence)."""
-  count = jnp.sum(base_commit(params, view))
-  rank = rank_positions(base_score(params, view), view.eligible, view.demoted)
-  if params.pool == "top_k":
-    in_pool = rank < jnp.maximum(params.pool_size, count)
-  elif params.pool == "eligible":
-    in_pool = view.eligible
-  else:
-    in_pool = (view.confidence >= params.pool_threshold) | (rank < count)
-  return in_pool & view.eligible, count
+@pytree_dataclass
+class AboveThreshold(Pool):
+  """Certainty filtering: positions with confidence >= `threshold` (traced), and at least
+  as many as a step commits."""
+
+  name = "threshold"
+  threshold: float = 0.5
+
+  def members(self, view, rank, count):
+    return (view.confidence >= self.threshold) | (rank < count)
 
 
-def propose(params: LookUM, view: StepView, key: jax.Array) -> tuple[jax.Array, jax.Array]:
-  """K candidate commit sets `[K, W]` and their tokens `[K, W]` for one sequence."""
-  greedy = base_commit(params, view)
-  in_pool, count = candidate_pool(params, view)
-  # Log-odds rank like confidences, without ties at probability 1.
-  log_score = (jnp.log(jnp.maximum(scores.margin(view.logits), 1e-20))
-               if params.base == "margin" else
-               jax.nn.log_sigmoid(view.certainty)) / params.proposal_temperature
-  gumbel_key, token_key = jax.random.split(key)
-  draws = params.paths - 1
-  uniform = jax.vmap(lambda d: scores.position_uniform(
-      jax.random.fold_in(gumbel_key, d), view.positions, (), jnp.finfo(jnp.float32).tiny))(
-          jnp.arange(draws))
-  gumbel = -jnp.log(-jnp.log(uniform))
-  sampled = jax.vmap(
-      lambda g: rank_positions(log_score + g, in_pool, view.demoted) < count)(gumbel)
-  sampled &= in_pool
-  commits = jnp.concatenate([greedy[None], sampled], axis=0)
-  tokens = jnp.broadcast_to(view.candidates, commits.shape)
-  if params.sample_tokens:  # a draw from the model's distribution, never the mask token
-    drawn = jax.vmap(lambda d: scores.gumbel_argmax(
-        view.logits, 1.0, jax.random.fold_in(token_key, d), view.positions,
-        view.mask_token_id))(jnp.arange(draws))
-    tokens = tokens.at[1:].set(drawn)
-  return commits, tokens
+@pytree_dataclass
+class Eligible(Pool):
+  """Every eligible position of the block (with a sharp proposal temperature, e.g. 0.1, the
+  draws stay near the greedy set)."""
+
+  name = "eligible"
+
+  def members(self, view, rank, count):
+    return view.eligible
 
 
-def rows_with_choice(params: LookUM, view: StepView) -> jax.Array:
-  """`[B]`: rows whose pool holds more positions than their step commits (otherwise every
-  candidate is the greedy set)."""
-  in_pool, count = jax.vmap(lambda v: candidate_pool(params, v))(view)
-  return jnp.sum(in_pool, axis=-1) > count
+@pytree_dataclass
+class Proposal:
+  """LookUM's path generator beyond the greedy candidate.
 
-
-# ---------------------------------------------------------------------- verifier
-
-def verifier_score(params: Any, logits: jax.Array, scope: jax.Array) -> jax.Array:
-  """Mean certainty of look-ahead logits `[..., W, V]` over `scope` `[..., W]` -> `[...]`."""
-  certainty = VERIFIER_METRICS[params.verifier](logits)
-  total = jnp.sum(jnp.where(scope, certainty, 0.0), axis=-1)
-  return total / jnp.maximum(jnp.sum(scope, axis=-1), 1)
-
-
-def verifier_scope(scope_name: str, ctx: StepContext, state: LoopState,
-                   lookahead_masked: jax.Array) -> jax.Array:
-  """Window positions `[B, K, W]` the verifier averages over."""
-  if scope_name == "masked":
-    return lookahead_masked
-  if scope_name == "common":
-    return jnp.broadcast_to(jnp.all(lookahead_masked, axis=1, keepdims=True),
-                            lookahead_masked.shape)
-  if scope_name == "committed":
-    return ctx.window_masked(state)[:, None] & ~lookahead_masked
-  if scope_name == "block":
-    return jnp.broadcast_to(ctx.in_block(state)[None, None], lookahead_masked.shape)
-  return jnp.ones(lookahead_masked.shape, bool)  # "response": the whole window
-
-
-@struct.dataclass
-class Candidates:
-  """One branching step's K candidate paths per row (shapes `[B, K, ...]`)."""
-
-  commits: jax.Array  # [B, K, W] bool, positions each candidate commits
-  tokens: jax.Array  # [B, K, W] int32, the tokens it writes there
-  logits: jax.Array  # [B, K, W, V] look-ahead logits
-  score: jax.Array  # [B, K] verifier score (higher = more certain)
-
-
-def verify(params: Any, ctx: StepContext, state: LoopState, commits: jax.Array,
-           tokens: jax.Array) -> Candidates:
-  """Scores K candidate commit sets per row (`commits`, `tokens` `[B, K, W]`) by the
-  certainty of their look-ahead states, all B * K look-aheads in one model call.
-
-  `params` needs `verifier` and `verifier_scope`; other path generators (e.g. a learned
-  policy's draws) reuse the verifier through this function.
+  Attributes:
+    pool: the positions drawn from (`TopK`, `AboveThreshold`, `Eligible`).
+    temperature: sharpness of the draw, probability proportional to `score ** (1 / T)`
+      (traced).
+    sample_tokens: drawn candidates write tokens sampled from the model's distribution
+      instead of its argmax.
   """
-  commits &= (ctx.eligible(state) & ctx.active(state)[:, None])[:, None]
-  logits = ctx.lookahead(state, commits, tokens)
-  scope = verifier_scope(params.verifier_scope, ctx, state,
-                         ctx.window_masked(state)[:, None] & ~commits)
-  score = verifier_score(params, logits, scope)
-  entropy_cost = getattr(params, "entropy_cost", 0.0)
-  if entropy_cost:  # the information-gain form: pay for the uncertainty committed
-    committed = jnp.sum(jnp.where(commits, scores.entropy(state.logits)[:, None], 0.0), -1)
-    score = score - entropy_cost * committed
-  return Candidates(commits=commits, tokens=tokens, logits=logits, score=score)
+
+  pool: Pool = TopK()
+  temperature: float = 1.0
+  sample_tokens: bool = static_field(False)
+
+  def __post_init__(self):
+    check_number("proposal_temperature", "", self.temperature, lambda v: v > 0, "> 0")
+
+  def pool_of(self, base: Rule, view: StepView) -> tuple[jax.Array, jax.Array, jax.Array]:
+    """The base rule's commit set `[W]`, the pool `[W]` and the step's commit count."""
+    greedy = base.select(view, None)  # a rule is a function of the view
+    count = jnp.sum(greedy)
+    rank = rank_positions(base.score(view), view.eligible, view.demoted)
+    return greedy, self.pool.members(view, rank, count) & view.eligible, count
+
+  def propose(self, base: Rule, view: StepView, key: jax.Array, paths: int
+              ) -> tuple[jax.Array, jax.Array]:
+    """`paths` candidate commit sets `[K, W]` and their tokens `[K, W]` for one sequence:
+    the base rule's set, then `paths - 1` draws of as many positions from the pool
+    (Gumbel top-k on `base.proposal_log_score / temperature`)."""
+    gumbel_key, token_key = jax.random.split(key)
+    greedy, in_pool, count = self.pool_of(base, view)
+    log_score = base.proposal_log_score(view) / self.temperature
+    draws = paths - 1
+    uniform = jax.vmap(lambda d: scores.position_uniform(
+        jax.random.fold_in(gumbel_key, d), view.positions, (), jnp.finfo(jnp.float32).tiny))(
+            jnp.arange(draws))
+    gumbel = -jnp.log(-jnp.log(uniform))
+    sampled = jax.vmap(
+        lambda g: rank_positions(log_score + g, in_pool, view.demoted) < count)(gumbel)
+    sampled &= in_pool
+    commits = jnp.concatenate([greedy[None], sampled], axis=0)
+    tokens = jnp.broadcast_to(view.candidates, commits.shape)
+    if self.sample_tokens:  # a draw from the model's distribution, never the mask token
+      drawn = jax.vmap(lambda d: scores.gumbel_argmax(
+          view.logits, 1.0, jax.random.fold_in(token_key, d), view.positions,
+          view.mask_token_id))(jnp.arange(draws))
+      tokens = tokens.at[1:].set(drawn)
+    return commits, tokens
+
+  def rows_with_choice(self, base: Rule, view: StepView) -> jax.Array:
+    """`[B]`: rows whose pool holds more positions than their step commits (otherwise every
+    candidate is the greedy set)."""
+    _, in_pool, count = jax.vmap(lambda v: self.pool_of(base, v))(view)
+    return jnp.sum(in_pool, axis=-1) > count
+
+
+# ---------------------------------------------------------------------- selection
+
+class Selector:
+  """Which of a row's K verified candidates LookUM keeps."""
+
+  name: ClassVar[str] = ""
+  needs_targets: ClassVar[bool] = False
+
+  def choose(self, ctx: StepContext, state: LoopState, cand: Candidates, keys: jax.Array,
+             distinct: jax.Array) -> jax.Array:
+    """`[B]` index of each row's kept candidate among its `distinct` ones `[B, K]`."""
+    raise NotImplementedError
+
+
+@pytree_dataclass
+class ImportanceSampling(Selector):
+  """Draws a candidate with weights `softmax(score / temperature)` (the paper's default);
+  temperature 0 keeps the most certain one. The temperature is traced."""
+
+  name = "is"
+  temperature: float = 0.01
+
+  def __post_init__(self):
+    check_number("selection_temperature", "", self.temperature, lambda v: v >= 0, ">= 0")
+
+  def choose(self, ctx, state, cand, keys, distinct):
+    score = jnp.where(distinct, cand.score, -jnp.inf)
+    sampling = self.temperature > 0
+    drawn = jax.vmap(jax.random.categorical)(
+        keys, score / jnp.where(sampling, self.temperature, 1.0))
+    return jnp.where(sampling, drawn, jnp.argmax(score, axis=-1))
+
+
+@pytree_dataclass
+class Argmax(Selector):
+  """Keeps the most certain candidate."""
+
+  name = "argmax"
+
+  def choose(self, ctx, state, cand, keys, distinct):
+    return jnp.argmax(jnp.where(distinct, cand.score, -jnp.inf), axis=-1)
+
+
+@pytree_dataclass
+class Oracle(Selector):
+  """Experiment control: keeps a candidate that commits no wrong token (the fewest wrong ones
+  if none is clean; ties by the verifier's score). Needs `generate(..., targets=...)`."""
+
+  name = "oracle"
+  needs_targets = True
+
+  def choose(self, ctx, state, cand, keys, distinct):
+    targets = ctx.window_of(ctx.targets, state)  # [B, W]
+    wrong = jnp.sum(cand.commits & (cand.tokens != targets[:, None]), axis=-1)  # [B, K]
+    # Fewest wrong commits first; the verifier breaks ties (scores are finite, < 1e6).
+    score = jnp.where(distinct, cand.score, -jnp.inf)
+    rank_key = -wrong.astype(jnp.float32) * 1e6 + jnp.clip(score, -1e5, 1e5)
+    return jnp.argmax(jnp.where(distinct, rank_key, -jnp.inf), axis=-1)
+
+
+@pytree_dataclass
+class RandomPick(Selector):
+  """Experiment control: keeps a uniformly drawn distinct candidate. The gap between it and
+  `Oracle` is the path generator's headroom; where the verifier lands is its quality."""
+
+  name = "random"
+
+  def choose(self, ctx, state, cand, keys, distinct):
+    return jax.vmap(jax.random.categorical)(keys, jnp.where(distinct, 0.0, -jnp.inf))
 
 
 def distinct_candidates(cand: Candidates) -> jax.Array:
@@ -333,30 +244,11 @@ def distinct_candidates(cand: Candidates) -> jax.Array:
   return ~jnp.any(same & earlier[None], axis=-1)
 
 
-def choose(ctx: StepContext, state: LoopState, cand: Candidates, keys: jax.Array,
-           temperature: float, selection: str, distinct: jax.Array) -> jax.Array:
-  """`[B]` index of each row's kept candidate among its distinct ones."""
-  score = jnp.where(distinct, cand.score, -jnp.inf)
-  if selection == "random":
-    return jax.vmap(jax.random.categorical)(keys, jnp.where(distinct, 0.0, -jnp.inf))
-  if selection == "oracle":
-    targets = ctx.window_of(ctx.targets, state)  # [B, W]
-    wrong = jnp.sum(cand.commits & (cand.tokens != targets[:, None]), axis=-1)  # [B, K]
-    # Fewest wrong commits first; the verifier breaks ties (scores are finite, < 1e6).
-    rank_key = -wrong.astype(jnp.float32) * 1e6 + jnp.clip(score, -1e5, 1e5)
-    return jnp.argmax(jnp.where(distinct, rank_key, -jnp.inf), axis=-1)
-  if temperature > 0:
-    return jax.vmap(jax.random.categorical)(keys, score / temperature)
-  return jnp.argmax(score, axis=-1)
-
-
-def select(ctx: StepContext, state: LoopState, cand: Candidates, choice_keys: jax.Array,
-           temperature: float, row_choice: jax.Array, selection: str = "is",
-           dedupe: bool = True) -> LoopState:
-  """Commits each row's chosen candidate (importance sampling with weights
-  `softmax(score / temperature)`, argmax at 0; or an oracle / random-pick control) and
-  keeps its look-ahead logits as the next step's, so a step costs K forwards: one per
-  distinct candidate with `dedupe`.
+def keep_chosen(ctx: StepContext, state: LoopState, cand: Candidates, selector: Selector,
+                choice_keys: jax.Array, row_choice: jax.Array, dedupe: bool = True
+                ) -> LoopState:
+  """Commits each row's candidate chosen by `selector` and keeps its look-ahead logits as
+  the next step's, so a step costs K forwards: one per distinct candidate with `dedupe`.
 
   `row_choice` `[B]`: rows whose K candidates can differ. A row without a choice is charged
   what its base step would cost (one forward, none if the commit finished its block), so a
@@ -366,8 +258,7 @@ def select(ctx: StepContext, state: LoopState, cand: Candidates, choice_keys: ja
   distinct = distinct_candidates(cand) if dedupe else jnp.ones((batch, paths), bool)
   # A row whose candidates can differ only by their sampled tokens keeps the greedy one, as
   # it would in a batch where no row branches (then the base step runs instead).
-  chosen = jnp.where(row_choice, choose(ctx, state, cand, choice_keys, temperature, selection,
-                                        distinct), 0)
+  chosen = jnp.where(row_choice, selector.choose(ctx, state, cand, choice_keys, distinct), 0)
   paths = jnp.sum(distinct, axis=-1)
   chosen_of = lambda a: jnp.take_along_axis(
       a, chosen.reshape((batch,) + (1,) * (a.ndim - 1)), axis=1)[:, 0]
@@ -379,93 +270,231 @@ def select(ctx: StepContext, state: LoopState, cand: Candidates, choice_keys: ja
                                         state.logits))
 
 
-def branch_step(params: LookUM, ctx: StepContext, state: LoopState, view: StepView,
-                row_choice: jax.Array, select_keys: jax.Array) -> LoopState:
-  """One LookUM step: propose K sets, verify all K look-aheads in one call, select."""
-  propose_keys, choice_keys = jax.vmap(jax.random.split, out_axes=1)(select_keys)
-  commits, tokens = jax.vmap(lambda v, k: propose(params, v, k))(view, propose_keys)
-  cand = verify(params, ctx, state, commits, tokens)
-  return select(ctx, state, cand, choice_keys, params.selection_temperature, row_choice,
-                params.selection, params.dedupe)
+# ---------------------------------------------------------------------- LookUM
+
+class FlatForm:
+  """LookUM's and SMC's JSON form: today's flat parameters (`{"paths": 2, "base":
+  "threshold", "tau": 0.9, "verifier_scope": "masked", ...}`)."""
+
+  @classmethod
+  def from_params(cls, params: dict[str, Any]) -> Strategy:
+    """The value of flat parameters (`selection="smc"` gives `SMC`); parts (`base=`,
+    `proposal=`, `verifier=`, `selector=`) may be given as values instead."""
+    return from_params(params)
+
+  @classmethod
+  def param_names(cls) -> tuple[str, ...]:
+    return (*FLAT_DEFAULTS, "gamma", "proposal", "selector")
+
+  @classmethod
+  def param_types(cls) -> dict[str, Any]:
+    return {**{name: type(value) for name, value in FLAT_DEFAULTS.items()}, "gamma": float}
+
+  def to_dict(self) -> dict[str, Any]:
+    return to_params(self)
+
+  def label(self) -> str:
+    """`lookum(paths=3, base=threshold)`: the flat parameters that differ from the defaults."""
+    defaults = {**FLAT_DEFAULTS, "gamma": EntropyBounded.gamma}
+    changed = [f"{k}={v}" for k, v in to_params(self).items() if v != defaults.get(k)]
+    return self.name + (f"({', '.join(changed)})" if changed else "")
 
 
-def lookum_step(params: LookUM, ctx: StepContext, state: LoopState) -> LoopState:
-  """A LookUM step, or a plain base step when not branching."""
-  base = lambda s: ctx.select_step(s, lambda view, key: base_commit(params, view))
-  if params.paths == 1:
-    return base(state)
-  if params.selection == "smc":
-    return smc_step(params, ctx, state)
-  # Branch only where some row has a choice: when every pool is no larger than what the
-  # step commits (e.g. a block's last step), all K candidates would be the greedy set.
-  noise_keys, select_keys = ctx.step_keys(state)
-  view = ctx.view(state, noise_keys)
-  row_choice = rows_with_choice(params, view)
-  branch = jnp.any(ctx.active(state) & row_choice)
-  if params.branch_every > 1:
-    branch &= state.block_step % params.branch_every == 0
-  return jax.lax.cond(
-      branch, lambda s: branch_step(params, ctx, s, view, row_choice, select_keys), base, state)
+@pytree_dataclass
+class LookUM(FlatForm, Strategy):
+  """Lookahead unmasking, built from parts. The defaults are the setting we recommend after
+  the studies in experiments/README.md (a pool of 3, every candidate judged on the positions
+  still masked after all of them); `LookUM.paper()` is the paper's reported setting.
+
+  Attributes:
+    paths: K candidate paths per step (1 = the base rule exactly).
+    base: the commit rule behind the greedy candidate and the pool's ranking (any `Rule`:
+      `LowConfidence()`, `Margin()`, `Threshold(tau=...)`, `EntropyBounded(gamma=...)`).
+    proposal: the pool and the draw of the other K - 1 candidates (`Proposal`).
+    verifier: how look-ahead canvases are scored (`Verifier`).
+    selector: which candidate is kept (`ImportanceSampling`, `Argmax`, `Oracle`,
+      `RandomPick`).
+    branch_every: branch on every n-th step; other steps are plain base steps.
+    dedupe: candidates identical to an earlier one of the same step are dropped from the
+      selection and cost no NFE (the batched program still computes them).
+  """
+
+  name = "lookum"
+  paths: int = static_field(2)
+  base: Rule = LowConfidence()
+  proposal: Proposal = Proposal()
+  verifier: Verifier = Verifier()
+  selector: Selector = ImportanceSampling()
+  branch_every: int = static_field(1)
+  dedupe: bool = static_field(True)
+
+  def __post_init__(self):
+    check_parts("lookum", self.paths, self.base, self.branch_every)
+    if not isinstance(self.selector, Selector):
+      raise ValueError(f"lookum: selector must be a Selector value (ImportanceSampling(), "
+                       f"Argmax(), Oracle(), RandomPick()), got {self.selector!r}.")
+
+  @classmethod
+  def paper(cls, **changes: Any) -> LookUM:
+    """The paper's reported setting, whatever the defaults become: K = 2 paths drawn from
+    the 5 most certain positions over a low-confidence base, the mean negative entropy of
+    the look-ahead response as the verifier, importance sampling at temperature 0.01, every
+    step branching; duplicates are not dropped (the paper charges K forwards a step).
+    `changes` override parameters by today's names (e.g. `paths=3`) or parts."""
+    setting = dict(paths=2, pool_size=5, pool="top_k", proposal_temperature=1.0,
+                   base="low_confidence", verifier="neg_entropy", verifier_scope="response",
+                   selection="is", selection_temperature=0.01, branch_every=1,
+                   entropy_cost=0.0, dedupe=False)
+    return from_params({**setting, **changes})
+
+  @property
+  def uses_schedule(self) -> bool:
+    return self.base.uses_schedule
+
+  @property
+  def needs_targets(self) -> bool:
+    """The oracle control reads the reference answers (`generate(..., targets=...)`)."""
+    return self.selector.needs_targets
+
+  def base_step(self, ctx: StepContext, state: LoopState) -> LoopState:
+    return ctx.select_step(state, self.base.select)
+
+  def branch_step(self, ctx: StepContext, state: LoopState, view: StepView,
+                  row_choice: jax.Array, select_keys: jax.Array) -> LoopState:
+    """Propose K sets, verify all K look-aheads in one call, keep one."""
+    propose_keys, choice_keys = jax.vmap(jax.random.split, out_axes=1)(select_keys)
+    commits, tokens = jax.vmap(
+        lambda v, k: self.proposal.propose(self.base, v, k, self.paths))(view, propose_keys)
+    cand = self.verifier.verify(ctx, state, commits, tokens)
+    return keep_chosen(ctx, state, cand, self.selector, choice_keys, row_choice, self.dedupe)
+
+  def step(self, ctx, state):
+    """A LookUM step, or a plain base step when not branching."""
+    if self.paths == 1:
+      return self.base_step(ctx, state)
+    # Branch only where some row has a choice: when every pool is no larger than what the
+    # step commits (e.g. a block's last step), all K candidates would be the greedy set.
+    noise_keys, select_keys = ctx.step_keys(state)
+    view = ctx.view(state, noise_keys)
+    row_choice = self.proposal.rows_with_choice(self.base, view)
+    branch = jnp.any(ctx.active(state) & row_choice)
+    if self.branch_every > 1:
+      branch &= state.block_step % self.branch_every == 0
+    return jax.lax.cond(
+        branch, lambda s: self.branch_step(ctx, s, view, row_choice, select_keys),
+        lambda s: self.base_step(ctx, s), state)
+
+
+def check_smc_temperature(temperature: Any) -> None:
+  if (value := concrete(temperature)) is not None and not value > 0:
+    raise ValueError("lookum: selection='smc' needs selection_temperature > 0 (its weights are "
+                     f"exp(score / temperature)), got {temperature!r}.")
+
+
+def check_parts(owner: str, paths: int, base: Any, branch_every: int = 1) -> None:
+  if paths < 1:
+    raise ValueError(f"{owner}: paths must be >= 1, got {paths}.")
+  if branch_every < 1:
+    raise ValueError(f"{owner}: branch_every must be >= 1, got {branch_every}.")
+  if not isinstance(base, Rule):
+    raise ValueError(f"{owner}: base must be one of {BASE_NAMES} or a Rule value "
+                     f"(LowConfidence(), Margin(), Threshold(tau=...), "
+                     f"EntropyBounded(gamma=...)), got {base!r}.")
 
 
 # ---------------------------------------------------------------------- SMC
 
-def smc_step(params: LookUM, ctx: StepContext, state: LoopState) -> LoopState:
+@pytree_dataclass
+class SMC(FlatForm, Strategy):
+  """Sequential Monte Carlo over LookUM's proposals (the paper's ablation): each row is
+  decoded as K particles; each step every particle commits a set (particle 0 the base rule's
+  set with `greedy_particle`, the others a draw from the pool), accumulates the log-weight
+  `score / temperature`, and a row's particles are resampled when their effective sample
+  size falls below `resample_threshold * K`. The heaviest particle is returned, with the
+  forwards of all of them. SMC wraps the loop (`decode`): the loop core knows nothing of
+  particles.
+
+  Named "lookum" with `selection="smc"` at the command line and in JSON.
+  """
+
+  name = "lookum"
+  paths: int = static_field(2)
+  base: Rule = LowConfidence()
+  proposal: Proposal = Proposal()
+  verifier: Verifier = Verifier()
+  temperature: float = 0.01
+  resample_threshold: float = 0.5
+  greedy_particle: bool = static_field(True)
+
+  def __post_init__(self):
+    check_parts("lookum", self.paths, self.base)
+    check_smc_temperature(self.temperature)
+    check_unit_interval("lookum:", "resample_threshold", self.resample_threshold)
+
+  @property
+  def uses_schedule(self) -> bool:
+    return self.base.uses_schedule
+
+  def init_state(self, ctx, batch_size):
+    return {"log_weight": jnp.zeros((batch_size,), jnp.float32)}
+
+  def step(self, ctx, state):
+    if self.paths == 1:
+      return ctx.select_step(state, self.base.select)
+    return smc_step(self, ctx, state)
+
+  def decode(self, run, *args, **kwargs):
+    if self.paths == 1:
+      return run(*args, **kwargs)
+    return smc_decode(self, run, *args, **kwargs)
+
+
+def smc_step(smc: SMC, ctx: StepContext, state: LoopState) -> LoopState:
   """One SMC step over particles (rows `b * K + j`): draw, commit, forward, reweight,
   and resample a row's particles when their effective sample size is low."""
-  paths = params.paths
+  paths = smc.paths
   noise_keys, select_keys = ctx.step_keys(state)
   propose_keys, resample_keys = jax.vmap(jax.random.split, out_axes=1)(select_keys)
   view = ctx.view(state, noise_keys)
-  one_draw = dataclasses.replace(params, paths=2)  # greedy set + one draw from the pool
-  commits, tokens = jax.vmap(lambda v, k: propose(one_draw, v, k))(view, propose_keys)
+  # The base rule's set and one draw from the pool.
+  commits, tokens = jax.vmap(lambda v, k: smc.proposal.propose(smc.base, v, k, 2))(
+      view, propose_keys)
   before = state
   active = ctx.active(state)
   drawn = jnp.ones((commits.shape[0],), bool)
-  if params.smc_greedy_particle:  # particle 0 of each row follows the greedy set
+  if smc.greedy_particle:  # particle 0 of each row follows the greedy set
     drawn = jnp.arange(commits.shape[0]) % paths != 0
   # Each particle's set: the pool draw (candidate 1), or the greedy set (candidate 0).
   particle_set = lambda a: jnp.where(drawn.reshape((-1,) + (1,) * (a.ndim - 2)), a[:, 1],
                                      a[:, 0])
   state = ctx.refresh_logits(ctx.commit(state, particle_set(commits), particle_set(tokens)))
-  scope_name = params.verifier_scope
-  if scope_name == "common":  # one path per particle: nothing to share
-    scope_name = "masked"
-  scope = verifier_scope(scope_name, ctx, before, ctx.window_masked(state)[:, None])
-  score = verifier_score(params, state.logits[:, None], scope)[:, 0]
+  # One path per particle: the "common" scope is its "masked" scope.
+  scope = smc.verifier.scope(ctx, before, ctx.window_masked(state)[:, None])
+  score = smc.verifier.mean_certainty(state.logits[:, None], scope)[:, 0]
   # Rows that just finished their block have no fresh forward and nothing left to judge:
   # their weight stops changing.
   log_weight = state.strategy_state["log_weight"] + jnp.where(
-      active & ctx.active(state), score / params.selection_temperature, 0.0)
+      active & ctx.active(state), score / smc.temperature, 0.0)
 
   rows = log_weight.shape[0] // paths
   grouped = log_weight.reshape(rows, paths)
   weights = jax.nn.softmax(grouped, axis=-1)
   ess = 1.0 / jnp.sum(weights * weights, axis=-1)
-  resample = ess < params.resample_threshold * paths
+  resample = ess < smc.resample_threshold * paths
   draws = jax.vmap(lambda k, lw: jax.random.categorical(k, lw, shape=(paths,)))(
       resample_keys.reshape(rows, paths)[:, 0], grouped)
   source = jnp.where(resample[:, None], draws, jnp.arange(paths)[None])
   source = (source + paths * jnp.arange(rows)[:, None]).reshape(-1)
-  cache = state.cache
-  if cache is not None:
-    cache = jax.tree.map(lambda a: a[:, source], cache)  # [layers, B, ...]
-  state = state.replace(
-      tokens=state.tokens[source], logits=state.logits[source], masked=state.masked[source],
-      unmask_order=state.unmask_order[source], step_in_block=state.step_in_block[source],
-      num_steps=state.num_steps[source], cache=cache)
+  state = state.take_paths(source)
   log_weight = jnp.where(jnp.repeat(resample, paths), 0.0, log_weight)
   return state.replace(strategy_state={"log_weight": log_weight})
 
 
-def smc_decode(params: LookUM, run, model, prompt_ids, prompt_mask, key, config, **kwargs
-               ) -> GenerationResult:
+def smc_decode(smc: SMC, run, model, prompt_ids, prompt_mask, key, config, **kwargs):
   """SMC around the loop: each row decoded as K particles (rows repeated, row-major, each
   with key `fold_in(row_key, j)`), then each row's heaviest particle, with the forward
   passes of all its particles."""
-  from lookum_jax.sampling.loop import row_keys_from
-
-  paths = params.paths
+  paths = smc.paths
   batch = prompt_ids.shape[0]
   row_keys = row_keys_from(key, batch)
   keys = jax.vmap(lambda k: jax.vmap(lambda j: jax.random.fold_in(k, j))(
@@ -475,7 +504,124 @@ def smc_decode(params: LookUM, run, model, prompt_ids, prompt_mask, key, config,
   log_weight = result.strategy_state["log_weight"].reshape(batch, paths)
   best = jnp.argmax(log_weight, axis=-1) + paths * jnp.arange(batch)
   per_row = lambda a: a.reshape(batch, paths).sum(axis=-1)
-  return GenerationResult(
-      tokens=result.tokens[best], nfe=per_row(result.nfe), num_steps=result.num_steps[best],
-      unmask_order=result.unmask_order[best], forward_tokens=per_row(result.forward_tokens),
-      strategy_state={"log_weight": log_weight})
+  return dataclasses.replace(
+      result, tokens=result.tokens[best], nfe=per_row(result.nfe),
+      num_steps=result.num_steps[best], unmask_order=result.unmask_order[best],
+      forward_tokens=per_row(result.forward_tokens), strategy_state={"log_weight": log_weight})
+
+
+# ---------------------------------------------------------------------- the JSON form
+
+# Today's flat parameters and their defaults: the JSON form of LookUM and SMC values.
+FLAT_DEFAULTS: dict[str, Any] = dict(
+    paths=2, pool_size=3, pool="top_k", pool_threshold=0.5, proposal_temperature=1.0,
+    sample_tokens=False, base="low_confidence", tau=0.9, verifier="neg_entropy",
+    verifier_scope="common", selection_temperature=0.01, branch_every=1, selection="is",
+    resample_threshold=0.5, entropy_cost=0.0, smc_greedy_particle=True, dedupe=True)
+BASES: dict[str, type[Rule]] = {
+    "low_confidence": LowConfidence, "margin": Margin, "threshold": Threshold,
+    "entropy": Entropy, "entropy_bounded": EntropyBounded}
+BASE_NAMES = tuple(BASES)
+POOLS: dict[str, type[Pool]] = {"top_k": TopK, "threshold": AboveThreshold,
+                                "eligible": Eligible}
+SELECTIONS = ("is", "smc", "oracle", "random", "argmax")
+_SELECTORS: dict[str, type[Selector]] = {"oracle": Oracle, "random": RandomPick,
+                                         "argmax": Argmax}
+
+
+def _base_from(name_or_rule: Any, params: dict[str, Any]) -> Rule:
+  if isinstance(name_or_rule, Rule):
+    return name_or_rule
+  if name_or_rule not in BASES:
+    raise ValueError(f"base must be one of {BASE_NAMES} or a Rule value, got "
+                     f"{name_or_rule!r}")
+  cls = BASES[name_or_rule]
+  fields = {f.name for f in dataclasses.fields(cls)}
+  return cls(**{k: v for k, v in params.items() if k in fields})
+
+
+def from_params(params: dict[str, Any]) -> Strategy:
+  """A LookUM (or SMC) value from today's flat parameters; parts (`base=Threshold(...)`,
+  `proposal=`, `verifier=Verifier(...)`, `selector=`) may be given as values instead."""
+  params = dict(params)
+  allowed = set(FLAT_DEFAULTS) | {"gamma", "proposal", "selector"}
+  unknown = sorted(set(params) - allowed)
+  if unknown:
+    raise ValueError(f"unknown parameter(s) {unknown} for strategy 'lookum'; valid "
+                     f"parameters: {', '.join(sorted(allowed))}.")
+  flat = {**FLAT_DEFAULTS, "gamma": EntropyBounded.gamma, **params}
+  try:
+    for name in ("paths", "branch_every"):
+      if flat[name] < 1:
+        raise ValueError(f"{name} must be >= 1, got {flat[name]}")
+    base = _base_from(flat["base"], {"tau": flat["tau"], "gamma": flat["gamma"]})
+    check_unit_interval("tau", "", flat["tau"])
+    if isinstance(flat.get("verifier"), Verifier):
+      verifier = flat["verifier"]
+    else:
+      verifier = Verifier(flat["verifier"], flat["verifier_scope"], flat["entropy_cost"])
+    proposal = params.get("proposal")
+    if proposal is None:
+      if flat["pool"] not in POOLS:
+        raise ValueError(f"pool must be one of {tuple(POOLS)}, got {flat['pool']!r}")
+      pool = {"top_k": lambda: TopK(size=flat["pool_size"]),
+              "threshold": lambda: AboveThreshold(threshold=flat["pool_threshold"]),
+              "eligible": Eligible}[flat["pool"]]()
+      proposal = Proposal(pool=pool, temperature=flat["proposal_temperature"],
+                          sample_tokens=flat["sample_tokens"])
+    selection = flat["selection"]
+    if selection not in SELECTIONS:
+      raise ValueError(f"selection must be one of {SELECTIONS}, got {selection!r}")
+    check_number("selection_temperature", "", flat["selection_temperature"],
+                 lambda v: v >= 0, ">= 0")
+    if selection == "smc":
+      return SMC(paths=flat["paths"], base=base, proposal=proposal, verifier=verifier,
+                 temperature=flat["selection_temperature"],
+                 resample_threshold=flat["resample_threshold"],
+                 greedy_particle=flat["smc_greedy_particle"])
+    check_unit_interval("resample_threshold", "", flat["resample_threshold"])
+    selector = params.get("selector")
+    if selector is None:
+      selector = (ImportanceSampling(temperature=flat["selection_temperature"])
+                  if selection == "is" else _SELECTORS[selection]())
+    value = LookUM(paths=flat["paths"], base=base, proposal=proposal, verifier=verifier,
+                   selector=selector, branch_every=flat["branch_every"], dedupe=flat["dedupe"])
+  except ValueError as error:
+    message = str(error).removeprefix("lookum: ").rstrip(".")
+    raise ValueError(f"lookum: {message}.") from None
+  return value
+
+
+def to_params(value: LookUM | SMC) -> dict[str, Any]:
+  """The flat JSON form of a LookUM or SMC value (`from_params` reads it back)."""
+  flat = dict(FLAT_DEFAULTS)
+  base = value.base
+  base_name = next((name for name, cls in BASES.items() if type(base) is cls), None)
+  if base_name is None:
+    raise ValueError(f"a LookUM base {base!r} has no JSON form; use one of {BASE_NAMES}.")
+  flat.update(base=base_name, **base.to_dict())
+  pool = value.proposal.pool
+  flat.update(pool=pool.name, proposal_temperature=value.proposal.temperature,
+              sample_tokens=value.proposal.sample_tokens)
+  if isinstance(pool, TopK):
+    flat["pool_size"] = pool.size
+  if isinstance(pool, AboveThreshold):
+    flat["pool_threshold"] = pool.threshold
+  flat.update(paths=value.paths, **value.verifier.to_dict())
+  if isinstance(value, SMC):
+    flat.update(selection="smc", selection_temperature=value.temperature,
+                resample_threshold=value.resample_threshold,
+                smc_greedy_particle=value.greedy_particle)
+  else:
+    flat.update(selection=value.selector.name, branch_every=value.branch_every,
+                dedupe=value.dedupe)
+    if isinstance(value.selector, ImportanceSampling):
+      flat["selection_temperature"] = value.selector.temperature
+  return flat
+
+
+__all__ = [
+    "AboveThreshold", "Argmax", "Candidates", "Eligible", "ImportanceSampling", "LookUM",
+    "METRICS", "Oracle", "Pool", "Proposal", "RandomPick", "SCOPES", "SMC", "Selector", "TopK",
+    "Verifier", "keep_chosen",
+]

@@ -16,12 +16,13 @@ from typing import Any
 import jax
 
 from lookum_jax.sampling.config import SamplerConfig
-from lookum_jax.sampling.loop import GenerationResult, LoopState, init_decode, result_from
+from lookum_jax.sampling.loop import GenerationResult, init_decode, result_from
+from lookum_jax.sampling.types import LoopState
 
 
 def generate_python_loop(model: Any, prompt_ids: jax.Array, prompt_mask: jax.Array | None,
                          key: jax.Array, config: SamplerConfig, *, mask_token_id: int,
-                         eos_token_id: int, stop_token_ids: tuple[int, ...], policy: Any = None,
+                         eos_token_id: int, stop_token_ids: tuple[int, ...],
                          targets: jax.Array | None = None,
                          on_step: Callable[[LoopState], None] | None = None
                          ) -> GenerationResult:
@@ -46,5 +47,4 @@ def generate_python_loop(model: Any, prompt_ids: jax.Array, prompt_mask: jax.Arr
   with jax.disable_jit():
     return config.strategy.decode(
         run, model, prompt_ids, prompt_mask, key, config, mask_token_id=mask_token_id,
-        eos_token_id=eos_token_id, stop_token_ids=stop_token_ids, policy=policy,
-        targets=targets)
+        eos_token_id=eos_token_id, stop_token_ids=stop_token_ids, targets=targets)

@@ -23,7 +23,8 @@ def gumbel_argmax(logits: jax.Array, temperature: float, key: jax.Array | None,
 
   LLaDA's reference draws `u ~ U(0, 1)` and takes `argmax exp(l) / (-log u) ** temperature`
   in float64; we take the same argmax in log space, `l - temperature * log(-log u)`,
-  which needs no float64 and cannot overflow. `temperature == 0` is plain argmax. The
+  which needs no float64 and cannot overflow. A concrete `temperature` of 0 is plain argmax
+  (a traced one always draws the noise, scaled by it). The
   uniforms of response position j are `position_uniform(key, positions)` (needs
   `positions [W]`). `banned_token` (the mask token) is never a candidate: a committed
   position must hold a real token.
@@ -31,7 +32,7 @@ def gumbel_argmax(logits: jax.Array, temperature: float, key: jax.Array | None,
   logits = logits.astype(jnp.float32)
   if banned_token is not None:
     logits = logits.at[..., banned_token].set(NEG_INF)
-  if temperature > 0:
+  if not (isinstance(temperature, (int, float)) and temperature <= 0):
     u = position_uniform(key, positions, logits.shape[-1:], jnp.finfo(jnp.float32).tiny)
     logits = logits - temperature * jnp.log(-jnp.log(u))
   return jnp.argmax(logits, axis=-1).astype(jnp.int32)

@@ -8,7 +8,6 @@ used, so naming a strategy never requires importing its package up front.
 
 from __future__ import annotations
 
-import dataclasses
 import importlib
 from typing import Any
 
@@ -17,7 +16,9 @@ from lookum_jax.sampling.strategies.base import (
     Strategy,
     commit_at_least_one,
     commit_top_k,
+    pytree_dataclass,
     rank_positions,
+    static_field,
 )
 from lookum_jax.sampling.strategies.rules import (
     Entropy,
@@ -25,6 +26,7 @@ from lookum_jax.sampling.strategies.rules import (
     LowConfidence,
     Margin,
     RandomOrder,
+    Rule,
     Threshold,
 )
 
@@ -73,17 +75,18 @@ def make_strategy(strategy: str | Strategy, params: Any = None) -> Strategy:
   if not isinstance(params, dict):
     raise ValueError(f"strategy {strategy!r} takes its parameters as a dict, got "
                      f"{type(params).__name__}.")
-  fields = {f.name for f in dataclasses.fields(cls)}
-  unknown = sorted(set(params) - fields)
+  names = cls.param_names()
+  unknown = sorted(set(params) - set(names))
   if unknown:
-    valid = ", ".join(sorted(fields)) or "none"
+    valid = ", ".join(sorted(names)) or "none"
     raise ValueError(f"unknown parameter(s) {unknown} for strategy {strategy!r}; valid "
                      f"parameters: {valid}.")
-  return cls(**params)
+  return cls.from_params(params)
 
 
 __all__ = [
     "STRATEGIES", "Entropy", "EntropyBounded", "LowConfidence", "Margin", "RandomOrder",
-    "StepView", "Strategy", "Threshold", "commit_at_least_one", "commit_top_k",
-    "make_strategy", "rank_positions", "strategy_class", "strategy_names",
+    "Rule", "StepView", "Strategy", "Threshold", "commit_at_least_one", "commit_top_k",
+    "make_strategy", "pytree_dataclass", "rank_positions", "static_field", "strategy_class",
+    "strategy_names",
 ]

@@ -3,32 +3,49 @@ Fast-dLLM's confidence threshold and the EB-Sampler."""
 
 from __future__ import annotations
 
-import dataclasses
-
+import jax
 import jax.numpy as jnp
 
 from lookum_jax.sampling import scores
 from lookum_jax.sampling.strategies.base import (
   Strategy,
+  check_number,
   check_unit_interval,
   commit_at_least_one,
   commit_top_k,
+  pytree_dataclass,
   rank_positions,
 )
+from lookum_jax.sampling.types import StepView
 
 
-@dataclasses.dataclass(frozen=True)
-class LowConfidence(Strategy):
+class Rule(Strategy):
+  """A per-sequence commit rule: `score` ranks the eligible positions (most committable
+  first) and `select` commits some of them. LookUM takes any rule as its base: its greedy
+  candidate is the rule's commit set, its other candidates draw from the rule's ranking."""
+
+  def score(self, view: StepView) -> jax.Array:
+    """`[W]` ranking score (higher = commit first); default the candidates' log-odds."""
+    return view.certainty
+
+  def proposal_log_score(self, view: StepView) -> jax.Array:
+    """`[W]` log-weights of LookUM's draws from the pool (`score ** (1 / T)` in log space);
+    default the log-probability of the candidate, from its log-odds (no ties at p = 1)."""
+    return jax.nn.log_sigmoid(view.certainty)
+
+  def select(self, view: StepView, key: jax.Array) -> jax.Array:
+    del key
+    return commit_top_k(self.score(view), view, view.num_transfer)
+
+
+@pytree_dataclass
+class LowConfidence(Rule):
   """Commit the scheduled number of most confident positions (LLaDA's default)."""
 
   name = "low_confidence"
 
-  def select(self, view, key):
-    del key
-    return commit_top_k(view.certainty, view, view.num_transfer)
 
-
-@dataclasses.dataclass(frozen=True)
+@pytree_dataclass
 class RandomOrder(Strategy):
   """Commit the scheduled number of eligible positions chosen uniformly (LLaDA's "random")."""
 
@@ -39,30 +56,31 @@ class RandomOrder(Strategy):
     return commit_top_k(score, view, view.num_transfer)
 
 
-@dataclasses.dataclass(frozen=True)
-class Margin(Strategy):
+@pytree_dataclass
+class Margin(Rule):
   """Commit the scheduled number of positions with the largest top-1 minus top-2 probability."""
 
   name = "margin"
 
-  def select(self, view, key):
-    del key
-    return commit_top_k(scores.margin(view.logits), view, view.num_transfer)
+  def score(self, view):
+    return scores.margin(view.logits)
+
+  def proposal_log_score(self, view):
+    return jnp.log(jnp.maximum(scores.margin(view.logits), 1e-20))
 
 
-@dataclasses.dataclass(frozen=True)
-class Entropy(Strategy):
+@pytree_dataclass
+class Entropy(Rule):
   """Commit the scheduled number of lowest-entropy positions."""
 
   name = "entropy"
 
-  def select(self, view, key):
-    del key
-    return commit_top_k(-scores.entropy(view.logits), view, view.num_transfer)
+  def score(self, view):
+    return -scores.entropy(view.logits)
 
 
-@dataclasses.dataclass(frozen=True)
-class Threshold(Strategy):
+@pytree_dataclass
+class Threshold(Rule):
   """Fast-dLLM's confidence-threshold parallel decoding.
 
   Commits every eligible position whose confidence is at least `tau`; if none is, the single
@@ -81,14 +99,18 @@ class Threshold(Strategy):
   def uses_schedule(self) -> bool:
     return False
 
+  def above(self, view: StepView) -> jax.Array:
+    """`[W]` positions whose candidate's confidence reaches `tau` (not demoted): the rule
+    before its at-least-one fallback."""
+    return (view.confidence >= self.tau) & ~view.demoted
+
   def select(self, view, key):
     del key
-    above = (view.confidence >= self.tau) & ~view.demoted
-    return commit_at_least_one(above, view.certainty, view)
+    return commit_at_least_one(self.above(view), self.score(view), view)
 
 
-@dataclasses.dataclass(frozen=True)
-class EntropyBounded(Strategy):
+@pytree_dataclass
+class EntropyBounded(Rule):
   """The EB-Sampler.
 
   Sorts the eligible positions by entropy (lowest first) and commits the longest prefix U with
@@ -102,8 +124,10 @@ class EntropyBounded(Strategy):
   gamma: float = 0.1
 
   def __post_init__(self):
-    if not self.gamma >= 0:
-      raise ValueError(f"entropy_bounded gamma must be >= 0, got {self.gamma!r}.")
+    check_number("entropy_bounded", "gamma", self.gamma, lambda v: v >= 0, ">= 0")
+
+  def score(self, view):
+    return -scores.entropy(view.logits)
 
   @property
   def uses_schedule(self) -> bool:
@@ -111,7 +135,7 @@ class EntropyBounded(Strategy):
 
   def select(self, view, key):
     del key
-    ent = scores.entropy(view.logits)
+    ent = -self.score(view)
     rank = rank_positions(-ent, view.eligible, view.demoted)
     # Entropy of the position at each rank, then the running sum over ranks.
     ent_by_rank = jnp.zeros_like(ent).at[rank].set(jnp.where(view.eligible, ent, jnp.inf))

@@ -1,0 +1,492 @@
+"""The typed core of the sampler: the loop state, what a strategy sees, and `Strategy`.
+
+Strategies import this module and never the loop (`loop.py`), which imports both. A strategy
+is a `pytree_dataclass`: its structure (K, pool size, scopes, modes) is static, part of the
+compiled program's key, and its numbers (tau, gamma, temperatures, a policy's weights) are
+traced leaves, so a sweep over a number compiles once. See `sampling/README.md` for a new
+strategy in thirty lines.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import numbers
+import typing
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
+
+import jax
+import jax.numpy as jnp
+from flax import struct
+
+from lookum_jax.model.llada import KVCache
+from lookum_jax.sampling import scores
+
+if TYPE_CHECKING:
+  from lookum_jax.sampling.config import SamplerConfig
+  from lookum_jax.sampling.loop import Forward
+
+T = TypeVar("T")
+
+
+# ---------------------------------------------------------------------- pytree values
+
+def static_field(default: Any = dataclasses.MISSING, **kwargs: Any) -> Any:
+  """A dataclass field that is structure, not a number: static under `jax.jit` (hashed into
+  the program's cache key), e.g. K, a pool size, a mode. Other fields are traced leaves."""
+  return dataclasses.field(default=default, metadata={"static": True}, **kwargs)
+
+
+def pytree_dataclass(cls: type[T]) -> type[T]:
+  """A frozen dataclass registered as a pytree: `static_field`s (and the names in the class's
+  `derived_static` tuple, attributes `__post_init__` computes) form the tree's structure,
+  every other field is a child (a number, an array, a nested value).
+
+  Unflattening (inside `jit`, `vmap`, `tree.map`) rebuilds the value without calling
+  `__init__`, so `__post_init__` validates only values a user builds; its checks must skip
+  leaves that are not concrete numbers (`concrete`), e.g. under `dataclasses.replace` in a trace.
+  """
+  cls = dataclasses.dataclass(frozen=True)(cls)
+  fields = dataclasses.fields(cls)
+  children = tuple(f.name for f in fields if not f.metadata.get("static"))
+  structure = tuple(f.name for f in fields if f.metadata.get("static"))
+  derived = tuple(getattr(cls, "derived_static", ()))
+
+  def flatten_with_keys(value):
+    aux = (tuple(getattr(value, n) for n in structure),
+           tuple(getattr(value, n) for n in derived))
+    return [(jax.tree_util.GetAttrKey(n), getattr(value, n)) for n in children], aux
+
+  def flatten(value):
+    return ([getattr(value, n) for n in children],
+            (tuple(getattr(value, n) for n in structure),
+             tuple(getattr(value, n) for n in derived)))
+
+  def unflatten(aux, leaves):
+    value = object.__new__(cls)
+    for names, values in ((structure, aux[0]), (derived, aux[1]), (children, leaves)):
+      for name, item in zip(names, values, strict=True):
+        object.__setattr__(value, name, item)
+    return value
+
+  jax.tree_util.register_pytree_with_keys(cls, flatten_with_keys, unflatten, flatten)
+  return cls
+
+
+def concrete(value: Any) -> float | None:
+  """`value` as a Python number, or None for a tracer (a traced knob cannot be checked)."""
+  if isinstance(value, numbers.Number):
+    return value
+  if isinstance(value, jax.core.Tracer):
+    return None
+  try:
+    return float(value)
+  except (TypeError, ValueError):
+    return None
+
+
+def check_number(owner: str, name: str, value: Any, ok: Callable[[float], bool],
+                 requirement: str) -> None:
+  """Raises `ValueError("{owner} {name} must be {requirement}, got ...")` for a concrete
+  `value` that fails `ok`; traced values pass."""
+  number = concrete(value)
+  if number is not None and not ok(number):
+    subject = f"{owner} {name}" if name else owner
+    raise ValueError(f"{subject} must be {requirement}, got {value!r}.")
+
+
+def check_unit_interval(owner: str, name: str, value: Any) -> None:
+  check_number(owner, name, value, lambda v: 0.0 <= v <= 1.0, "in [0, 1]")
+
+
+# ---------------------------------------------------------------------- what a step sees
+
+@struct.dataclass
+class StepView:
+  """What a per-sequence strategy sees at one step, over the window of W response positions.
+
+  Attributes:
+    logits: `[W, V]` float32 logits of the current canvas (after CFG / EOS options).
+    candidates: `[W]` the token each position would receive (argmax, Gumbel-noised
+      when temperature > 0; never the mask token).
+    confidence: `[W]` softmax probability of `candidates`.
+    certainty: `[W]` log-odds of `candidates`, `log p - log(1 - p)`, computed from the
+      logits so that probabilities that round to 1.0 in float32 still rank apart. Rank by
+      this; compare `confidence` with thresholds.
+    eligible: `[W]` masked and inside the current block: the only committable positions.
+    masked: `[W]` positions still masked (eligible or in a later block).
+    demoted: `[W]` positions to commit only after every other eligible one
+      (`confidence_eos_eot_inf`: candidate is EOS/EOT).
+    num_transfer: `[]` int32 the schedule's commit count for this step.
+    positions: `[W]` int32 response index of each window position (0 = first response
+      token); key per-position randomness on it (`scores.position_uniform`) so that a draw
+      does not depend on the window's extent or the batch's padding.
+    mask_token_id: the mask token (never a candidate).
+  """
+
+  logits: jax.Array
+  candidates: jax.Array
+  confidence: jax.Array
+  certainty: jax.Array
+  eligible: jax.Array
+  masked: jax.Array
+  demoted: jax.Array
+  num_transfer: jax.Array
+  positions: jax.Array
+  mask_token_id: int | None = struct.field(pytree_node=False, default=None)
+
+
+@struct.dataclass
+class LoopState:
+  """Carried through the loop. B rows, G = gen_length, W = window, T = prompt + G."""
+
+  tokens: jax.Array  # [B, T] int32 canvas
+  logits: jax.Array  # [B, W, V] float32, model output over the window for `tokens`
+  masked: jax.Array  # [B, G] bool, response positions still to decode
+  unmask_order: jax.Array  # [B, G] int32, step at which committed; -1 uncommitted
+  step_in_block: jax.Array  # [B] int32
+  num_steps: jax.Array  # [B] int32, denoising steps taken
+  nfe: jax.Array  # [B] int32, forward passes spent
+  forward_tokens: jax.Array  # [B] int32, query positions those forwards processed
+  row_keys: jax.Array  # [B] PRNG keys
+  block: jax.Array  # [] int32, block being decoded (every row is in the same block)
+  block_step: jax.Array  # [] int32, loop iterations in this block
+  cache: KVCache | None
+  strategy_state: Any
+
+  # Fields that belong to a row rather than to the path it decodes: a resampled particle
+  # keeps its own key stream and its own forward count.
+  ROW_OWN: ClassVar[tuple[str, ...]] = ("nfe", "forward_tokens", "row_keys", "block",
+                                        "block_step", "strategy_state")
+
+  def take_paths(self, source: jax.Array) -> LoopState:
+    """Each row `i` continues the path of row `source[i]`: every field but `ROW_OWN` (the
+    canvas, logits, masks, step counters, KV cache, and any field added later) is gathered
+    with a tree map."""
+    rows = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)
+            if f.name not in self.ROW_OWN and f.name != "cache"}
+    moved = jax.tree.map(lambda a: a[source], rows)
+    cache = jax.tree.map(lambda a: a[:, source], self.cache)  # [layers, B, ...]
+    return self.replace(cache=cache, **moved)
+
+
+
+def row_keys_from(key: jax.Array, batch_size: int) -> jax.Array:
+  """One key per row: the given `[B]` keys, or `fold_in(key, row)` from a single key."""
+  key = jnp.asarray(key)
+  if not jnp.issubdtype(key.dtype, jax.dtypes.prng_key):
+    if key.dtype != jnp.uint32 or key.ndim == 0 or key.shape[-1] != 2:
+      raise ValueError(f"key must be a jax.random.key(seed) or [B] such keys (or legacy "
+                       f"PRNGKey data [..., 2] uint32), got {key.dtype} {key.shape}.")
+    key = jax.random.wrap_key_data(key)
+  if key.ndim == 0:
+    return jax.vmap(lambda i: jax.random.fold_in(key, i))(jnp.arange(batch_size))
+  if key.shape != (batch_size,):
+    raise ValueError(f"key must be a single key or one key per row ({batch_size},), "
+                     f"got shape {key.shape}.")
+  return key
+
+
+
+# ---------------------------------------------------------------------- strategies
+
+@dataclasses.dataclass(frozen=True)
+class Strategy:
+  """Base of every unmasking strategy; subclass it as a `pytree_dataclass`.
+
+  A per-sequence rule overrides `select(view, key) -> commit [W]`, which the loop `vmap`s
+  over the batch. A strategy that needs more (look-ahead forwards, a learned policy, its own
+  carried state) overrides `step(ctx, state)`, and `init_state` for its carried state.
+
+  Class attributes:
+    name: the strategy's name at the command line and in configs.
+    needs_policy: the strategy reads a learned policy's weights, which the value must carry.
+  """
+
+  name: ClassVar[str] = ""
+  needs_policy: ClassVar[bool] = False
+
+  @property
+  def uses_schedule(self) -> bool:
+    """Commits `num_transfer` tokens per step (needs `steps`); otherwise it decides the count
+    itself and a block lasts until it is fully committed."""
+    return True
+
+  def select(self, view: StepView, key: jax.Array) -> jax.Array:
+    """Per-sequence selection: `commit [W]` bool, a subset of `view.eligible`."""
+    raise NotImplementedError(f"{type(self).__name__} defines neither select nor step.")
+
+  def step(self, ctx: StepContext, state: LoopState) -> LoopState:
+    """One batched step; it must add the forward passes it spends to `state.nfe`.
+    Default: `select`, commit, forward."""
+    return ctx.select_step(state, self.select)
+
+  def init_state(self, ctx: StepContext, batch_size: int) -> Any:
+    """The strategy's own state carried through the loop (default: none)."""
+    del ctx, batch_size
+    return None
+
+  def check(self, config: SamplerConfig) -> None:
+    """Raises `ValueError` for a `SamplerConfig` this strategy cannot run with."""
+    del config
+
+  def check_ready(self) -> None:
+    """Raises `ValueError` before any work when the value lacks something it reads (a learned
+    policy's weights)."""
+
+  def with_policy(self, policy: Any) -> Strategy:
+    """This strategy reading the learned policy module `policy` (for strategies that read one)."""
+    raise ValueError(f"strategy {self.name!r} reads no learned policy; drop the policy.")
+
+  def decode(self, run: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+    """Runs the loop: `run(*args, **kwargs)` (`loop.decode_core`). A strategy that needs the
+    rows arranged otherwise (SMC's particles) wraps it here, outside the loop core."""
+    return run(*args, **kwargs)
+
+  def to_dict(self) -> dict[str, Any]:
+    """The strategy's JSON form: its parameters (`from_params` reads them back)."""
+    return dataclasses.asdict(self)
+
+  @classmethod
+  def param_names(cls) -> tuple[str, ...]:
+    """The parameter names `from_params` takes."""
+    return tuple(f.name for f in dataclasses.fields(cls))
+
+  @classmethod
+  def param_types(cls) -> dict[str, Any]:
+    """Annotated types of the parameters (command-line values are converted to them)."""
+    return typing.get_type_hints(cls)
+
+  @classmethod
+  def from_params(cls, params: dict[str, Any]) -> Strategy:
+    """The value of a parameter dict (the JSON form, `to_dict`)."""
+    return cls(**params)
+
+  def label(self) -> str:
+    """A short human-readable name with the parameters that differ from the defaults."""
+    defaults = type(self)()
+    changed = [f"{f.name}={getattr(self, f.name)}" for f in dataclasses.fields(self)
+               if getattr(self, f.name) != getattr(defaults, f.name)]
+    return self.name + (f"({', '.join(changed)})" if changed else "")
+
+
+# ---------------------------------------------------------------------- the step context
+
+@dataclasses.dataclass(frozen=True)
+class StepContext:
+  """Everything a step needs besides the loop state, built once per trace: the config, the
+  model as a forward function, the window's geometry and the step parts strategies compose
+  (`view`, `commit`, `lookahead`, `refresh_logits`, `charge`).
+
+  `static_block` is the block index when blocks run in a Python loop (the eager reference),
+  else None and the block index is `state.block`.
+  """
+
+  config: SamplerConfig
+  forward: Forward
+  attention_mask: jax.Array | None  # [B, T]
+  prompt_length: int
+  mask_token_id: int
+  stop_token_ids: tuple[int, ...]
+  schedule: jax.Array  # [steps_per_block] int32
+  targets: jax.Array | None = None  # [B, G] reference response (oracle controls), or None
+  static_block: int | None = None
+
+  # ------------------------------------------------------------------ geometry
+  @property
+  def window_length(self) -> int:
+    return self.config.window_length
+
+  @property
+  def forward_cost(self) -> int:
+    return self.forward.cost
+
+  def block_of(self, state: LoopState) -> jax.Array | int:
+    return state.block if self.static_block is None else self.static_block
+
+  def block_start(self, state: LoopState) -> jax.Array | int:
+    """Response index of the current block's first position."""
+    return self.block_of(state) * self.config.block_length
+
+  def window_start(self, state: LoopState) -> jax.Array | int:
+    """Response index of the window's first position."""
+    return 0 if self.config.cache == "none" else self.block_start(state)
+
+  def window_positions(self, state: LoopState) -> jax.Array:
+    """`[W]` response index of each window position."""
+    return self.window_start(state) + jnp.arange(self.window_length, dtype=jnp.int32)
+
+  def in_block(self, state: LoopState) -> jax.Array:
+    """`[W]` window positions inside the current block."""
+    pos = self.window_positions(state)
+    start = self.block_start(state)
+    return (pos >= start) & (pos < start + self.config.block_length)
+
+  def window_of(self, array: jax.Array, state: LoopState, offset: int = 0) -> jax.Array:
+    """The window's slice `[B, W, ...]` of a per-position array `[B, offset + G, ...]`."""
+    return jax.lax.dynamic_slice_in_dim(array, offset + self.window_start(state),
+                                        self.window_length, axis=1)
+
+  def window_masked(self, state: LoopState) -> jax.Array:
+    return self.window_of(state.masked, state)
+
+  def eligible(self, state: LoopState) -> jax.Array:
+    """`[B, W]` masked positions inside the current block."""
+    return self.window_masked(state) & self.in_block(state)[None]
+
+  def active(self, state: LoopState) -> jax.Array:
+    """`[B]` rows whose current block still has masked positions."""
+    return jnp.any(self.eligible(state), axis=-1)
+
+  # ------------------------------------------------------------------ step parts
+  def step_keys(self, state: LoopState) -> tuple[jax.Array, jax.Array]:
+    """Per-row keys for this step: (noise key, strategy key), from the row key and the row's
+    own step count."""
+    keys = jax.vmap(lambda k, n: jax.random.split(jax.random.fold_in(k, n)))(
+        state.row_keys, state.num_steps)
+    return keys[:, 0], keys[:, 1]
+
+  def view(self, state: LoopState, noise_keys: jax.Array) -> StepView:
+    """Candidates and scores of the window from the carried logits (batched `[B, ...]`)."""
+    cfg = self.config
+    positions = self.window_positions(state)
+    candidates = jax.vmap(
+        lambda lg, k: scores.gumbel_argmax(lg, cfg.noise_temperature, k, positions,
+                                           self.mask_token_id))(state.logits, noise_keys)
+    if cfg.confidence_eos_eot_inf:
+      demoted = jnp.isin(candidates, jnp.asarray(self.stop_token_ids))
+    else:
+      demoted = jnp.zeros_like(candidates, dtype=bool)
+    index = jnp.minimum(state.step_in_block, self.schedule.shape[0] - 1)
+    batch = candidates.shape[0]
+    return StepView(
+        logits=state.logits, candidates=candidates,
+        confidence=scores.token_probability(state.logits, candidates),
+        certainty=scores.log_odds(state.logits, candidates),
+        eligible=self.eligible(state), masked=self.window_masked(state), demoted=demoted,
+        num_transfer=self.schedule[index],
+        positions=jnp.broadcast_to(positions, (batch, positions.shape[0])),
+        mask_token_id=self.mask_token_id)
+
+  def commit(self, state: LoopState, commit: jax.Array, candidates: jax.Array) -> LoopState:
+    """Writes committed candidates `[B, W]` into the canvas; advances step bookkeeping."""
+    active = self.active(state)
+    commit = commit & self.eligible(state) & active[:, None]
+    start, p = self.window_start(state), self.prompt_length
+    write = lambda array, new, offset=0: jax.lax.dynamic_update_slice_in_dim(
+        array, jnp.where(commit, new, self.window_of(array, state, offset)), offset + start,
+        axis=1)
+    steps = jnp.broadcast_to(state.num_steps[:, None], commit.shape)
+    step = active.astype(jnp.int32)
+    return state.replace(
+        tokens=write(state.tokens, candidates, p),
+        masked=write(state.masked, jnp.zeros_like(commit)),
+        unmask_order=write(state.unmask_order, steps),
+        step_in_block=state.step_in_block + step, num_steps=state.num_steps + step)
+
+  def canvas_window(self, state: LoopState) -> jax.Array:
+    """`[B, W]` the canvas over the window."""
+    return self.window_of(state.tokens, state, self.prompt_length)
+
+  def _forward_window(self, state: LoopState, window_tokens: jax.Array) -> jax.Array:
+    """Logits `[B, K, W, V]` of K candidate canvases that differ from `state.tokens` only
+    over the window (`window_tokens [B, K, W]`)."""
+    cfg, p = self.config, self.prompt_length
+    batch, paths, w = window_tokens.shape
+    start = p + self.window_start(state)
+    if cfg.cache == "none":
+      canvases = jax.lax.dynamic_update_slice_in_dim(
+          jnp.repeat(state.tokens[:, None], paths, axis=1), window_tokens, start, axis=2)
+      mask = (None if self.attention_mask is None
+              else jnp.repeat(self.attention_mask, paths, axis=0))
+      logits, _ = self.forward.full(canvases.reshape(batch * paths, -1), mask, start, w)
+      return logits.reshape(batch, paths, w, -1)
+    if cfg.cache == "prefix":
+      # Queries over the whole response [P, T) (one static shape for every block); the
+      # prompt and the finished blocks attend through their cached keys/values, the block
+      # and everything after it fresh: Fast-dLLM's prefix cache. The finished blocks'
+      # query outputs are computed and dropped.
+      response = jnp.broadcast_to(state.tokens[:, None, p:], (batch, paths, cfg.gen_length))
+      response = jax.lax.dynamic_update_slice_in_dim(
+          response, window_tokens, self.window_start(state), axis=2)
+      return self.forward.window(response, p, state.cache, self.attention_mask, w,
+                                 fresh_from=start, offset=self.window_start(state))
+    return self.forward.window(window_tokens, start, state.cache, self.attention_mask, w)
+
+  def lookahead(self, state: LoopState, commits: jax.Array, tokens: jax.Array) -> jax.Array:
+    """Logits `[B, K, W, V]` of K look-ahead canvases per row, all in one model call:
+    candidate k commits `tokens[:, k]` at `commits[:, k]` (`[B, K, W]`)."""
+    window_tokens = jnp.where(commits, tokens, self.canvas_window(state)[:, None])
+    return self._forward_window(state, window_tokens)
+
+  def step_tokens(self) -> int:
+    """Query positions a (non-refresh) step forward processes per canvas."""
+    cfg, total = self.config, self.prompt_length + self.config.gen_length
+    if cfg.cache == "none":
+      return total
+    return cfg.block_length if cfg.cache == "dual" else cfg.gen_length
+
+  def charge(self, state: LoopState, forwards: jax.Array,
+             tokens: jax.Array | int | None = None) -> LoopState:
+    """Adds `forwards [B]` forwards (each times the CFG cost) to each row's NFE, each of
+    `tokens` query positions (default: a step forward's, `step_tokens()`)."""
+    n = forwards.astype(jnp.int32) * self.forward_cost
+    tokens = self.step_tokens() if tokens is None else tokens
+    return state.replace(nfe=state.nfe + n, forward_tokens=state.forward_tokens + n * tokens)
+
+  def refresh_logits(self, state: LoopState) -> LoopState:
+    """The forward for the canvas after a commit, unless no row is still in its block: the
+    window against the cache, or a full refresh when one is due (`cache_refresh`)."""
+    cfg = self.config
+    active = self.active(state)
+
+    def step_forward(state):
+      return self._forward_window(state, self.canvas_window(state)[:, None])[:, 0], state.cache
+
+    refreshing = cfg.cache != "none" and cfg.cache_refresh > 0
+    due = refreshing & ((state.block_step + 1) % max(cfg.cache_refresh, 1) == 0)  # next step
+
+    def run(state):
+      if not refreshing:
+        return step_forward(state)
+      return jax.lax.cond(due, self._full_forward, step_forward, state)
+
+    logits, cache = jax.lax.cond(jnp.any(active), run, lambda s: (s.logits, s.cache), state)
+    tokens = jnp.where(due, state.tokens.shape[1], self.step_tokens())
+    return self.charge(state.replace(logits=logits, cache=cache), active, tokens)
+
+  def select_step(self, state: LoopState,
+                  select: Callable[[StepView, jax.Array], jax.Array]) -> LoopState:
+    """One step of a per-sequence rule `select(view, key) -> commit [W]`: select, commit,
+    forward."""
+    noise_keys, select_keys = self.step_keys(state)
+    view = self.view(state, noise_keys)
+    commit = jax.vmap(select)(view, select_keys)
+    return self.refresh_logits(self.commit(state, commit, view.candidates))
+
+  # ------------------------------------------------------------------ blocks
+  def _full_forward(self, state: LoopState) -> tuple[jax.Array, KVCache | None]:
+    """The window's logits and (with a cache) every position's keys/values."""
+    return self.forward.full(
+        state.tokens, self.attention_mask, self.prompt_length + self.window_start(state),
+        self.window_length, with_cache=self.config.cache != "none")
+
+  def start_block(self, state: LoopState, block: jax.Array | int) -> LoopState:
+    """Enters `block`: one full forward (storing the cache) serves its first step."""
+    state = state.replace(block=jnp.asarray(block, jnp.int32), block_step=jnp.int32(0),
+                          step_in_block=jnp.zeros_like(state.step_in_block))
+    logits, cache = self._full_forward(state)
+    every_row = jnp.ones(state.nfe.shape, jnp.int32)  # every row's block starts masked
+    return self.charge(state.replace(logits=logits, cache=cache), every_row,
+                       state.tokens.shape[1])
+
+  def block_continues(self, state: LoopState) -> jax.Array:
+    """Whether the block's loop runs another step: a row still in it, step budget left."""
+    return jnp.any(self.active(state)) & (state.block_step < self.config.max_block_steps)
+
+  def step(self, state: LoopState) -> LoopState:
+    """One iteration of a block's loop: the strategy's step, then the iteration count."""
+    state = self.config.strategy.step(self, state)
+    return state.replace(block_step=state.block_step + 1)
+
+
