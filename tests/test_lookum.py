@@ -10,8 +10,15 @@ import pytest
 
 from lookum_jax import SamplerConfig, generate
 from lookum_jax.model import tiny
-from lookum_jax.sampling import decode
-from lookum_jax.sampling.lookum import LookUM
+from lookum_jax.sampling import (
+  ImportanceSampling,
+  LookUM,
+  LowConfidence,
+  Proposal,
+  TopK,
+  Verifier,
+  decode,
+)
 from lookum_jax.testing import random_model
 
 GEN, BLOCK, STEPS = 16, 8, 8
@@ -301,9 +308,14 @@ def test_duplicate_candidates_cost_no_nfe(model, prompts):
 
 def test_the_papers_setting_is_a_named_option():
   paper = LookUM.paper()
-  assert (paper.paths, paper.pool_size, paper.verifier, paper.verifier_scope, paper.selection,
-          paper.selection_temperature, paper.dedupe) == (2, 5, "neg_entropy", "response", "is",
-                                                         0.01, False)
+  assert paper == LookUM(paths=2, base=LowConfidence(), proposal=Proposal(pool=TopK(size=5)),
+                         verifier=Verifier("neg_entropy", "response"),
+                         selector=ImportanceSampling(temperature=0.01), dedupe=False)
+  flat = paper.to_dict()
+  assert (flat["paths"], flat["pool_size"], flat["verifier"], flat["verifier_scope"],
+          flat["selection"], flat["selection_temperature"], flat["dedupe"]) == (
+              2, 5, "neg_entropy", "response", "is", 0.01, False)
+  assert LookUM.from_params(flat) == paper  # the value reads its own JSON form
   assert LookUM.paper(paths=3) == dataclasses.replace(paper, paths=3)
   with pytest.raises(ValueError, match="paths must be >= 1"):
     LookUM.paper(paths=0)

@@ -24,11 +24,12 @@ def test_jit_loop_equals_python_loop(model_and_policy, name, params, cache):
   config = SamplerConfig(gen_length=8, block_length=4, steps=4, strategy=name, params=params,
                          cache=cache, temperature=0.5)
   prompts = make_prompts(21, batch=2)
-  extra = policy if config.strategy.needs_policy else None
+  if config.strategy.needs_policy:
+    config = config.with_policy(policy)
   key = jax.random.key(4)
-  compiled = generate(model, prompts, config, key, policy=extra)
+  compiled = generate(model, prompts, config, key)
   eager = generate_python_loop(model, jax.numpy.asarray(prompts), None, key, config,
-                               policy=extra, **decode_kwargs(model, config))
+                               **decode_kwargs(model, config))
   np.testing.assert_array_equal(np.asarray(compiled.tokens), np.asarray(eager.tokens))
   np.testing.assert_array_equal(np.asarray(compiled.nfe), np.asarray(eager.nfe))
   np.testing.assert_array_equal(np.asarray(compiled.unmask_order),

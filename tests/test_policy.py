@@ -314,7 +314,7 @@ def test_policy_under_vmap_over_rollouts(dllm, policy):
   config = policy_config()
   keys = jax.random.split(jax.random.key(5), 3)
   vmapped = jax.jit(jax.vmap(lambda k: decode(
-      lambda t, m: dllm(t, m), PROMPTS, None, k, config, policy=policy,
+      lambda t, m: dllm(t, m), PROMPTS, None, k, config.with_policy(policy),
       **decode_kwargs(dllm, config))))(keys)
   for i, key in enumerate(keys):
     single = generate(dllm, PROMPTS, config, key, policy=policy)
@@ -331,7 +331,7 @@ def test_decode_loop_has_no_python_loop_over_steps(dllm, policy):
   def jaxpr(gen_length, block_length):
     config = SamplerConfig(gen_length=gen_length, block_length=block_length, strategy="policy",
                            params={"record": True})
-    fn = lambda p, k: decode(lambda t, m: dllm(t, m), p, None, k, config, policy=policy,
+    fn = lambda p, k: decode(lambda t, m: dllm(t, m), p, None, k, config.with_policy(policy),
                              **decode_kwargs(dllm, config))
     return jax.make_jaxpr(fn)(PROMPTS, jax.random.key(0)).jaxpr
 

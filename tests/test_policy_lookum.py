@@ -123,7 +123,7 @@ def test_same_key_same_tokens_and_keys_matter(dllm, policy):
 ])
 def test_bad_options_are_named(bad, message):
   with pytest.raises(ValueError, match=message):
-    PolicyLookUM(**bad)
+    PolicyLookUM.from_params(bad)
 
 
 def test_missing_or_steered_policy_is_a_clear_error(dllm, policy):
@@ -175,14 +175,14 @@ def test_verifier_keeps_the_candidate_it_is_most_certain_after():
   policy.head.kernel[...] = jnp.zeros_like(policy.head.kernel[...])
   cfg = config(block=GEN, paths=8, verifier_scope="response")
   result = jax.jit(lambda k: decode(
-      _sharp_once_committed(favoured, 4 + GEN), prompt, None, k, cfg, mask_token_id=31,
-      eos_token_id=30, stop_token_ids=(30,), policy=policy))(jax.random.key(0))
+      _sharp_once_committed(favoured, 4 + GEN), prompt, None, k, cfg.with_policy(policy),
+      mask_token_id=31, eos_token_id=30, stop_token_ids=(30,)))(jax.random.key(0))
   order = np.asarray(result.unmask_order[0])
   assert order[favoured] == 0  # committed at the first step, though the least confident
   alone = config(block=GEN, paths=1)  # the deterministic policy commits it last
   result = jax.jit(lambda k: decode(
-      _sharp_once_committed(favoured, 4 + GEN), prompt, None, k, alone, mask_token_id=31,
-      eos_token_id=30, stop_token_ids=(30,), policy=policy))(jax.random.key(0))
+      _sharp_once_committed(favoured, 4 + GEN), prompt, None, k, alone.with_policy(policy),
+      mask_token_id=31, eos_token_id=30, stop_token_ids=(30,)))(jax.random.key(0))
   assert np.asarray(result.unmask_order[0])[favoured] > 0
 
 
@@ -190,7 +190,7 @@ def test_rollouts_under_vmap_equal_separate_calls(dllm, policy):
   cfg = config(paths=2, beta=2.0, selection_temperature=1.0)
   keys = jax.random.split(jax.random.key(9), 3)
   vmapped = jax.jit(jax.vmap(lambda k: decode(
-      dllm, PROMPTS, None, jnp.broadcast_to(k, (2,)), cfg, policy=policy,
+      dllm, PROMPTS, None, jnp.broadcast_to(k, (2,)), cfg.with_policy(policy),
       **decode_kwargs(dllm, cfg))))(keys)
   for i, key in enumerate(keys):
     single = generate(dllm, PROMPTS, cfg, jnp.broadcast_to(key, (2,)), policy=policy)

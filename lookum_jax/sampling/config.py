@@ -137,6 +137,10 @@ class SamplerConfig:
     """Commit counts for the steps of one block (every block starts fully masked)."""
     return num_transfer_tokens(self.block_length, self.steps_per_block)
 
+  def with_policy(self, policy: Any) -> SamplerConfig:
+    """This config with its strategy reading the learned policy module `policy`."""
+    return self.replace(strategy=self.strategy.with_policy(policy))
+
   def replace(self, **changes: Any) -> SamplerConfig:
     """A copy with `changes`; `strategy` may be a name (with `params`) or a value."""
     return dataclasses.replace(self, **changes)

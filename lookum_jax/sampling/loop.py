@@ -306,7 +306,7 @@ def generate(model: nnx.Module, prompt_ids: Any, config: SamplerConfig, key: jax
         f"prompt_ids must be an int array [batch, prompt_len], got {prompt_ids.dtype} "
         f"{prompt_ids.shape}.")
   if policy is not None:
-    config = config.replace(strategy=config.strategy.with_policy(policy))
+    config = config.with_policy(policy)
   check_generation(model, config, prompt_ids.shape)
   model_config = model.config
   if prompt_mask is not None:
