@@ -530,8 +530,12 @@ _SELECTORS: dict[str, type[Selector]] = {"oracle": Oracle, "random": RandomPick,
 
 
 def _base_from(name_or_rule: Any, params: dict[str, Any]) -> Rule:
+  """The base rule of a name or a value; `params` (the flat `tau`, `gamma` that were given)
+  set the rule's fields of those names."""
   if isinstance(name_or_rule, Rule):
-    return name_or_rule
+    fields = {f.name for f in dataclasses.fields(name_or_rule)}
+    changes = {k: v for k, v in params.items() if k in fields}
+    return dataclasses.replace(name_or_rule, **changes) if changes else name_or_rule
   if name_or_rule not in BASES:
     raise ValueError(f"base must be one of {BASE_NAMES} or a Rule value, got "
                      f"{name_or_rule!r}")
@@ -554,7 +558,9 @@ def from_params(params: dict[str, Any]) -> Strategy:
     for name in ("paths", "branch_every"):
       if flat[name] < 1:
         raise ValueError(f"{name} must be >= 1, got {flat[name]}")
-    base = _base_from(flat["base"], {"tau": flat["tau"], "gamma": flat["gamma"]})
+    base = _base_from(flat["base"], {k: params[k] for k in ("tau", "gamma") if k in params}
+                      if isinstance(flat["base"], Rule) else
+                      {"tau": flat["tau"], "gamma": flat["gamma"]})
     check_unit_interval("tau", "", flat["tau"])
     if isinstance(flat.get("verifier"), Verifier):
       verifier = flat["verifier"]

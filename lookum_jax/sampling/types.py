@@ -255,7 +255,8 @@ class Strategy:
   @classmethod
   def param_types(cls) -> dict[str, Any]:
     """Annotated types of the parameters (command-line values are converted to them)."""
-    return typing.get_type_hints(cls)
+    hints = typing.get_type_hints(cls)
+    return {name: hints[name] for name in cls.param_names() if name in hints}
 
   @classmethod
   def from_params(cls, params: dict[str, Any]) -> Strategy:
