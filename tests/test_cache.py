@@ -15,7 +15,6 @@ import numpy as np
 import pytest
 
 import lookum_jax as lj
-from lookum_jax.model import tiny
 from lookum_jax.sampling import SamplerConfig, generate
 from lookum_jax.testing import MODEL_CONFIG
 from lookum_jax.testing.setups import make_prompts
@@ -158,11 +157,6 @@ def test_unsupported_combinations_raise_before_work(models):
     lj.sampling.decode(lambda t, m: model(t, m), jnp.asarray(prompt), None, jax.random.key(0),
                        config, mask_token_id=MODEL_CONFIG.mask_token_id, eos_token_id=19,
                        stop_token_ids=(19,))
-  dream = lj.init_model(tiny(architecture="dream", qkv_bias=True, vocab_size=128,
-                             mask_token_id=127, eos_token_id=19, eot_token_id=101,
-                             pad_token_id=126))
-  with pytest.raises(ValueError, match="not supported for Dream"):
-    generate(dream, prompt, config, jax.random.key(0))
 
 
 def test_no_recompile_across_prompts_of_one_bucket(models):

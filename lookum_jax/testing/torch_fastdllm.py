@@ -186,7 +186,7 @@ def _forward(model: TorchLLaDA, tokens: torch.Tensor, start: int, cache: KVCache
   for i in range(cfg.n_layers):
     layer = lambda name, i=i: w[f"blocks.{i}.{name}"]
     h = _rms_norm(x, layer("attn_norm"), eps)
-    project = lambda name, i=i: _projection(w, f"blocks.{i}.{name}", h)
+    project = lambda name, i=i, h=h: _projection(w, f"blocks.{i}.{name}", h)
     q = project("q_proj").view(batch, length, cfg.n_heads, hd).transpose(1, 2)
     k = project("k_proj").view(batch, length, cfg.n_kv_heads, hd).transpose(1, 2)
     v = project("v_proj").view(batch, length, cfg.n_kv_heads, hd).transpose(1, 2)
