@@ -387,8 +387,8 @@ class LLaDA(nnx.Module):
   @staticmethod
   def _shifted_window_hidden(x: jax.Array, cached: jax.Array, start, offset, length: int,
                              fresh_from) -> jax.Array:
-    """Dream's hidden states `[B, K, length, D]` for the logits of window positions
-    `[start + offset, + length)`: position i reads position i - 1 (position 0 its own).
+    """Dream's hidden states `[B, K, length, D]` for the logits of the `length` window
+    positions from `start + offset`: position i reads position i - 1 (position 0 its own).
 
     A position that attends through its cached keys/values (before `fresh_from`, or outside
     the window) is represented by the cache entirely, its output included: its state comes
@@ -396,7 +396,7 @@ class LLaDA(nnx.Module):
     window position's state comes from the window `x [B, K, w, D]`. So the window's first
     position reads the cache, as Fast-dLLM's block-start forward predicts it.
     """
-    b, paths, w, d = x.shape
+    w = x.shape[2]
     source = jnp.maximum(start + offset + jnp.arange(length) - 1, 0)  # [length]
     fresh = (source >= fresh_from) & (source >= start) & (source < start + w)
     from_window = jnp.take(x, jnp.clip(source - start, 0, w - 1), axis=2)  # [B, K, length, D]
