@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import csv
-import dataclasses
 import json
 import re
 import time
@@ -29,26 +28,20 @@ from pathlib import Path
 import jax
 import numpy as np
 
+from lookum_jax.configfile import parse_key_values
 from lookum_jax.evaluation import EvalResult, evaluate, wilson_interval
+from lookum_jax.parsing import parse_strategy
 from lookum_jax.plotting import plot_accuracy_vs_nfe
-from lookum_jax.sampling import EntropyBounded, LookUM, LowConfidence, SamplerConfig, Threshold
+from lookum_jax.sampling import EntropyBounded, LowConfidence, SamplerConfig, Threshold
 from lookum_jax.tasks.tokenizer import encode_example
 from lookum_jax.toylab import open_task_model
 
-LOOKUM_FIELDS = {f.name for f in dataclasses.fields(LookUM)}
-
 
 def parse_variant(text: str) -> dict:
-  """LookUM fields from "key=value,key=value" ("" = the defaults)."""
-  fields = {}
-  for item in filter(None, text.split(",")):
-    name, _, value = item.partition("=")
-    if name not in LOOKUM_FIELDS:
-      raise SystemExit(f"--lookum-variant: {name!r} is not a LookUM field; one of "
-                       f"{sorted(LOOKUM_FIELDS)}")
-    kind = type(getattr(LookUM(), name))
-    fields[name] = (value.lower() == "true") if kind is bool else kind(value)
-  return fields
+  """LookUM parameters from "key=value,key=value" ("" = the defaults), checked by the parser."""
+  params = parse_key_values(list(filter(None, text.split(","))), "--lookum-variant")
+  parse_strategy("lookum", params, what="--lookum-variant")
+  return params
 
 
 def line_up(gen: int, block: int, cache: str, tokens_per_step: list[int], paths: list[int],
@@ -66,9 +59,10 @@ def line_up(gen: int, block: int, cache: str, tokens_per_step: list[int], paths:
     for k in tokens_per_step:
       for K in paths:
         for selection in selections:
+          strategy = parse_strategy("lookum", {**fields, "paths": K, "selection": selection},
+                                    what="--lookum-variant")
           settings.append((f"lookum K={K} {selection} {k}/step{suffix}", k, SamplerConfig(
-              steps=gen // k, strategy=LookUM(paths=K, selection=selection, **fields),
-              **common), True))
+              steps=gen // k, strategy=strategy, **common), True))
   for tau in taus:
     settings.append((f"threshold tau={tau}", 0, SamplerConfig(
         steps=gen, strategy=Threshold(tau=tau), **common), False))

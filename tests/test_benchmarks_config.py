@@ -110,7 +110,7 @@ def test_overrides_set_fields_sampler_params_and_options():
     ("sampler.stepz=3", r"unknown sampler key in override 'sampler.stepz=3'; valid: "
                         r"sampler.block_length"),
     ("steps", r"not of the form key=value"),
-    ("sampler.steps=lots", r"steps must be int, got 'lots'"),
+    ("sampler.steps=lots", r"--override steps=lots: the sampler takes steps as int, got 'lots'"),
     ("sampler.steps=100", r"steps \(100\) must be a multiple of the number of blocks \(8"),
     ("benchmark=gsm9k", r"unknown benchmark 'gsm9k'"),
     ("benchmark_options.timeout=1", r"has no option\(s\) \['timeout'\]"),
