@@ -15,7 +15,8 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from lookum_jax import configfile
-from lookum_jax.benchmarks.base import Benchmark, get_benchmark
+from lookum_jax.benchmarks.base import Benchmark
+from lookum_jax.benchmarks.registry import get_benchmark
 from lookum_jax.evaluation import sampler_summary
 from lookum_jax.parsing import parse_sampler, sampler_fields
 from lookum_jax.sampling import SamplerConfig
