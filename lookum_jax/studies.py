@@ -29,11 +29,12 @@ logger = logging.getLogger(__name__)
 
 
 def directory_fingerprint(path: str | os.PathLike) -> str:
-  """A hash of every file under `path` (relative names and bytes): a retrained or replaced
-  model gets a new one, a copied one keeps it."""
+  """A hash of every file under `path` but Markdown notes (relative names and bytes): a
+  retrained or replaced model gets a new one; a copied one, or an edited model card, keeps
+  it."""
   root = Path(path)
   digest = hashlib.sha256()
-  for file in sorted(p for p in root.rglob("*") if p.is_file()):
+  for file in sorted(p for p in root.rglob("*") if p.is_file() and p.suffix != ".md"):
     digest.update(file.relative_to(root).as_posix().encode() + b"\0")
     with open(file, "rb") as f:
       for chunk in iter(lambda: f.read(1 << 20), b""):

@@ -67,6 +67,8 @@ def test_model_files_and_problems_are_part_of_the_key(tmp_path):
                               examples=task.generate(3, seed=0))
   before = studies.lab_identity(lab)
   assert studies.lab_identity(lab) == before
+  (model_dir / "MODEL_CARD.md").write_text("notes")  # documentation decides no result
+  assert studies.lab_identity(lab) == before
   (model_dir / "params" / "weights").write_bytes(b"\x00" * 7 + b"\x01")
   retrained = studies.lab_identity(lab)
   assert retrained["model"] != before["model"] and retrained["data"] == before["data"]

@@ -1,5 +1,5 @@
 """Real-model benchmarks (GSM8K, MATH500, HumanEval, MBPP, Countdown, Sudoku) and the runner
-that evaluates any sampler on them, sharded and resumable (`experiments/run_benchmark.py`)."""
+that evaluates any sampler on them, sharded and resumable (`lookum bench`)."""
 
 from lookum_jax.benchmarks.base import Benchmark, Score
 from lookum_jax.benchmarks.config import BenchmarkConfig, apply_overrides, load_config
