@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import sys
 import time
 
 import jax
@@ -29,9 +28,7 @@ import numpy as np
 
 from lookum_jax.sampling import SamplerConfig, generate
 from lookum_jax.testing import random_model
-
-sys.path.insert(0, __file__.rsplit("/", 1)[0])
-from bench_forward import BENCH_CONFIGS  # noqa: E402
+from lookum_jax.testing.bench_models import BENCH_CONFIGS
 
 STRATEGIES = {
     "low_confidence": lambda gen, block: SamplerConfig(gen_length=gen, block_length=block,

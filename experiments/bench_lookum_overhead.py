@@ -21,9 +21,14 @@ import sys
 import jax
 import jax.numpy as jnp
 import numpy as np
-from bench_decode import MODELS, build_model, median_seconds, prompt_vocab
 
 from lookum_jax.sampling import SamplerConfig, generate
+from lookum_jax.testing.bench_models import (
+    DECODE_MODELS,
+    build_model,
+    median_seconds,
+    prompt_vocab,
+)
 
 
 def peak_memory_gib() -> float | None:
@@ -34,7 +39,7 @@ def peak_memory_gib() -> float | None:
 
 def main(argv: list[str] | None = None) -> int:
   parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-  parser.add_argument("--model", choices=sorted(MODELS), default=None,
+  parser.add_argument("--model", choices=sorted(DECODE_MODELS), default=None,
                       help="random-weight shape (default: small on CPU, llada-8b on GPU)")
   parser.add_argument("--batch", type=int, nargs="+", default=[1, 8])
   parser.add_argument("--paths", type=int, nargs="+", default=[2, 3])

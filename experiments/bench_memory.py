@@ -22,7 +22,6 @@ program's non-weight memory on an accelerator.
 from __future__ import annotations
 
 import argparse
-import sys
 import time
 
 import jax
@@ -32,9 +31,7 @@ from flax import nnx
 from lookum_jax.model.llada import abstract_model
 from lookum_jax.sampling import SamplerConfig
 from lookum_jax.sampling.loop import _generate_jit
-
-sys.path.insert(0, __file__.rsplit("/", 1)[0])
-from bench_forward import BENCH_CONFIGS  # noqa: E402
+from lookum_jax.testing.bench_models import BENCH_CONFIGS
 
 GIB = 1024 ** 3
 
