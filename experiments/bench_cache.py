@@ -26,7 +26,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from lookum_jax.sampling import SamplerConfig, generate
+from lookum_jax.sampling import LookUM, SamplerConfig, Threshold, generate
 from lookum_jax.testing import random_model
 from lookum_jax.testing.bench_models import BENCH_CONFIGS
 
@@ -34,11 +34,10 @@ STRATEGIES = {
     "low_confidence": lambda gen, block: SamplerConfig(gen_length=gen, block_length=block,
                                                        steps=gen),
     "threshold 0.9": lambda gen, block: SamplerConfig(gen_length=gen, block_length=block,
-                                                      strategy="threshold",
-                                                      params={"tau": 0.9}),
+                                                      strategy=Threshold(tau=0.9)),
     "lookum K=2": lambda gen, block: SamplerConfig(
-        gen_length=gen, block_length=block, steps=gen, strategy="lookum",
-        params={"paths": 2, "verifier_scope": "block"}),
+        gen_length=gen, block_length=block, steps=gen,
+        strategy=LookUM(paths=2, verifier_scope="block")),
 }
 
 

@@ -22,7 +22,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from lookum_jax.sampling import SamplerConfig, generate
+from lookum_jax.sampling import LookUM, SamplerConfig, generate
 from lookum_jax.testing.bench_models import (
     DECODE_MODELS,
     build_model,
@@ -71,7 +71,7 @@ def main(argv: list[str] | None = None) -> int:
     prompt = rng.integers(0, prompt_vocab(model.config), (batch, args.prompt_length),
                           dtype=np.int32)
     samplers = [("low_confidence", base)] + [
-        (f"lookum K={k}", base.replace(strategy="lookum", params={"paths": k}))
+        (f"lookum K={k}", base.replace(strategy=LookUM(paths=k)))
         for k in args.paths]
     reference = None
     for label, config in samplers:

@@ -29,6 +29,7 @@ import jax.numpy as jnp
 from flax import nnx
 
 from lookum_jax.model.llada import abstract_model
+from lookum_jax.parsing import parse_strategy
 from lookum_jax.sampling import SamplerConfig
 from lookum_jax.sampling.loop import _generate_jit
 from lookum_jax.testing.bench_models import BENCH_CONFIGS
@@ -38,8 +39,8 @@ GIB = 1024 ** 3
 
 def sampler(strategy: str, paths: int, gen: int, block: int, cache: str) -> SamplerConfig:
   params = {"paths": paths} if strategy == "lookum" else None
-  return SamplerConfig(gen_length=gen, block_length=block, steps=gen, strategy=strategy,
-                       params=params, cache=cache)
+  return SamplerConfig(gen_length=gen, block_length=block, steps=gen,
+                       strategy=parse_strategy(strategy, params, what="--strategy"), cache=cache)
 
 
 def measure(model_config, config: SamplerConfig, batch: int, prompt: int, scan: bool,

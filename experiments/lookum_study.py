@@ -22,6 +22,7 @@ import numpy as np
 
 from lookum_jax.configfile import parse_key_values
 from lookum_jax.evaluation import EvalResult, evaluate, wilson_interval
+from lookum_jax.parsing import parse_strategy
 from lookum_jax.sampling import SamplerConfig
 from lookum_jax.toylab import open_task_model
 
@@ -92,8 +93,8 @@ def main() -> None:
   for tps in args.tokens_per_step:
     steps = max(gen // tps, gen // block)
     for k in args.paths:
-      params = {**lookum_params, "paths": k}
-      config = base.replace(steps=steps, strategy="lookum", params=params)
+      strategy = parse_strategy("lookum", {**lookum_params, "paths": k}, what="--lookum-param")
+      config = base.replace(steps=steps, strategy=strategy)
       run(f"lookum K={k} {tps}/step", config, study="paths", paths=k, tokens_per_step=tps)
     for k in args.paths[1:]:
       # Equal compute 1: the base strategy with K times more steps (capped at 1/step).

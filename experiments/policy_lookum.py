@@ -28,7 +28,7 @@ import jax
 import policy_rl
 from lookum_jax.evaluation import EvalResult, evaluate, format_table
 from lookum_jax.plotting import plot_accuracy_vs_nfe
-from lookum_jax.sampling import SamplerConfig
+from lookum_jax.sampling import SamplerConfig, Threshold
 from lookum_jax.toylab import open_task_model
 
 
@@ -37,22 +37,20 @@ def line_up(gen_length: int, block_length: int, features: tuple[str, ...],
             taus: list[float]) -> list[tuple[str, SamplerConfig]]:
   base = SamplerConfig(gen_length=gen_length, block_length=block_length, steps=gen_length)
   out = [("policy deterministic", base.replace(
-      strategy="policy", params={"mode": "deterministic", "features": features}))]
+      strategy=policy_rl.Policy(mode="deterministic", features=features)))]
   for k in paths:
     for temperature in temperatures:
       for scope in scopes:
-        params = {"paths": k, "temperature": temperature, "verifier_scope": scope,
-                  "features": features}
+        strategy = policy_rl.PolicyLookUM(paths=k, temperature=temperature,
+                                          verifier_scope=scope, features=features)
         out.append((f"policy_lookum K={k} T={temperature:g} {scope}",
-                    base.replace(strategy="policy_lookum", params=params)))
+                    base.replace(strategy=strategy)))
       # The control: the same candidates, one picked uniformly at random.
       out.append((f"policy_lookum K={k} T={temperature:g} random pick", base.replace(
-          strategy="policy_lookum",
-          params={"paths": k, "temperature": temperature, "features": features,
-                  "selection_temperature": 1e6})))
+          strategy=policy_rl.PolicyLookUM(paths=k, temperature=temperature, features=features,
+                                          selection_temperature=1e6))))
   for tau in taus:
-    out.append((f"threshold tau={tau:g}", base.replace(strategy="threshold",
-                                                        params={"tau": tau})))
+    out.append((f"threshold tau={tau:g}", base.replace(strategy=Threshold(tau=tau))))
   return out
 
 

@@ -24,7 +24,7 @@ import numpy as np
 import policy_rl
 from lookum_jax.configfile import parse_value
 from lookum_jax.evaluation import evaluate, format_table
-from lookum_jax.sampling import SamplerConfig
+from lookum_jax.sampling import EntropyBounded, SamplerConfig, Threshold
 from lookum_jax.toylab import open_task_model
 
 TAUS = (0.3, 0.5, 0.6, 0.7, 0.75, 0.8, 0.85, 0.875, 0.9, 0.925, 0.95, 0.97, 0.99, 0.999)
@@ -41,10 +41,10 @@ def baseline_line_up(gen_length: int, block_length: int, taus=TAUS, gammas=GAMMA
   out = []
   for tau in taus:
     out.append(("threshold", f"threshold tau={tau:g}",
-                base.replace(strategy="threshold", params={"tau": tau})))
+                base.replace(strategy=Threshold(tau=tau))))
   for gamma in gammas:
     out.append(("entropy_bounded", f"entropy_bounded gamma={gamma:g}",
-                base.replace(strategy="entropy_bounded", params={"gamma": gamma})))
+                base.replace(strategy=EntropyBounded(gamma=gamma))))
   steps = gen_length
   while steps >= num_blocks:
     out.append(("low_confidence", f"low_confidence {gen_length // steps}/step",
@@ -58,14 +58,13 @@ def policy_line_up(label: str, gen_length: int, block_length: int, features: tup
   base = SamplerConfig(gen_length=gen_length, block_length=block_length, steps=gen_length)
   out = []
   for mode in modes:
-    params = {"mode": mode, "features": features}
     if mode == "scaled":
       for beta in betas:
-        out.append(("policy", f"policy {label} scaled beta={beta:g}",
-                    base.replace(strategy="policy", params={**params, "beta": beta})))
+        out.append(("policy", f"policy {label} scaled beta={beta:g}", base.replace(
+            strategy=policy_rl.Policy(mode=mode, features=features, beta=beta))))
     else:
-      out.append(("policy", f"policy {label} {mode}",
-                  base.replace(strategy="policy", params=params)))
+      out.append(("policy", f"policy {label} {mode}", base.replace(
+          strategy=policy_rl.Policy(mode=mode, features=features))))
   return out
 
 
