@@ -1,6 +1,10 @@
 """The one parser at the edge: names and text parameters -> strategy values and samplers."""
 
 import dataclasses
+import os
+import subprocess
+import sys
+import textwrap
 
 import pytest
 
@@ -85,3 +89,22 @@ def test_parse_sampler_changes_a_base():
   with pytest.raises(ValueError, match="model_args cache_refresh=often: the sampler takes "
                      "cache_refresh as int"):
     parse_sampler({"cache_refresh": "often"}, what="model_args")
+
+
+def test_the_library_names_no_policy_rl_until_an_edge_registers_it():
+  """The parser and the benchmark configs load without `policy_rl`; the CLI edge registers
+  its names, and naming one imports it then."""
+  code = textwrap.dedent("""
+      import sys
+      import lookum_jax.benchmarks.presets, lookum_jax.parsing as parsing
+      assert "policy" not in parsing.strategy_names(), parsing.strategy_names()
+      parsing.parse_strategy("lookum", {"paths": 2})
+      assert "policy_rl" not in sys.modules
+      from lookum_jax.cli import sampler_args
+      assert "policy_rl" not in sys.modules and "policy" in parsing.strategy_names()
+      assert parsing.parse_strategy("policy", {"mode": "deterministic"}).needs_policy
+      assert "policy_rl" in sys.modules
+  """)
+  done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                        env={**os.environ, "JAX_PLATFORMS": "cpu"}, timeout=120)
+  assert done.returncode == 0, done.stderr
