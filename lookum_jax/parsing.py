@@ -130,7 +130,7 @@ def _parse(strategy: str | Strategy, params: Mapping[str, Any] | None, what: str
       nested.setdefault(head, {})[rest] = value
     else:
       flat[key] = value
-  unknown = sorted(set(flat) - set(hints)) + sorted(set(nested) - set(hints))
+  unknown = sorted((set(flat) | set(nested)) - set(hints))
   if unknown:
     raise ValueError(f"unknown parameter(s) {unknown} for strategy {strategy!r}; valid "
                      f"parameters: {', '.join(sorted(hints)) or 'none'}.")

@@ -118,6 +118,8 @@ def test_overrides_set_fields_sampler_params_and_options():
     ("sampler.params.paths=two", r"sampler.params paths=two: strategy 'lookum' takes paths as "
                                  r"int"),
     ("sampler.strategy=nope", r"unknown strategy 'nope'"),
+    ("sampler.params.paths.x=1", r"--override sampler.params paths.x: parameter 'paths' of "
+                                 r"strategy 'lookum' has no parameters of its own"),
     ("sampler.strategy=policy", r"strategy 'policy' needs policy_path"),
     ("prompt_buckets=(512, 256)", r"prompt_buckets must be increasing"),
     ("dtype=fp8", r"dtype must be one of"),

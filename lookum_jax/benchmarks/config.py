@@ -189,8 +189,8 @@ def _override_sampler(sampler: SamplerConfig, overrides: Sequence[str]) -> Sampl
     key, _, text = override.partition("=")
     path = key.strip().split(".")[1:]
     value = configfile.parse_value(text.strip())
-    if len(path) == 2 and path[0] == "params":
-      params[path[1]] = value
+    if len(path) >= 2 and path[0] == "params":  # params.tau, or params.base.tau
+      params[".".join(path[1:])] = value
     elif len(path) == 1 and (path[0] in fields or path[0] == "strategy"):
       values[path[0]] = value
     else:

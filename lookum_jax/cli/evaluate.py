@@ -143,8 +143,7 @@ def run_demo(args: argparse.Namespace) -> int:
   policy_dir = opened.model_dir / "policy"
   policy_by_label: dict[str, Any] = {}
   if policy_dir.is_dir():
-    strategy = parse_strategy("policy", {"mode": "deterministic"})
-    policy = sampler_args.load_strategy_policy(strategy, str(policy_dir))
+    policy = sampler_args.load_strategy_policy(parse_strategy("policy"), str(policy_dir))
     strategy = parse_strategy("policy", {"mode": "deterministic",
                                          "features": policy.config.features})
     base = SamplerConfig(gen_length=gen_length, block_length=block_length, steps=gen_length)
