@@ -101,7 +101,8 @@ def parse_strategy(strategy: str | Strategy, params: Mapping[str, Any] | None = 
     params: parameter values, typed or as text (`"0.8"`, `"(1, 2)"`, `"true"`), converted
       to the parameter's type where that is lossless. A parameter that is itself a strategy
       takes a name, a value or a `{"strategy": name, **params}` dict; `base.tau=0.8` sets one
-      parameter of it.
+      parameter of it. One that is another dataclass (a verifier) takes a value or a dict;
+      `verifier.scope=masked` sets one field of it.
     what: where the parameters came from, for errors (`--param`, `model_args`).
 
   Raises:
@@ -139,6 +140,9 @@ def _parse(strategy: str | Strategy, params: Mapping[str, Any] | None, what: str
     if _strategy_typed(hints[key]):
       typed[key] = _nested_strategy(factory, strategy, key, flat.get(key), nested.get(key),
                                     what, prefix)
+    elif _part_type(hints[key]) is not None:
+      typed[key] = _nested_part(_part_type(hints[key]), factory, strategy, key, flat.get(key),
+                                nested.get(key), what, prefix)
     elif key in nested:
       raise ValueError(f"{what} {prefix}{key}.{next(iter(nested[key]))}: parameter {key!r} of "
                        f"strategy {strategy!r} has no parameters of its own.")
@@ -228,6 +232,41 @@ def _nested_strategy(factory: Any, owner: str, key: str, value: Any,
   if isinstance(value, Strategy) and not changes:
     return value
   return _parse(name, {**params, **(changes or {})}, what, prefix=f"{prefix}{key}.")
+
+
+def _part_type(hint: Any) -> type | None:
+  """The dataclass a parameter holds, other than a strategy (e.g. a verifier), else None."""
+  union = typing.get_origin(hint) in (typing.Union, types.UnionType)
+  for option in typing.get_args(hint) if union else (hint,):
+    if (isinstance(option, type) and dataclasses.is_dataclass(option)
+        and not issubclass(option, Strategy)):
+      return option
+  return None
+
+
+def _nested_part(part: type, factory: Any, owner: str, key: str, value: Any,
+                 changes: Mapping[str, Any] | None, what: str, prefix: str) -> Any:
+  """A dataclass-valued parameter from a value or a dict, then `key.<field>` changes."""
+  if value is None and changes:
+    value = _default(factory, key)
+  if isinstance(value, part):
+    if not changes:
+      return value
+    fields = {f.name: getattr(value, f.name) for f in dataclasses.fields(part) if f.init}
+  elif isinstance(value, Mapping):
+    fields = dict(value)
+  else:
+    raise ValueError(f"{what} {prefix}{key}={value}: strategy {owner!r} takes {key} as a "
+                     f"{part.__name__} (a dict, or {key}.<field>=...), got {value!r}.")
+  fields.update(changes or {})
+  hints = typing.get_type_hints(part)
+  valid = [f.name for f in dataclasses.fields(part) if f.init]
+  unknown = sorted(set(fields) - set(valid))
+  if unknown:
+    raise ValueError(f"{what} {prefix}{key}: unknown field(s) {unknown} of {part.__name__}; "
+                     f"valid: {', '.join(valid)}.")
+  return part(**{name: _typed_value(owner, f"{prefix}{key}.{name}", hints[name], v, what)
+                 for name, v in fields.items()})
 
 
 def _default(factory: Any, key: str) -> Any:

@@ -15,6 +15,14 @@ from lookum_jax.sampling.strategies import LowConfidence, Strategy, Threshold
 
 
 @dataclasses.dataclass(frozen=True)
+class _Part:
+  """A part of a strategy that is not one (as LookUM's verifier is becoming)."""
+
+  scope: str = "masked"
+  cost: float = 0.0
+
+
+@dataclasses.dataclass(frozen=True)
 class _Wrapped(Strategy):
   """A strategy with a strategy-valued parameter, as LookUM's `base` is becoming."""
 
@@ -22,6 +30,7 @@ class _Wrapped(Strategy):
   base: Strategy = LowConfidence()
   scale: float = 1.0
   sizes: tuple[int, ...] = (1,)
+  part: _Part = _Part()
 
 
 @pytest.fixture
@@ -64,6 +73,20 @@ def test_a_strategy_parameter_takes_a_name_a_dict_or_dotted_keys(table):
     parse_strategy("wrapped", {"base": "greedy"})
   with pytest.raises(ValueError, match="has no parameters of its own"):
     parse_strategy("wrapped", {"scale.x": 1})
+
+
+def test_a_dataclass_parameter_takes_a_dict_or_dotted_keys(table):
+  assert parse_strategy("wrapped", {"part.cost": "0.5"}).part == _Part(cost=0.5)
+  assert parse_strategy("wrapped", {"part": {"scope": "common"}, "part.cost": 1}).part == (
+      _Part(scope="common", cost=1.0))
+  with pytest.raises(ValueError, match=r"--param part: unknown field\(s\) \['size'\] of _Part; "
+                     "valid: scope, cost"):
+    parse_strategy("wrapped", {"part.size": 1})
+  with pytest.raises(ValueError, match=r"--param part\.cost=high: strategy 'wrapped' takes cost "
+                     "as float"):
+    parse_strategy("wrapped", {"part.cost": "high"})
+  with pytest.raises(ValueError, match=r"takes part as a _Part \(a dict, or part\.<field>"):
+    parse_strategy("wrapped", {"part": "masked"})
 
 
 def test_register_strategy_refuses_a_taken_name(table):
