@@ -22,7 +22,6 @@ from __future__ import annotations
 import argparse
 import csv
 import json
-import re
 import time
 from pathlib import Path
 
@@ -33,7 +32,7 @@ from lookum_jax.evaluation import EvalResult, wilson_interval
 from lookum_jax.parsing import parse_strategy
 from lookum_jax.plotting import plot_accuracy_vs_nfe
 from lookum_jax.sampling import EntropyBounded, LowConfidence, SamplerConfig, Threshold
-from lookum_jax.studies import lab_identity, run_setting
+from lookum_jax.studies import file_name, lab_identity, run_setting
 from lookum_jax.tasks.tokenizer import encode_example
 from lookum_jax.toylab import open_task_model
 
@@ -82,10 +81,6 @@ def paired_bootstrap(a: np.ndarray, b: np.ndarray, seed: int = 0, draws: int = 2
   return float(diff.mean()), float(np.quantile(means, 0.025)), float(np.quantile(means, 0.975))
 
 
-def slug(label: str) -> str:
-  return re.sub(r"[^a-zA-Z0-9.=_-]+", "_", label)
-
-
 def main() -> None:
   parser = argparse.ArgumentParser(description=__doc__,
                                    formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -125,7 +120,7 @@ def main() -> None:
   t0 = time.perf_counter()
   for label, _, config, random in settings:
     seeds = args.seeds if random else args.seeds[:1]
-    path = out / "runs" / f"{runs_tag}_{slug(label)}.json"
+    path = out / "runs" / f"{runs_tag}_{file_name(label)}.json"
     results[label] = run_setting(lab, config, label, seeds, path, batch_size=args.batch_size,
                                  targets=targets, identity=identity)
     r = results[label]

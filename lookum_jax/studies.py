@@ -15,6 +15,7 @@ import hashlib
 import json
 import logging
 import os
+import re
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -26,6 +27,11 @@ from lookum_jax.fingerprint import fingerprint
 from lookum_jax.sampling import SamplerConfig
 
 logger = logging.getLogger(__name__)
+
+
+def file_name(label: str) -> str:
+  """A setting's label as a file name (`lookum K=2 is 2/step` -> `lookum_K=2_is_2_step`)."""
+  return re.sub(r"[^a-zA-Z0-9.=_-]+", "_", label)
 
 
 def directory_fingerprint(path: str | os.PathLike) -> str:
