@@ -11,7 +11,7 @@ scratch at this size (batch 16, lr 2.5e-3), a model copied every operation by st
 left the values at chance (0.106 with the rest of the answer visible) through step 1200.
 On short chains the rule is learned in ~400 steps of batch 64.
 
-  python experiments/train_mdm.py --config configs/chain.py --out experiments/runs/toy-chain
+  lookum train mdm --config configs/chain.py --out experiments/runs/toy-chain
 """
 
 from lookum_jax.training import TrainConfig

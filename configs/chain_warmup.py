@@ -6,8 +6,10 @@ restating its operation (`echo`). At this size a step is cheap, and the local ru
 with the rest of the answer visible), where the full-size task at batch 16 and lr 2.5e-3
 stayed at chance for 1200 steps. Stage 2 (configs/chain.py) starts from this model.
 
-  python experiments/train_mdm.py --config configs/chain_warmup.py --out experiments/runs/toy-chain-warmup --stop-after 500
-  python experiments/train_mdm.py --config configs/chain_warmup.py --out experiments/runs/toy-chain-warmup --export-step 500
+  lookum train mdm --config configs/chain_warmup.py --out experiments/runs/toy-chain-warmup \\
+      --stop-after 500
+  lookum train mdm --config configs/chain_warmup.py --out experiments/runs/toy-chain-warmup \\
+      --export-step 500
 """
 
 from lookum_jax.training import TrainConfig

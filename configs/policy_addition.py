@@ -1,7 +1,7 @@
 """Unmasking policy for a toy addition model (paper recipe: G=8, clip 0.5, 2 updates, no KL,
 lr 3e-5 cosine with 100 warm-up steps, weight decay 0.1, grad clip 0.2; full diffusion).
 
-`model` is the directory written by `experiments/train_mdm.py --config configs/addition.py`
+`model` is the directory written by `lookum train mdm --config configs/addition.py`
 (DIR/model); pass another with `--override model=PATH`.
 """
 

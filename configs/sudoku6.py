@@ -3,7 +3,7 @@ EOS-padded to 40 tokens.
 
 Not piloted (only the 4x4 recipe was); expected ~50 min on 2 idle CPU cores (~10k tokens/s,
 6000 steps x 64 x 76 tokens). Every checkpoint is kept so the one whose held-out accuracy
-falls in the wanted range can be exported with `train_mdm.py --export-step N`.
+falls in the wanted range can be exported with `lookum train mdm --export-step N`.
 """
 
 from lookum_jax.training import TrainConfig

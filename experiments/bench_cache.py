@@ -20,28 +20,24 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import sys
 import time
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from lookum_jax.sampling import SamplerConfig, generate
+from lookum_jax.sampling import LookUM, SamplerConfig, Threshold, generate
 from lookum_jax.testing import random_model
-
-sys.path.insert(0, __file__.rsplit("/", 1)[0])
-from bench_forward import BENCH_CONFIGS  # noqa: E402
+from lookum_jax.testing.bench_models import BENCH_CONFIGS
 
 STRATEGIES = {
     "low_confidence": lambda gen, block: SamplerConfig(gen_length=gen, block_length=block,
                                                        steps=gen),
     "threshold 0.9": lambda gen, block: SamplerConfig(gen_length=gen, block_length=block,
-                                                      strategy="threshold",
-                                                      params={"tau": 0.9}),
+                                                      strategy=Threshold(tau=0.9)),
     "lookum K=2": lambda gen, block: SamplerConfig(
-        gen_length=gen, block_length=block, steps=gen, strategy="lookum",
-        params={"paths": 2, "verifier_scope": "block"}),
+        gen_length=gen, block_length=block, steps=gen,
+        strategy=LookUM(paths=2, verifier_scope="block")),
 }
 
 

@@ -18,65 +18,21 @@ The 8B shape is refused on CPU: it would need 32 GB in float32 and hours per run
 from __future__ import annotations
 
 import argparse
-import statistics
 import sys
-import time
-from collections.abc import Callable
 
 import jax
 import jax.numpy as jnp
 import numpy as np
-from flax import nnx
 
-from lookum_jax.model.config import ModelConfig, llada_8b, tiny
 from lookum_jax.model.llada import LLaDA
 from lookum_jax.sampling import SamplerConfig, generate
 from lookum_jax.sampling.timing import compile_timer
-from lookum_jax.testing import random_model
-
-MODELS: dict[str, Callable[[], ModelConfig]] = {
-    "tiny": tiny,
-    "small": lambda: ModelConfig(vocab_size=1000, d_model=256, n_layers=4, n_heads=4,
-                                 n_kv_heads=4, mlp_hidden_size=768, max_sequence_length=1024,
-                                 mask_token_id=999, eos_token_id=998, eot_token_id=997,
-                                 pad_token_id=998),
-    "llada-8b": llada_8b,
-}
-MAX_CPU_PARAMS = 1e9
-
-
-def build_model(name: str, dtype: jnp.dtype) -> LLaDA:
-  """Random weights: sharpened numpy ones for small models, on-device init for large ones."""
-  config = MODELS[name]()
-  if config.num_params() <= MAX_CPU_PARAMS:
-    return random_model(config, dtype=dtype, param_dtype=dtype)
-  if jax.default_backend() == "cpu":
-    raise SystemExit(f"refusing to allocate {config.num_params() / 1e9:.1f}B params on CPU; "
-                     "run --model llada-8b on a GPU.")
-
-  def create() -> LLaDA:
-    return LLaDA(config, rngs=nnx.Rngs(0), dtype=dtype, param_dtype=dtype)
-
-  graphdef, _ = nnx.split(nnx.eval_shape(create))
-  state = jax.jit(lambda: nnx.split(create())[1])()  # initialised on the device only
-  return nnx.merge(graphdef, state)
-
-
-def prompt_vocab(config: ModelConfig) -> int:
-  """Random prompt tokens are drawn below this: under every special id (LLaDA's mask id
-  126336 lies inside its vocabulary, and a prompt may not hold it)."""
-  special = [config.mask_token_id, config.eos_token_id, config.eot_token_id]
-  return min(i for i in special if i is not None)
-
-
-def median_seconds(fn: Callable[[], object], runs: int, sync: Callable[[], None]) -> float:
-  times = []
-  for _ in range(runs):
-    start = time.perf_counter()
-    fn()
-    sync()
-    times.append(time.perf_counter() - start)
-  return statistics.median(times)
+from lookum_jax.testing.bench_models import (
+    DECODE_MODELS,
+    build_model,
+    median_seconds,
+    prompt_vocab,
+)
 
 
 def bench_jax(model: LLaDA, prompt: np.ndarray, config: SamplerConfig, runs: int
@@ -128,7 +84,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
   parser = argparse.ArgumentParser(
       description=__doc__.split("\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter,
       epilog="\n".join(__doc__.split("\n")[1:]))
-  parser.add_argument("--model", choices=sorted(MODELS), default=None,
+  parser.add_argument("--model", choices=sorted(DECODE_MODELS), default=None,
                       help="model shape with random weights (default: small on CPU, "
                            "llada-8b on GPU)")
   parser.add_argument("--batch", type=int, nargs="+", default=[1, 8], help="batch sizes")

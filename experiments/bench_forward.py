@@ -23,20 +23,9 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from lookum_jax.model.config import ModelConfig, llada_8b, tiny
+from lookum_jax.model.config import ModelConfig
 from lookum_jax.model.llada import LLaDA
-
-BENCH_CONFIGS: dict[str, Callable[[], ModelConfig]] = {
-    "tiny": tiny,
-    # LLaDA's shape scaled down; vocab 32768 so the head does not dominate the small ones.
-    "small": lambda: ModelConfig(vocab_size=32768, d_model=512, n_layers=8, n_heads=8,
-                                 n_kv_heads=8, mlp_hidden_size=1536, mask_token_id=32767,
-                                 eos_token_id=32766, eot_token_id=32765, pad_token_id=32766),
-    "medium": lambda: ModelConfig(vocab_size=32768, d_model=1024, n_layers=16, n_heads=16,
-                                  n_kv_heads=16, mlp_hidden_size=3072, mask_token_id=32767,
-                                  eos_token_id=32766, eot_token_id=32765, pad_token_id=32766),
-    "llada-8b": llada_8b,
-}
+from lookum_jax.testing.bench_models import BENCH_CONFIGS
 
 
 def matmul_params(config: ModelConfig) -> int:

@@ -21,9 +21,14 @@ import sys
 import jax
 import jax.numpy as jnp
 import numpy as np
-from bench_decode import MODELS, build_model, median_seconds, prompt_vocab
 
-from lookum_jax.sampling import SamplerConfig, generate
+from lookum_jax.sampling import LookUM, SamplerConfig, generate
+from lookum_jax.testing.bench_models import (
+    DECODE_MODELS,
+    build_model,
+    median_seconds,
+    prompt_vocab,
+)
 
 
 def peak_memory_gib() -> float | None:
@@ -34,7 +39,7 @@ def peak_memory_gib() -> float | None:
 
 def main(argv: list[str] | None = None) -> int:
   parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-  parser.add_argument("--model", choices=sorted(MODELS), default=None,
+  parser.add_argument("--model", choices=sorted(DECODE_MODELS), default=None,
                       help="random-weight shape (default: small on CPU, llada-8b on GPU)")
   parser.add_argument("--batch", type=int, nargs="+", default=[1, 8])
   parser.add_argument("--paths", type=int, nargs="+", default=[2, 3])
@@ -66,7 +71,7 @@ def main(argv: list[str] | None = None) -> int:
     prompt = rng.integers(0, prompt_vocab(model.config), (batch, args.prompt_length),
                           dtype=np.int32)
     samplers = [("low_confidence", base)] + [
-        (f"lookum K={k}", base.replace(strategy="lookum", params={"paths": k}))
+        (f"lookum K={k}", base.replace(strategy=LookUM(paths=k)))
         for k in args.paths]
     reference = None
     for label, config in samplers:

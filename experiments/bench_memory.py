@@ -22,7 +22,6 @@ program's non-weight memory on an accelerator.
 from __future__ import annotations
 
 import argparse
-import sys
 import time
 
 import jax
@@ -30,19 +29,18 @@ import jax.numpy as jnp
 from flax import nnx
 
 from lookum_jax.model.llada import abstract_model
+from lookum_jax.parsing import parse_strategy
 from lookum_jax.sampling import SamplerConfig
 from lookum_jax.sampling.loop import _generate_jit
-
-sys.path.insert(0, __file__.rsplit("/", 1)[0])
-from bench_forward import BENCH_CONFIGS  # noqa: E402
+from lookum_jax.testing.bench_models import BENCH_CONFIGS
 
 GIB = 1024 ** 3
 
 
 def sampler(strategy: str, paths: int, gen: int, block: int, cache: str) -> SamplerConfig:
   params = {"paths": paths} if strategy == "lookum" else None
-  return SamplerConfig(gen_length=gen, block_length=block, steps=gen, strategy=strategy,
-                       params=params, cache=cache)
+  return SamplerConfig(gen_length=gen, block_length=block, steps=gen,
+                       strategy=parse_strategy(strategy, params, what="--strategy"), cache=cache)
 
 
 def measure(model_config, config: SamplerConfig, batch: int, prompt: int, scan: bool,

@@ -19,7 +19,7 @@ import jax
 import numpy as np
 
 from lookum_jax.evaluation import evaluate
-from lookum_jax.sampling import SamplerConfig
+from lookum_jax.sampling import LookUM, SamplerConfig, Threshold
 from lookum_jax.toylab import open_task_model
 
 
@@ -48,10 +48,10 @@ def main(argv=None) -> None:
       "low_confidence 1/step": SamplerConfig(gen_length=gen, block_length=block, steps=gen),
       "low_confidence 2/step": SamplerConfig(gen_length=gen, block_length=block,
                                              steps=gen // 2),
-      "threshold 0.9": SamplerConfig(gen_length=gen, block_length=block, strategy="threshold"),
+      "threshold 0.9": SamplerConfig(gen_length=gen, block_length=block,
+                                     strategy=Threshold(tau=0.9)),
       "lookum K=2 2/step": SamplerConfig(gen_length=gen, block_length=block, steps=gen // 2,
-                                         strategy="lookum",
-                                         params={"paths": 2, "verifier_scope": "block"}),
+                                         strategy=LookUM(paths=2, verifier_scope="block")),
   }
   rows = []
   print(f"{args.model}, {len(examples)} held-out problems, gen {gen}, block {block}")

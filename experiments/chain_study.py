@@ -9,8 +9,9 @@ One line-up per block length and tokens-per-step, on the same held-out problems:
   - the threshold front (tau sweep) and the EB front (gamma sweep).
 Each setting is compared with greedy at the same tokens per step on the same problems and
 seeds (paired bootstrap, 95%). Results are JSON per setting (an interrupted study resumes:
-finished settings are read back), plus a Markdown table, a CSV and an accuracy-against-NFE
-plot with one line per family.
+a finished setting is read back when its fingerprint, over the whole sampler, the model's
+files, the problems, seeds and n, matches; `lookum_jax.studies`), plus a Markdown table, a
+CSV and an accuracy-against-NFE plot with one line per family.
 
   python experiments/chain_study.py --model toy-chain --limit 200 --tokens-per-step 2 \\
       --paths 2 3 --seeds 0
@@ -20,35 +21,27 @@ from __future__ import annotations
 
 import argparse
 import csv
-import dataclasses
 import json
-import re
 import time
 from pathlib import Path
 
-import jax
 import numpy as np
 
-from lookum_jax.evaluation import EvalResult, evaluate, wilson_interval
+from lookum_jax.configfile import parse_key_values
+from lookum_jax.evaluation import EvalResult, wilson_interval
+from lookum_jax.parsing import parse_strategy
 from lookum_jax.plotting import plot_accuracy_vs_nfe
-from lookum_jax.sampling import EntropyBounded, LookUM, LowConfidence, SamplerConfig, Threshold
+from lookum_jax.sampling import EntropyBounded, LowConfidence, SamplerConfig, Threshold
+from lookum_jax.studies import file_name, lab_identity, run_setting
 from lookum_jax.tasks.tokenizer import encode_example
 from lookum_jax.toylab import open_task_model
 
-LOOKUM_FIELDS = {f.name for f in dataclasses.fields(LookUM)}
-
 
 def parse_variant(text: str) -> dict:
-  """LookUM fields from "key=value,key=value" ("" = the defaults)."""
-  fields = {}
-  for item in filter(None, text.split(",")):
-    name, _, value = item.partition("=")
-    if name not in LOOKUM_FIELDS:
-      raise SystemExit(f"--lookum-variant: {name!r} is not a LookUM field; one of "
-                       f"{sorted(LOOKUM_FIELDS)}")
-    kind = type(getattr(LookUM(), name))
-    fields[name] = (value.lower() == "true") if kind is bool else kind(value)
-  return fields
+  """LookUM parameters from "key=value,key=value" ("" = the defaults), checked by the parser."""
+  params = parse_key_values(list(filter(None, text.split(","))), "--lookum-variant")
+  parse_strategy("lookum", params, what="--lookum-variant")
+  return params
 
 
 def line_up(gen: int, block: int, cache: str, tokens_per_step: list[int], paths: list[int],
@@ -66,9 +59,10 @@ def line_up(gen: int, block: int, cache: str, tokens_per_step: list[int], paths:
     for k in tokens_per_step:
       for K in paths:
         for selection in selections:
+          strategy = parse_strategy("lookum", {**fields, "paths": K, "selection": selection},
+                                    what="--lookum-variant")
           settings.append((f"lookum K={K} {selection} {k}/step{suffix}", k, SamplerConfig(
-              steps=gen // k, strategy=LookUM(paths=K, selection=selection, **fields),
-              **common), True))
+              steps=gen // k, strategy=strategy, **common), True))
   for tau in taus:
     settings.append((f"threshold tau={tau}", 0, SamplerConfig(
         steps=gen, strategy=Threshold(tau=tau), **common), False))
@@ -85,31 +79,6 @@ def paired_bootstrap(a: np.ndarray, b: np.ndarray, seed: int = 0, draws: int = 2
   rng = np.random.default_rng(seed)
   means = diff[rng.integers(0, len(diff), (draws, len(diff)))].mean(axis=1)
   return float(diff.mean()), float(np.quantile(means, 0.025)), float(np.quantile(means, 0.975))
-
-
-def slug(label: str) -> str:
-  return re.sub(r"[^a-zA-Z0-9.=_-]+", "_", label)
-
-
-def run_setting(lab, config: SamplerConfig, label: str, seeds: list[int], targets, path: Path,
-                batch_size: int) -> list[EvalResult]:
-  """The setting's results, one per seed: read back when `path` holds them, else run."""
-  if path.is_file():
-    stored = json.loads(path.read_text())
-    if stored["seeds"] == seeds and stored["n"] == len(lab.examples):
-      return [EvalResult(**r) for r in stored["results"]]
-  results = []
-  reads_targets = getattr(config.strategy, "needs_targets", False)
-  for seed in seeds:
-    results.append(evaluate(lab.model, lab.tokenizer, lab.task, lab.examples, config,
-                            jax.random.key(seed), batch_size=batch_size, label=label,
-                            targets=targets if reads_targets else None))
-  payload = {"seeds": seeds, "n": len(lab.examples),
-             "results": [{**r.summary(), "records": r.records} for r in results]}
-  tmp = path.with_suffix(".tmp")
-  tmp.write_text(json.dumps(payload, default=str))
-  tmp.replace(path)
-  return results
 
 
 def main() -> None:
@@ -147,11 +116,13 @@ def main() -> None:
   runs_tag = f"block{block}_{args.cache}"
   tag = runs_tag + (f"_{args.tag}" if args.tag else "")
   results: dict[str, list[EvalResult]] = {}
+  identity = lab_identity(lab)
   t0 = time.perf_counter()
   for label, _, config, random in settings:
     seeds = args.seeds if random else args.seeds[:1]
-    path = out / "runs" / f"{runs_tag}_{slug(label)}.json"
-    results[label] = run_setting(lab, config, label, seeds, targets, path, args.batch_size)
+    path = out / "runs" / f"{runs_tag}_{file_name(label)}.json"
+    results[label] = run_setting(lab, config, label, seeds, path, batch_size=args.batch_size,
+                                 targets=targets, identity=identity)
     r = results[label]
     print(f"{label:32s} acc {np.mean([x.accuracy for x in r]):.3f}  "
           f"NFE {np.mean([x.mean_nfe for x in r]):6.1f}  ({time.perf_counter() - t0:.0f} s)",

@@ -4,7 +4,9 @@ Tables (accuracy with 95% Wilson intervals pooled over seeds, token error rate, 
   1. accuracy and token error rate against K = 1..max_paths, at each tokens-per-step;
   2. LookUM against equal compute: the base strategy with K times more steps, and
      best-of-K independent samples (temperature > 0) with a majority vote.
-Writes JSON, CSV, a Markdown table and plots under --out.
+Writes JSON, CSV, a Markdown table and plots under --out; each setting's runs are kept in
+OUT/runs and read back on a rerun while their fingerprint (the whole sampler, the model's
+files, the problems, the seeds; `lookum_jax.studies`) is unchanged.
 
   python experiments/lookum_study.py --model toy-sudoku --limit 500 --seeds 0 1 2
 """
@@ -17,12 +19,13 @@ import json
 import time
 from pathlib import Path
 
-import jax
 import numpy as np
 
 from lookum_jax.configfile import parse_key_values
-from lookum_jax.evaluation import EvalResult, evaluate, wilson_interval
+from lookum_jax.evaluation import EvalResult, wilson_interval
+from lookum_jax.parsing import parse_strategy
 from lookum_jax.sampling import SamplerConfig
+from lookum_jax.studies import file_name, lab_identity, run_setting
 from lookum_jax.toylab import open_task_model
 
 
@@ -76,11 +79,16 @@ def main() -> None:
   out.mkdir(parents=True, exist_ok=True)
   base = SamplerConfig(gen_length=gen, block_length=block, steps=gen)
   rows, t0 = [], time.perf_counter()
+  (out / "runs").mkdir(exist_ok=True)
+  identity = lab_identity(lab)
+
+  def cached(label: str, config: SamplerConfig, seeds: list[int]) -> list[EvalResult]:
+    """One setting over `seeds`, read back from OUT/runs when its fingerprint is unchanged."""
+    return run_setting(lab, config, label, seeds, out / "runs" / f"{file_name(label)}.json",
+                       batch_size=args.batch_size, identity=identity)
 
   def run(label: str, config: SamplerConfig, **extra) -> list[EvalResult]:
-    results = [evaluate(lab.model, lab.tokenizer, lab.task, lab.examples, config,
-                        jax.random.key(seed), batch_size=args.batch_size,
-                        label=f"{label} s{seed}") for seed in args.seeds]
+    results = cached(label, config, args.seeds)
     row = {"setting": label, **extra, **pooled(results)}
     rows.append(row)
     ter = row["token_error_rate"]
@@ -92,8 +100,8 @@ def main() -> None:
   for tps in args.tokens_per_step:
     steps = max(gen // tps, gen // block)
     for k in args.paths:
-      params = {**lookum_params, "paths": k}
-      config = base.replace(steps=steps, strategy="lookum", params=params)
+      strategy = parse_strategy("lookum", {**lookum_params, "paths": k}, what="--lookum-param")
+      config = base.replace(steps=steps, strategy=strategy)
       run(f"lookum K={k} {tps}/step", config, study="paths", paths=k, tokens_per_step=tps)
     for k in args.paths[1:]:
       # Equal compute 1: the base strategy with K times more steps (capped at 1/step).
@@ -102,9 +110,8 @@ def main() -> None:
           study="more_steps", paths=k, tokens_per_step=tps)
     # Equal compute 2: best-of-K samples with a majority vote.
     sampled = base.replace(steps=steps, temperature=args.vote_temperature)
-    draws = [evaluate(lab.model, lab.tokenizer, lab.task, lab.examples, sampled,
-                      jax.random.key(1000 + d), batch_size=args.batch_size,
-                      label=f"sample d{d}") for d in range(max(args.paths))]
+    draws = cached(f"sample T={args.vote_temperature} {tps}/step", sampled,
+                   [1000 + d for d in range(max(args.paths))])
     for k in args.paths[1:]:
       correct, n = majority_vote(draws[:k], lab.task, lab.examples)
       nfe = float(np.mean([d.mean_nfe for d in draws[:k]])) * k

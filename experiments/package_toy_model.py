@@ -37,7 +37,8 @@ def example_key(example: dict) -> str:
 def main() -> None:
   parser = argparse.ArgumentParser(description=__doc__,
                                    formatter_class=argparse.RawDescriptionHelpFormatter)
-  parser.add_argument("--run", required=True, help="training run directory (train_mdm.py --out)")
+  parser.add_argument("--run", required=True,
+                      help="training run directory (lookum train mdm --out)")
   parser.add_argument("--name", required=True, help="asset name, e.g. toy-sudoku")
   parser.add_argument("--config", required=True, help="the config file the run used")
   parser.add_argument("--block-length", type=int, help="default: gen_length (full diffusion)")
@@ -47,7 +48,7 @@ def main() -> None:
                       "token per step are slow on a CPU); default: all of them")
   parser.add_argument("--eval-batch-size", type=int, default=250)
   parser.add_argument("--step", type=int,
-                      help="ship checkpoint STEP (exported by train_mdm.py --export-step "
+                      help="ship checkpoint STEP (exported by lookum train mdm --export-step "
                       "STEP) instead of the run's final model")
   args = parser.parse_args()
 
@@ -106,10 +107,10 @@ def main() -> None:
     table += "\n\nper-step accuracy (fraction of intermediate steps right):\n" + "\n".join(lines)
   print(table)
   train_s = max(m.get("elapsed_s", 0.0) for m in metrics)
-  train_command = f"python experiments/train_mdm.py --config {args.config} --out {args.run}"
+  train_command = f"lookum train mdm --config {args.config} --out {args.run}"
   schedule_note = ""
   if args.step is not None:
-    train_command += (f" --stop-after {args.step}\n    python experiments/train_mdm.py "
+    train_command += (f" --stop-after {args.step}\n    lookum train mdm "
                       f"--config {args.config} --out {args.run} --export-step {args.step}")
     schedule_note = (f"; checkpoint {args.step} of a {train_config['num_steps']}-step "
                      "schedule")

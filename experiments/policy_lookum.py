@@ -11,8 +11,9 @@ verifier's), and the confidence threshold at matching NFE for reference.
         --out experiments/results/policy_lookum
 
 Writes OUT/results.json (with per-problem correctness), results.csv and accuracy_vs_nfe.png;
-a rerun with the same model, policy, problems and seed evaluates only the labels missing from
-results.json (another setup into the same OUT is refused).
+a rerun evaluates only the rows whose setting changed: a row is reused when its fingerprint
+(the whole sampler, the model's and policy's files, the problems, the seed;
+`lookum_jax.studies`) matches.
 """
 
 from __future__ import annotations
@@ -27,8 +28,10 @@ import jax
 
 import policy_rl
 from lookum_jax.evaluation import EvalResult, evaluate, format_table
+from lookum_jax.fingerprint import fingerprint
 from lookum_jax.plotting import plot_accuracy_vs_nfe
-from lookum_jax.sampling import SamplerConfig
+from lookum_jax.sampling import SamplerConfig, Threshold
+from lookum_jax.studies import directory_fingerprint, lab_identity, setting_key
 from lookum_jax.toylab import open_task_model
 
 
@@ -37,22 +40,20 @@ def line_up(gen_length: int, block_length: int, features: tuple[str, ...],
             taus: list[float]) -> list[tuple[str, SamplerConfig]]:
   base = SamplerConfig(gen_length=gen_length, block_length=block_length, steps=gen_length)
   out = [("policy deterministic", base.replace(
-      strategy="policy", params={"mode": "deterministic", "features": features}))]
+      strategy=policy_rl.Policy(mode="deterministic", features=features)))]
   for k in paths:
     for temperature in temperatures:
       for scope in scopes:
-        params = {"paths": k, "temperature": temperature, "verifier_scope": scope,
-                  "features": features}
+        strategy = policy_rl.PolicyLookUM(paths=k, temperature=temperature,
+                                          verifier_scope=scope, features=features)
         out.append((f"policy_lookum K={k} T={temperature:g} {scope}",
-                    base.replace(strategy="policy_lookum", params=params)))
+                    base.replace(strategy=strategy)))
       # The control: the same candidates, one picked uniformly at random.
       out.append((f"policy_lookum K={k} T={temperature:g} random pick", base.replace(
-          strategy="policy_lookum",
-          params={"paths": k, "temperature": temperature, "features": features,
-                  "selection_temperature": 1e6})))
+          strategy=policy_rl.PolicyLookUM(paths=k, temperature=temperature, features=features,
+                                          selection_temperature=1e6))))
   for tau in taus:
-    out.append((f"threshold tau={tau:g}", base.replace(strategy="threshold",
-                                                        params={"tau": tau})))
+    out.append((f"threshold tau={tau:g}", base.replace(strategy=Threshold(tau=tau))))
   return out
 
 
@@ -83,10 +84,11 @@ def main(argv: list[str] | None = None) -> int:
   setup = {"model": args.model, "policy": args.policy, "limit": args.limit,
            "block_length": block_length, "seed": args.seed}
   saved = json.loads(results_path.read_text()) if results_path.exists() else {}
-  if saved and saved.get("setup") != setup:
-    raise SystemExit(f"{results_path} holds results of another setup ({saved.get('setup')}, "
-                     f"now {setup}); choose another --out.")
   done = saved.get("results", {})
+  # A stored row is reused only under its setting's fingerprint (the whole sampler, the
+  # model's and the policy's files, the problems, the seed): a changed default re-runs.
+  identity = lab_identity(lab)
+  policy_files = directory_fingerprint(args.policy)
 
   def write() -> None:
     tmp = results_path.with_suffix(".tmp")
@@ -96,13 +98,16 @@ def main(argv: list[str] | None = None) -> int:
   results = []
   for label, config in line_up(gen_length, block_length, policy.config.features, args.paths,
                                args.temperatures, args.scopes, args.taus):
-    result = evaluate(lab.model, lab.tokenizer, lab.task, lab.examples, config,
-                      jax.random.key(args.seed), batch_size=args.batch_size,
-                      policy=policy if config.strategy.needs_policy else None,
-                      label=label) if label not in done else None
-    if result is not None:
+    reads_policy = config.strategy.needs_policy
+    key = setting_key(config, **identity, seeds=[args.seed], n=len(lab.examples),
+                      policy=policy_files if reads_policy else None)
+    if done.get(label, {}).get("fingerprint") != fingerprint(key):
+      result = evaluate(lab.model, lab.tokenizer, lab.task, lab.examples, config,
+                        jax.random.key(args.seed), batch_size=args.batch_size,
+                        policy=policy if reads_policy else None, label=label)
       summary = result.summary()
       summary["correct_bits"] = "".join("1" if r["correct"] else "0" for r in result.records)
+      summary["fingerprint"] = fingerprint(key)
       done[label] = summary
       write()
     results.append(done[label])
@@ -115,8 +120,8 @@ def main(argv: list[str] | None = None) -> int:
     for r in results:
       writer.writerow([r["label"], r["n"], f"{r['accuracy']:.4f}", f"{r['ci95'][0]:.4f}",
                        f"{r['ci95'][1]:.4f}", f"{r['mean_nfe']:.3f}", f"{r['mean_steps']:.3f}"])
-  as_results = [EvalResult(**{k: v for k, v in r.items() if k != "correct_bits"})
-                for r in results]
+  as_results = [EvalResult(**{k: v for k, v in r.items()
+                              if k not in ("correct_bits", "fingerprint")}) for r in results]
   print(format_table(as_results))
   plot_accuracy_vs_nfe(as_results, out / "accuracy_vs_nfe.png",
                        title=f"{args.model}: learned policy + LookUM verifier "

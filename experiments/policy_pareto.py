@@ -3,8 +3,9 @@
 On a toy model's held-out set, at one block length, evaluates the confidence threshold swept
 over tau, the EB-Sampler swept over gamma, low_confidence at fixed tokens per step, and each
 given policy (deterministic mode, and optionally sampled / test-time scaled). Every point gets
-a Wilson 95% interval. Results are cached per label in OUT/results.json, so a rerun only
-evaluates what is missing (add a policy, rerun).
+a Wilson 95% interval. Results are cached per label in OUT/results.json under each setting's
+fingerprint (`lookum_jax.studies`), so a rerun only evaluates what is missing or changed (add
+a policy, retrain one, change a default: rerun).
 
     python experiments/policy_pareto.py --model toy-sudoku --limit 500 --block-length 16 \
         --policy alpha1=runs/policy/a1/policy --out experiments/results/policy_pareto_block16
@@ -24,7 +25,9 @@ import numpy as np
 import policy_rl
 from lookum_jax.configfile import parse_value
 from lookum_jax.evaluation import evaluate, format_table
-from lookum_jax.sampling import SamplerConfig
+from lookum_jax.fingerprint import fingerprint
+from lookum_jax.sampling import EntropyBounded, SamplerConfig, Threshold
+from lookum_jax.studies import directory_fingerprint, lab_identity, setting_key
 from lookum_jax.toylab import open_task_model
 
 TAUS = (0.3, 0.5, 0.6, 0.7, 0.75, 0.8, 0.85, 0.875, 0.9, 0.925, 0.95, 0.97, 0.99, 0.999)
@@ -41,10 +44,10 @@ def baseline_line_up(gen_length: int, block_length: int, taus=TAUS, gammas=GAMMA
   out = []
   for tau in taus:
     out.append(("threshold", f"threshold tau={tau:g}",
-                base.replace(strategy="threshold", params={"tau": tau})))
+                base.replace(strategy=Threshold(tau=tau))))
   for gamma in gammas:
     out.append(("entropy_bounded", f"entropy_bounded gamma={gamma:g}",
-                base.replace(strategy="entropy_bounded", params={"gamma": gamma})))
+                base.replace(strategy=EntropyBounded(gamma=gamma))))
   steps = gen_length
   while steps >= num_blocks:
     out.append(("low_confidence", f"low_confidence {gen_length // steps}/step",
@@ -58,14 +61,13 @@ def policy_line_up(label: str, gen_length: int, block_length: int, features: tup
   base = SamplerConfig(gen_length=gen_length, block_length=block_length, steps=gen_length)
   out = []
   for mode in modes:
-    params = {"mode": mode, "features": features}
     if mode == "scaled":
       for beta in betas:
-        out.append(("policy", f"policy {label} scaled beta={beta:g}",
-                    base.replace(strategy="policy", params={**params, "beta": beta})))
+        out.append(("policy", f"policy {label} scaled beta={beta:g}", base.replace(
+            strategy=policy_rl.Policy(mode=mode, features=features, beta=beta))))
     else:
-      out.append(("policy", f"policy {label} {mode}",
-                  base.replace(strategy="policy", params=params)))
+      out.append(("policy", f"policy {label} {mode}", base.replace(
+          strategy=policy_rl.Policy(mode=mode, features=features))))
   return out
 
 
@@ -195,6 +197,9 @@ def main(argv: list[str] | None = None) -> int:
   cache_path = out / "results.json"
   cached = json.loads(cache_path.read_text()) if cache_path.exists() else []
   done = {r["label"]: r for r in cached if r["label"] not in args.redo}
+  # A stored row is reused only under its setting's fingerprint (the whole sampler, the
+  # model's and the policy's files, the problems, the seed): a changed default re-runs.
+  identity = lab_identity(lab)
 
   line_up = [] if args.no_baselines else baseline_line_up(gen_length, block_length,
                                                          args.taus, args.gammas)
@@ -202,7 +207,7 @@ def main(argv: list[str] | None = None) -> int:
   for item in args.policy:
     label, _, directory = item.partition("=")
     policy = policy_rl.load_policy(directory)
-    policies[label] = (directory, policy)
+    policies[label] = (directory, policy, directory_fingerprint(directory))
     for entry in policy_line_up(label, gen_length, block_length, policy.config.features,
                                 args.modes, args.betas):
       line_up.append(entry)
@@ -210,19 +215,22 @@ def main(argv: list[str] | None = None) -> int:
   print(f"{lab.task.name}: {len(lab.examples)} held-out problems, gen_length {gen_length}, "
         f"block_length {block_length}", flush=True)
   for family, label, config in line_up:
-    if label in done:
-      continue
-    policy, policy_dir = None, None
+    policy, policy_dir, policy_files = None, None, None
     if family == "policy":
       name = label.split(" ")[1]
-      policy_dir, policy = policies[name]
+      policy_dir, policy, policy_files = policies[name]
+    key = setting_key(config, **identity, seeds=[args.seed], n=len(lab.examples),
+                      policy=policy_files)
+    if done.get(label, {}).get("fingerprint") == fingerprint(key):
+      continue
     result = evaluate(lab.model, lab.tokenizer, lab.task, lab.examples, config,
                       jax.random.key(args.seed), batch_size=args.batch_size, policy=policy,
                       label=label, progress=False)
     print(format_table([result]).splitlines()[-1], flush=True)
     record = {"family": family, **result.summary(), "policy_dir": policy_dir,
               "block_length": block_length, "seed": args.seed,
-              "correct_bits": "".join("1" if r["correct"] else "0" for r in result.records)}
+              "correct_bits": "".join("1" if r["correct"] else "0" for r in result.records),
+              "fingerprint": fingerprint(key)}
     done[label] = record
     cache_path.write_text(json.dumps(list(done.values()), indent=1, default=str) + "\n")
 

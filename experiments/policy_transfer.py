@@ -13,7 +13,7 @@ Settings:
   addition-gen16  toy-addition decoded with gen_length 16 instead of its 8 (one block), i.e.
                   twice the response length both the model and the policies were trained on.
   gen16-model     an addition MDM trained with responses EOS-padded to 16 (`--gen16-model`,
-                  `train_mdm.py --config configs/addition.py --override gen_length=16`),
+                  `lookum train mdm --config configs/addition.py --override gen_length=16`),
                   decoded at gen_length 16: a longer response the model can produce, for
                   policies trained at gen_length 8 (addition) or 16 (sudoku).
 
@@ -101,7 +101,7 @@ def main(argv: list[str] | None = None) -> int:
   parser.add_argument("--addition-policy", default=str(ASSETS / "toy-addition" / "policy"),
                       help="in-domain reference on toy-addition (skipped if absent)")
   parser.add_argument("--seed1-model", default="runs/pilot/sudoku4_seed1/model",
-                      help="toy-sudoku retrained with seed 1 (train_mdm.py --override seed=1)")
+                      help="toy-sudoku retrained with seed 1 (lookum train mdm --override seed=1)")
   parser.add_argument("--gen16-model", default="runs/addition_gen16/model-step2000",
                       help="addition MDM trained with gen_length 16 (same seed and data as "
                            "toy-addition, so its held-out set applies)")

@@ -1,5 +1,5 @@
-"""Python config files (`configs/*.py` with `get_config()`), `key=value` overrides and
-`key=value` strategy parameters.
+"""Python config files (`configs/*.py` with `get_config()`) and `key=value` overrides
+(strategy names and parameters are parsed by `lookum_jax.parsing`).
 
 Shared by model training, policy training, the benchmark runner, the command line and the
 lm-eval model: configs are frozen dataclasses; an override names a field (`steps=128`), a
@@ -40,57 +40,6 @@ def parse_key_values(items: Sequence[str] | None, what: str) -> dict[str, Any]:
       raise ValueError(f"{what} {item!r} must look like key=value.")
     key, value = item.split("=", 1)
     out[key.strip().replace("-", "_")] = parse_value(value.strip())
-  return out
-
-
-# Field types `typed_strategy_params` checks; other annotations are left to the strategy.
-_PLAIN_TYPES = (int, float, bool, str, tuple, type(None))
-
-
-def _strategy_field_types(strategy: str) -> dict[str, Any]:
-  """Annotated field types of a strategy class ({} for an unknown name, which
-  `SamplerConfig` then reports with the valid names)."""
-  from lookum_jax.sampling.strategies import strategy_class
-
-  try:
-    cls = strategy_class(strategy)
-  except ValueError:
-    return {}
-  try:
-    return cls.param_types()
-  except NameError:
-    return {}
-
-
-def _plain_types(hint: Any) -> tuple[type, ...] | None:
-  union = typing.get_origin(hint) in (typing.Union, types.UnionType)
-  allowed = tuple(typing.get_origin(t) or t for t in (typing.get_args(hint) if union
-                                                          else (hint,)))
-  return allowed if all(t in _PLAIN_TYPES for t in allowed) else None
-
-
-def typed_strategy_params(strategy: str, params: Mapping[str, Any],
-                          what: str = "--param") -> dict[str, Any]:
-  """`params` converted to the types of `strategy`'s parameters where that is lossless
-  (`paths=2` -> 2, `tau=1` -> 1.0).
-
-  Raises:
-    ValueError: naming the parameter and its expected type (`--param tau=abc`); unknown
-      names are left for `SamplerConfig`, which lists the valid ones.
-  """
-  hints = _strategy_field_types(strategy)
-  out = {}
-  for key, value in params.items():
-    allowed = _plain_types(hints[key]) if key in hints else None
-    if allowed is None:
-      out[key] = value
-      continue
-    try:
-      out[key] = coerce(key, hints[key], value, f"{what} {key}={value}")
-    except ValueError:
-      names = " or ".join("None" if t is type(None) else t.__name__ for t in allowed)
-      raise ValueError(f"{what} {key}={value}: strategy {strategy!r} takes {key} as {names}, "
-                       f"got {value!r}.") from None
   return out
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import abc
 import dataclasses
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar, Generic, TypeVar
 
 ScoreT = TypeVar("ScoreT")
@@ -42,22 +42,21 @@ class ProblemSet(abc.ABC, Generic[ScoreT]):
 class Registry(Generic[ProblemSetT]):
   """Problem-set classes by name, built from options: `get_task` and `get_benchmark`.
 
-  `classes` is called on first use, so the modules defining the classes may import the one
-  defining the registry.
+  Each package lists its classes in its `registry` module, which imports the concrete
+  modules; the base modules import none of them.
   """
 
-  def __init__(self, kind: str, classes: Callable[[], Sequence[type[ProblemSetT]]]):
+  def __init__(self, kind: str, classes: Sequence[type[ProblemSetT]]):
     self.kind = kind
-    self._classes = classes
-    self._by_name: dict[str, type[ProblemSetT]] | None = None
-
-  def _table(self) -> dict[str, type[ProblemSetT]]:
-    if self._by_name is None:
-      self._by_name = {cls.name: cls for cls in self._classes()}
-    return self._by_name
+    self._by_name: dict[str, type[ProblemSetT]] = {}
+    for cls in classes:
+      if cls.name in self._by_name:
+        raise ValueError(f"two {kind}s are called {cls.name!r}: {self._by_name[cls.name]} "
+                         f"and {cls}.")
+      self._by_name[cls.name] = cls
 
   def names(self) -> list[str]:
-    return sorted(self._table())
+    return sorted(self._by_name)
 
   def get(self, name: str, options: Mapping[str, Any]) -> ProblemSetT:
     """The problem set called `name`, built with `options` (its dataclass fields).
@@ -66,7 +65,7 @@ class Registry(Generic[ProblemSetT]):
       ValueError: for an unknown name (listing the valid ones) or an unknown option (listing
         the valid options); bad option values raise from the class's own validation.
     """
-    table = self._table()
+    table = self._by_name
     if name not in table:
       raise ValueError(f"unknown {self.kind} {name!r}; valid {self.kind}s: "
                        f"{', '.join(sorted(table))}.")

@@ -110,7 +110,7 @@ def test_overrides_set_fields_sampler_params_and_options():
     ("sampler.stepz=3", r"unknown sampler key in override 'sampler.stepz=3'; valid: "
                         r"sampler.block_length"),
     ("steps", r"not of the form key=value"),
-    ("sampler.steps=lots", r"steps must be int, got 'lots'"),
+    ("sampler.steps=lots", r"--override steps=lots: the sampler takes steps as int, got 'lots'"),
     ("sampler.steps=100", r"steps \(100\) must be a multiple of the number of blocks \(8"),
     ("benchmark=gsm9k", r"unknown benchmark 'gsm9k'"),
     ("benchmark_options.timeout=1", r"has no option\(s\) \['timeout'\]"),
@@ -118,6 +118,8 @@ def test_overrides_set_fields_sampler_params_and_options():
     ("sampler.params.paths=two", r"sampler.params paths=two: strategy 'lookum' takes paths as "
                                  r"int"),
     ("sampler.strategy=nope", r"unknown strategy 'nope'"),
+    ("sampler.params.paths.x=1", r"--override sampler.params paths.x: parameter 'paths' of "
+                                 r"strategy 'lookum' has no parameters of its own"),
     ("sampler.strategy=policy", r"strategy 'policy' needs policy_path"),
     ("prompt_buckets=(512, 256)", r"prompt_buckets must be increasing"),
     ("dtype=fp8", r"dtype must be one of"),

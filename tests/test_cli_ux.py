@@ -13,10 +13,17 @@ import lookum_jax.evaluation
 import lookum_jax.toylab
 from lookum_jax.cli import build_parser, main
 from lookum_jax.cli.evaluate import demo_samplers
-from lookum_jax.configfile import typed_strategy_params
 from lookum_jax.evaluation import EvalResult, sampler_summary, wilson_interval
+from lookum_jax.parsing import parse_strategy
 from lookum_jax.plotting import family_styles, plot_accuracy_vs_nfe, sampler_families
 from lookum_jax.sampling import SamplerConfig
+from lookum_jax.sampling.lookum import LookUM
+from lookum_jax.sampling.strategies import Threshold
+
+
+def _lookum(**fields):
+  """The one place this file builds a LookUM value."""
+  return LookUM(**fields)
 
 
 def _subcommands(parser=None, prefix=()):
@@ -65,17 +72,20 @@ def test_param_of_the_wrong_type_is_a_clear_error(param, expected, capsys):
 
 
 def test_strategy_params_are_converted_to_their_types():
-  assert typed_strategy_params("threshold", {"tau": 1}) == {"tau": 1.0}
-  assert isinstance(typed_strategy_params("threshold", {"tau": 1})["tau"], float)
-  assert typed_strategy_params("lookum", {"paths": 3, "verifier": "margin"}) == {
-      "paths": 3, "verifier": "margin"}
+  assert parse_strategy("threshold", {"tau": 1}) == Threshold(tau=1.0)
+  assert isinstance(parse_strategy("threshold", {"tau": 1}).tau, float)
+  assert parse_strategy("threshold", {"tau": "0.8"}) == Threshold(tau=0.8)  # lm-eval's text
+  assert parse_strategy("lookum", {"paths": 3, "verifier": "margin"}) == _lookum(
+      paths=3, verifier="margin")
   with pytest.raises(ValueError, match=r"takes paths as int, got 2\.5"):
-    typed_strategy_params("lookum", {"paths": 2.5})
+    parse_strategy("lookum", {"paths": 2.5})
   with pytest.raises(ValueError, match="takes sample_tokens as bool"):
-    typed_strategy_params("lookum", {"sample_tokens": "maybe"})
-  # Unknown names and strategies are left for SamplerConfig, which lists the valid ones.
-  assert typed_strategy_params("lookum", {"pathz": 2}) == {"pathz": 2}
-  assert typed_strategy_params("oracle", {"x": 1}) == {"x": 1}
+    parse_strategy("lookum", {"sample_tokens": "maybe"})
+  with pytest.raises(ValueError, match=r"unknown parameter\(s\) \['pathz'\] for strategy "
+                     r"'lookum'; valid parameters: base, branch_every"):
+    parse_strategy("lookum", {"pathz": 2})
+  with pytest.raises(ValueError, match="unknown strategy 'oracle'; choose one of: entropy,"):
+    parse_strategy("oracle", {"x": 1})
 
 
 def _no_evaluation(*args, **kwargs):

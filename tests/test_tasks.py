@@ -229,10 +229,9 @@ def test_get_task_errors_list_valid_choices():
 
 def test_tasks_and_benchmarks_are_problem_sets_of_one_registry_shape():
   """The decode-and-score path reads any problem set through `prompt` and `score`."""
-  from lookum_jax.benchmarks import get_benchmark
-  from lookum_jax.benchmarks.base import BENCHMARKS
+  from lookum_jax.benchmarks import BENCHMARKS, get_benchmark
   from lookum_jax.problems import ProblemSet
-  from lookum_jax.tasks.base import TASKS
+  from lookum_jax.tasks import TASKS
 
   task, benchmark = get_task("sudoku", size=4), get_benchmark("sudoku")
   assert isinstance(task, ProblemSet) and isinstance(benchmark, ProblemSet)

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from lookum_jax import jsonl
-from lookum_jax.problems import ProblemSet, Registry
+from lookum_jax.problems import ProblemSet
 
 
 @dataclasses.dataclass(frozen=True)
@@ -111,28 +111,6 @@ class Benchmark(ProblemSet[Score]):
     if problem.get("id") is not None:
       return str(problem["id"])
     return f"{self.name}-{index}"
-
-
-def _benchmark_classes() -> tuple[type[Benchmark], ...]:
-  # Imported here: the benchmark modules import this one.
-  from lookum_jax.benchmarks.coding import MBPP, HumanEval
-  from lookum_jax.benchmarks.mathematics import GSM8K, MATH500
-  from lookum_jax.benchmarks.puzzles import CountdownBenchmark, SudokuBenchmark
-
-  return (GSM8K, MATH500, HumanEval, MBPP, CountdownBenchmark, SudokuBenchmark)
-
-
-BENCHMARKS: Registry[Benchmark] = Registry("benchmark", _benchmark_classes)
-
-
-def benchmark_names() -> list[str]:
-  return BENCHMARKS.names()
-
-
-def get_benchmark(name: str, **options: Any) -> Benchmark:
-  """The benchmark called `name` with `options` (its dataclass fields); see `Registry.get`
-  for the errors it raises."""
-  return BENCHMARKS.get(name, options)
 
 
 PROMPT_STYLES = ("d1", "boxed")

@@ -11,13 +11,14 @@ import dataclasses
 import hashlib
 import json
 import os
-import typing
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 from lookum_jax import configfile
-from lookum_jax.benchmarks.base import Benchmark, get_benchmark
+from lookum_jax.benchmarks.base import Benchmark
+from lookum_jax.benchmarks.registry import get_benchmark
 from lookum_jax.evaluation import sampler_summary
+from lookum_jax.parsing import parse_sampler, sampler_fields
 from lookum_jax.sampling import SamplerConfig
 
 # Placeholders the user must override; a run refuses to start while one is left.
@@ -43,11 +44,7 @@ def is_placeholder(value: str | None) -> bool:
 
 def sampler_from_dict(values: Mapping[str, Any]) -> SamplerConfig:
   """`sampler_summary`'s inverse; parameters read back from JSON (lists) get their types."""
-  values = dict(values)
-  strategy = values.pop("strategy", DEFAULT_SAMPLER.strategy.name)
-  params = configfile.typed_strategy_params(strategy, values.pop("params", None) or {},
-                                            what="params")
-  return SamplerConfig(strategy=strategy, params=params, **values)
+  return parse_sampler(values, what="sampler", params_what="params")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -186,25 +183,21 @@ def apply_overrides(config: BenchmarkConfig, overrides: Sequence[str]) -> Benchm
 
 
 def _override_sampler(sampler: SamplerConfig, overrides: Sequence[str]) -> SamplerConfig:
-  fields = {f.name for f in dataclasses.fields(SamplerConfig)} - {"strategy", "params"}
-  hints = typing.get_type_hints(SamplerConfig)
-  values = {name: getattr(sampler, name) for name in fields}
-  strategy, params = sampler.strategy.name, {}
+  fields = sorted(sampler_fields())
+  values, params = {}, {}
   for override in overrides:
     key, _, text = override.partition("=")
     path = key.strip().split(".")[1:]
     value = configfile.parse_value(text.strip())
-    if path == ["strategy"]:
-      strategy = str(value)
-    elif len(path) == 2 and path[0] == "params":
-      params[path[1]] = value
-    elif len(path) == 1 and path[0] in fields:
-      values[path[0]] = configfile.coerce(path[0], hints[path[0]], value, override)
+    if len(path) >= 2 and path[0] == "params":  # params.tau, or params.base.tau
+      params[".".join(path[1:])] = value
+    elif len(path) == 1 and (path[0] in fields or path[0] == "strategy"):
+      values[path[0]] = value
     else:
-      valid = ", ".join(f"sampler.{name}" for name in sorted(fields))
+      valid = ", ".join(f"sampler.{name}" for name in fields)
       raise ValueError(f"unknown sampler key in override {override!r}; valid: {valid}, "
                        "sampler.strategy, sampler.params.<parameter>.")
-  if strategy == sampler.strategy.name:  # same strategy: keep the parameters it had
-    params = {**sampler.strategy.to_dict(), **params}
-  params = configfile.typed_strategy_params(strategy, params, what="--override sampler.params")
-  return SamplerConfig(strategy=strategy, params=params, **values)
+  if "strategy" in values:
+    values["strategy"] = str(values["strategy"])
+  return parse_sampler({**values, "params": params}, base=sampler, what="--override",
+                       params_what="--override sampler.params")

@@ -26,7 +26,9 @@ from lookum_jax.benchmarks.config import (
     POLICY_PATH_PLACEHOLDER,
     BenchmarkConfig,
 )
+from lookum_jax.parsing import parse_sampler
 from lookum_jax.sampling.lookum import LookUM
+from lookum_jax.sampling.strategies import LowConfidence, Threshold
 
 MODELS: dict[str, dict[str, Any]] = {
     "llada": dict(model_name="llada-8b-instruct"),
@@ -34,11 +36,12 @@ MODELS: dict[str, dict[str, Any]] = {
     "dream": dict(model_name="dream-7b-instruct"),
 }
 
-# Sampler name -> the `SamplerConfig` changes from the papers' 256 / 32 setting.
+# Sampler name -> the `SamplerConfig` changes from the papers' 256 / 32 setting (strategies
+# by name go through the parser when a preset is built).
 SAMPLERS: dict[str, dict[str, Any]] = {
-    "lowconf": dict(strategy="low_confidence", steps=256),
-    "lowconf128": dict(strategy="low_confidence", steps=128),
-    "threshold": dict(strategy="threshold", steps=256, params={"tau": 0.9}),
+    "lowconf": dict(strategy=LowConfidence(), steps=256),
+    "lowconf128": dict(strategy=LowConfidence(), steps=128),
+    "threshold": dict(strategy=Threshold(tau=0.9), steps=256),
     "lookum2": dict(strategy=LookUM.paper(paths=2), steps=128),
     "lookum3": dict(strategy=LookUM.paper(paths=3), steps=128),
     "policy": dict(strategy="policy", steps=256),
@@ -73,7 +76,7 @@ def preset(name: str, **changes: Any) -> BenchmarkConfig:
     if part not in table:
       raise ValueError(f"unknown preset {kind} {part!r} in {name!r}; valid: "
                        f"{', '.join(table)}.")
-  sampler_config = DEFAULT_SAMPLER.replace(**SAMPLERS[sampler])
+  sampler_config = parse_sampler(SAMPLERS[sampler], base=DEFAULT_SAMPLER, what="preset")
   fields = dict(benchmark=benchmark, sampler_name=sampler, sampler=sampler_config,
                 prompt_buckets=BUCKETS[benchmark], **MODELS[model])
   if sampler_config.strategy.needs_policy:

@@ -4,8 +4,9 @@
 
 The top floor: it imports the library and `policy_rl`, and nothing below imports it. Each
 module registers its parser cheaply and imports JAX only when its command runs, so `--help`
-is fast. Strategy names are the library's one table
-(`lookum_jax.sampling.strategies.STRATEGIES`).
+is fast. Strategy names go through the one parser (`lookum_jax.parsing`); `policy_rl`'s are
+registered with it in `sampler_args`, which lm-eval's bridge (the other edge) imports for the
+same registration.
 """
 
 from __future__ import annotations

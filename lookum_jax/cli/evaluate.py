@@ -10,8 +10,16 @@ from typing import Any
 
 from lookum_jax.cli import sampler_args
 from lookum_jax.configfile import parse_key_values
+from lookum_jax.parsing import parse_strategy
 from lookum_jax.sampling.config import SamplerConfig
 from lookum_jax.sampling.lookum import LookUM
+from lookum_jax.sampling.strategies import (
+    Entropy,
+    EntropyBounded,
+    Margin,
+    RandomOrder,
+    Threshold,
+)
 
 DEFAULT_MODEL = "toy-sudoku"
 
@@ -83,7 +91,7 @@ def run_eval(args: argparse.Namespace) -> int:
   if args.block_length is None:
     args.block_length = opened.spec.block_length if opened.spec else args.gen_length
   config = sampler_args.sampler_config_from_args(args)
-  policy = sampler_args.load_strategy_policy(args.strategy, args.policy)
+  policy = sampler_args.load_strategy_policy(config.strategy, args.policy)
   result = evaluate(opened.model, opened.tokenizer, opened.task, opened.examples, config,
                     jax.random.key(args.seed), batch_size=args.batch_size, policy=policy,
                     progress=not args.no_progress)
@@ -105,17 +113,15 @@ def demo_samplers(gen_length: int, block_length: int) -> list[tuple[str, Sampler
       ("low_confidence 1/step", base),
       ("low_confidence 2/step", base.replace(steps=half)),
       ("low_confidence 4/step", base.replace(steps=quarter)),
-      ("margin 2/step", base.replace(steps=half, strategy="margin")),
-      ("entropy 2/step", base.replace(steps=half, strategy="entropy")),
-      ("random 1/step", base.replace(strategy="random")),
-      ("threshold tau=0.9", base.replace(strategy="threshold", params={"tau": 0.9})),
-      ("threshold tau=0.7", base.replace(strategy="threshold", params={"tau": 0.7})),
-      ("entropy_bounded g=0.1", base.replace(strategy="entropy_bounded",
-                                              params={"gamma": 0.1})),
-      ("entropy_bounded g=1", base.replace(strategy="entropy_bounded", params={"gamma": 1.0})),
-      ("lookum K=2 2/step", base.replace(steps=half, strategy="lookum", params={"paths": 2})),
-      ("lookum K=2 2/step paper", base.replace(steps=half, strategy=LookUM.paper(paths=2),
-                                               params=None)),
+      ("margin 2/step", base.replace(steps=half, strategy=Margin())),
+      ("entropy 2/step", base.replace(steps=half, strategy=Entropy())),
+      ("random 1/step", base.replace(strategy=RandomOrder())),
+      ("threshold tau=0.9", base.replace(strategy=Threshold(tau=0.9))),
+      ("threshold tau=0.7", base.replace(strategy=Threshold(tau=0.7))),
+      ("entropy_bounded g=0.1", base.replace(strategy=EntropyBounded(gamma=0.1))),
+      ("entropy_bounded g=1", base.replace(strategy=EntropyBounded(gamma=1.0))),
+      ("lookum K=2 2/step", base.replace(steps=half, strategy=LookUM(paths=2))),
+      ("lookum K=2 2/step paper", base.replace(steps=half, strategy=LookUM.paper(paths=2))),
   ]
 
 
@@ -137,10 +143,11 @@ def run_demo(args: argparse.Namespace) -> int:
   policy_dir = opened.model_dir / "policy"
   policy_by_label: dict[str, Any] = {}
   if policy_dir.is_dir():
-    policy = sampler_args.load_strategy_policy("policy", str(policy_dir))
+    policy = sampler_args.load_strategy_policy(parse_strategy("policy"), str(policy_dir))
+    strategy = parse_strategy("policy", {"mode": "deterministic",
+                                         "features": policy.config.features})
     base = SamplerConfig(gen_length=gen_length, block_length=block_length, steps=gen_length)
-    line_up.append(("learned policy", base.replace(strategy="policy", params={
-        "mode": "deterministic", "features": policy.config.features})))
+    line_up.append(("learned policy", base.replace(strategy=strategy)))
     policy_by_label["learned policy"] = policy
   print(f"{opened.task.name}: {len(opened.examples)} held-out problems, model "
         f"{opened.model_dir.name}, gen_length {gen_length}, block_length {block_length}")

@@ -43,7 +43,7 @@ def run_generate(args: argparse.Namespace) -> int:
   from lookum_jax.sampling.timing import compile_timer
 
   config = sampler_args.sampler_config_from_args(args)
-  policy = sampler_args.load_strategy_policy(args.strategy, args.policy)
+  policy = sampler_args.load_strategy_policy(config.strategy, args.policy)
   dtype = None if args.dtype is None else jnp.dtype(args.dtype)
   model = loading.load_model(args.model, dtype=dtype)
   tokenizer = loading.load_tokenizer(args.model)

@@ -1,15 +1,30 @@
 """The sampler flags shared by `lookum generate` and `lookum eval`, and the learned policy
-that `--strategy policy` reads. Strategy names come from the library's one table,
-`lookum_jax.sampling.strategies.STRATEGIES`."""
+that `--strategy policy` reads. Flags become a sampler through the one parser,
+`lookum_jax.parsing`; `policy_rl`'s strategies are registered with it here, at the edge."""
 
 from __future__ import annotations
 
 import argparse
 from typing import Any
 
-from lookum_jax.configfile import parse_key_values, typed_strategy_params
+from lookum_jax.configfile import parse_key_values
+from lookum_jax.parsing import parse_sampler, register_strategy, strategy_names
 from lookum_jax.sampling.config import CACHE_MODES, SamplerConfig
-from lookum_jax.sampling.strategies import strategy_class, strategy_names
+from lookum_jax.sampling.strategies import Strategy
+
+# `policy_rl`'s strategies by name, imported when first named (the CLI starts without it).
+POLICY_STRATEGIES = {"policy": "policy_rl.strategy:Policy",
+                     "policy_lookum": "policy_rl.lookum:PolicyLookUM"}
+
+
+def register_policy_strategies() -> None:
+  """Adds `policy_rl`'s strategy names to the parser (the CLI, lm-eval and benchmark
+  configs offer them; the library itself never names `policy_rl`)."""
+  for name, factory in POLICY_STRATEGIES.items():
+    register_strategy(name, factory)
+
+
+register_policy_strategies()
 
 # Shortcut flags for common strategy parameters: flag -> params key.
 _SHORTCUTS = {"paths": "paths", "pool_size": "pool_size", "tau": "tau", "gamma": "gamma"}
@@ -52,28 +67,28 @@ def sampler_config_from_args(args: argparse.Namespace) -> SamplerConfig:
     value = getattr(args, flag, None)
     if value is not None:
       params[key] = value
-  params = typed_strategy_params(args.strategy, params)
   gen_length = args.gen_length
-  block_length = gen_length if args.block_length is None else args.block_length
-  steps = gen_length if args.steps is None else args.steps
-  return SamplerConfig(
-      gen_length=gen_length, block_length=block_length, steps=steps,
+  return parse_sampler(dict(
+      gen_length=gen_length,
+      block_length=gen_length if args.block_length is None else args.block_length,
+      steps=gen_length if args.steps is None else args.steps,
       temperature=args.temperature, cfg_scale=args.cfg_scale, strategy=args.strategy,
       params=params, cache=args.cache, cache_refresh=args.cache_refresh,
-      logits_eos_inf=args.logits_eos_inf, confidence_eos_eot_inf=args.confidence_eos_eot_inf)
+      logits_eos_inf=args.logits_eos_inf, confidence_eos_eot_inf=args.confidence_eos_eot_inf),
+      what="sampler flag", params_what="--param")
 
 
-def load_strategy_policy(strategy: str, policy_dir: str | None) -> Any:
+def load_strategy_policy(strategy: Strategy, policy_dir: str | None) -> Any:
   """The learned policy a strategy reads (`policy`, `policy_lookum`), else None.
 
   Raises:
     ValueError: when the strategy needs a policy and `policy_dir` is not given.
   """
-  if not strategy_class(strategy).needs_policy:
+  if not strategy.needs_policy:
     return None
   if not policy_dir:
     raise ValueError(
-        f"--strategy {strategy} needs --policy PATH (a trained policy directory, e.g. "
+        f"--strategy {strategy.name} needs --policy PATH (a trained policy directory, e.g. "
         "lookum_jax/assets/toy-sudoku/policy).")
   from policy_rl import load_policy
 

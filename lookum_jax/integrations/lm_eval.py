@@ -36,11 +36,9 @@ does) decodes the continuation one most-confident token per step and compares.
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 import logging
 import sys
-import typing
 import zlib
 from collections.abc import Sequence
 from typing import Any
@@ -53,8 +51,9 @@ from lm_eval.api.model import LM
 from lm_eval.api.registry import register_model
 from tqdm.auto import tqdm
 
-from lookum_jax.configfile import coerce, typed_strategy_params
+from lookum_jax.cli.sampler_args import register_policy_strategies
 from lookum_jax.loading import apply_chat_template, load_model, load_tokenizer, resolve_path
+from lookum_jax.parsing import parse_sampler, sampler_fields
 from lookum_jax.sampling import SamplerConfig, generate
 from lookum_jax.tasks import decode_response, left_pad_prompts
 from lookum_jax.tasks.base import round_up
@@ -63,21 +62,15 @@ from lookum_jax.toylab import read_task_spec
 MODEL_NAME = "lookum"
 # Under lm_eval's logger, so its command line shows our lines (mean NFE) with its own.
 logger = logging.getLogger("lm_eval.models.lookum")
+register_policy_strategies()  # model_args strategy=policy / policy_lookum
 
 _DEFAULT_GEN_LENGTH = 128
-
-
-def _sampler_fields() -> dict[str, Any]:
-  """`SamplerConfig` fields settable from model_args, with their annotated types."""
-  hints = typing.get_type_hints(SamplerConfig)
-  return {f.name: hints[f.name] for f in dataclasses.fields(SamplerConfig)
-          if f.name != "params"}
 
 
 def sampler_config_from_model_args(options: dict[str, Any], defaults: Any = None,
                                    policy: Any = None) -> SamplerConfig:
   """The sampler that model_args describe: `SamplerConfig` fields by name, every other key
-  a strategy parameter.
+  a strategy parameter (through the one parser, `lookum_jax.parsing`).
 
   Args:
     options: model_args without this model's own keys (model, policy, seed, ...).
@@ -87,21 +80,10 @@ def sampler_config_from_model_args(options: dict[str, Any], defaults: Any = None
   Raises:
     ValueError: naming a key of the wrong type, or from `SamplerConfig` for bad values.
   """
-  fields = _sampler_fields()
-  sampler, params = {}, {}
-  for key, value in options.items():
-    if key not in fields:
-      params[key] = value
-      continue
-    plain = (str, int, float, bool, type(None))
-    if typing.get_origin(fields[key]) is None and fields[key] in plain:
-      try:
-        value = coerce(key, fields[key], value, f"model_args {key}={value}")
-      except ValueError:
-        raise ValueError(f"model_args {key}={value}: the sampler takes {key} as "
-                         f"{fields[key].__name__}, got {value!r}.") from None
-    sampler[key] = value
-  strategy = sampler.pop("strategy", "low_confidence")
+  fields = sampler_fields()
+  sampler = {k: v for k, v in options.items() if k in fields or k == "strategy"}
+  params = {k: v for k, v in options.items() if k not in sampler}
+  sampler["strategy"] = sampler.get("strategy", "low_confidence")
   if defaults is not None:
     sampler.setdefault("gen_length", defaults.gen_length)
     if sampler["gen_length"] == defaults.gen_length:
@@ -109,12 +91,11 @@ def sampler_config_from_model_args(options: dict[str, Any], defaults: Any = None
   sampler.setdefault("gen_length", _DEFAULT_GEN_LENGTH)
   sampler.setdefault("block_length", sampler["gen_length"])
   sampler.setdefault("steps", sampler["gen_length"])
-  params = typed_strategy_params(str(strategy), params, what="model_args")
-  config = SamplerConfig(strategy=strategy, params=params, **sampler)
+  config = parse_sampler({**sampler, "params": params}, what="model_args")
   features = getattr(policy, "config", None) and policy.config.features
   if features and "features" not in params and hasattr(config.strategy, "features"):
-    config = SamplerConfig(strategy=strategy, params={**params, "features": features},
-                           **sampler)
+    config = parse_sampler({**sampler, "params": {**params, "features": features}},
+                           what="model_args")
   return config
 
 

@@ -24,6 +24,8 @@ Decoding at length needs three things beyond `model(tokens)`, all here:
     are fresh, attending over the cached keys and values of every other position (Fast-dLLM's
     prefix mode: the window runs to the end; dual mode: the window is the block). Several
     candidate windows per cached row (LookUM's look-ahead canvases) share one cache.
+    For Dream the cache also keeps every position's last-layer output, so the window's first
+    position, whose logits come from the position before it, reads that position as cached.
 """
 
 from __future__ import annotations
@@ -42,10 +44,18 @@ _NEG_INF = jnp.finfo(jnp.float32).min
 
 @struct.dataclass
 class KVCache:
-  """Every layer's post-RoPE keys and values `[n_layers, B, T, n_kv_heads, head_dim]`."""
+  """What a cached window needs of every position outside it, as of the last full forward.
+
+  `k`, `v`: every layer's post-RoPE keys and values `[n_layers, B, T, n_kv_heads, head_dim]`.
+  `hidden`: for a model with shifted logits (Dream) the last layer's output `[1, B, T, D]`
+  (before the final norm), else None. Dream's logits at position i come from position i - 1,
+  so the first position of a window reads the state of the position before it from here.
+  Every leaf keeps the batch on axis 1, so gathering rows (`a[:, rows]`) applies to all.
+  """
 
   k: jax.Array
   v: jax.Array
+  hidden: jax.Array | None = None
 
 
 class RMSNorm(nnx.Module):
@@ -277,7 +287,9 @@ class LLaDA(nnx.Module):
       logits = shift_logits(self._logits(x))
     else:
       logits = self._logits(self._window_hidden(x, logits_window))
-    return logits, KVCache(k=keys, v=values)
+    # Dream's cached windows read the output of the position before them (`extend`).
+    hidden = x[None] if self.shifts_logits else None
+    return logits, KVCache(k=keys, v=values, hidden=hidden)
 
   def _layers(self, layer_fn, x: jax.Array, per_layer: Any) -> tuple[jax.Array, Any]:
     """Runs `layer_fn(block, x, per_layer[i]) -> (x, out)` over the blocks (a Python loop,
@@ -341,12 +353,12 @@ class LLaDA(nnx.Module):
         their cached keys/values, not fresh ones (default `start`: all fresh). Fast-dLLM's
         prefix cache is the window `[P, T)` with `fresh_from = block_start`: one static
         shape for every block, the cached prefix exactly as theirs.
+
+    Dream (shifted logits): a window position's logits come from the position before it,
+    fresh when that position is fresh, else its output as of the cache's forward
+    (`KVCache.hidden`); so the window's first position reads the cache, and against a cache
+    of the same canvas every logit equals the full forward's.
     """
-    if self.shifts_logits:
-      raise ValueError(
-          "KV-cached windows are not supported for Dream: its shifted logits need the output "
-          "of the position before the window, which the cache does not recompute; decode "
-          "Dream with cache='none'.")
     if tokens.ndim != 3:
       raise ValueError(f"extend takes tokens [batch, candidates, window], got {tokens.shape}.")
     b, paths, w = tokens.shape
@@ -354,6 +366,9 @@ class LLaDA(nnx.Module):
     fresh_from = start if fresh_from is None else fresh_from
     if cache.k.shape[1] != b:
       raise ValueError(f"tokens have {b} rows but the cache holds {cache.k.shape[1]}.")
+    if self.shifts_logits and cache.hidden is None:
+      raise ValueError("this model's logits are shifted (Dream): extend needs a cache from its "
+                       "own prefill, which keeps every position's output (KVCache.hidden).")
     key_mask = None if attention_mask is None else attention_mask.astype(bool)
     positions = jax.lax.dynamic_slice_in_dim(self.positions(attention_mask, b, t), start, w, 1)
     positions = jnp.repeat(positions, paths, axis=0)  # [B * K, w]
@@ -363,10 +378,30 @@ class LLaDA(nnx.Module):
         lambda block, x, kv: block.window(x, cos, sin, start, kv[0], kv[1], key_mask,
                                           fresh_from), x,
         (cache.k, cache.v))
-    if logits_window is not None:
-      offset, length = logits_window
-      x = jax.lax.dynamic_slice_in_dim(x, offset, length, axis=2)
-    return self._logits(x)
+    offset, length = (0, w) if logits_window is None else logits_window
+    if self.shifts_logits:
+      return self._logits(self._shifted_window_hidden(x, cache.hidden[0], start, offset,
+                                                      length, fresh_from))
+    return self._logits(jax.lax.dynamic_slice_in_dim(x, offset, length, axis=2))
+
+  @staticmethod
+  def _shifted_window_hidden(x: jax.Array, cached: jax.Array, start, offset, length: int,
+                             fresh_from) -> jax.Array:
+    """Dream's hidden states `[B, K, length, D]` for the logits of the `length` window
+    positions from `start + offset`: position i reads position i - 1 (position 0 its own).
+
+    A position that attends through its cached keys/values (before `fresh_from`, or outside
+    the window) is represented by the cache entirely, its output included: its state comes
+    from `cached [B, T, D]` (the last full forward), shared by the K candidates. A fresh
+    window position's state comes from the window `x [B, K, w, D]`. So the window's first
+    position reads the cache, as Fast-dLLM's block-start forward predicts it.
+    """
+    w = x.shape[2]
+    source = jnp.maximum(start + offset + jnp.arange(length) - 1, 0)  # [length]
+    fresh = (source >= fresh_from) & (source >= start) & (source < start + w)
+    from_window = jnp.take(x, jnp.clip(source - start, 0, w - 1), axis=2)  # [B, K, length, D]
+    from_cache = jnp.take(cached, source, axis=1)[:, None]  # [B, 1, length, D]
+    return jnp.where(fresh[:, None], from_window, from_cache.astype(x.dtype))
 
 
 def init_model(config: ModelConfig, seed: int = 0, *, dtype=jnp.float32,

@@ -271,10 +271,6 @@ def check_generation(model: nnx.Module, config: SamplerConfig, prompt_shape: tup
         f"prompt ({prompt_shape[1]} tokens) + gen_length ({config.gen_length}) = {total} "
         f"exceeds the model context of {model_config.max_sequence_length} tokens; shorten the "
         "prompt or gen_length.")
-  if config.cache != "none" and getattr(model, "shifts_logits", False):
-    raise ValueError(
-        f"cache={config.cache!r} is not supported for Dream (shifted logits need the output "
-        "of the position before each cached window); use cache='none'.")
   config.strategy.check_ready()
 
 

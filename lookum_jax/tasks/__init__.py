@@ -2,9 +2,10 @@
 tokenizer."""
 
 from lookum_jax.tasks.arithmetic import Addition, Multiplication
-from lookum_jax.tasks.base import Task, get_task, task_names, write_jsonl
+from lookum_jax.tasks.base import Task, write_jsonl
 from lookum_jax.tasks.chain import RegisterChain
 from lookum_jax.tasks.countdown import Countdown
+from lookum_jax.tasks.registry import TASKS, get_task, task_names
 from lookum_jax.tasks.sudoku import Sudoku
 from lookum_jax.tasks.tokenizer import (
     build_tokenizer,
@@ -19,7 +20,8 @@ from lookum_jax.tasks.tokenizer import (
 )
 
 __all__ = [
-    "Addition", "Countdown", "Multiplication", "RegisterChain", "Sudoku", "Task", "build_tokenizer",
+    "TASKS", "Addition", "Countdown", "Multiplication", "RegisterChain", "Sudoku", "Task",
+    "build_tokenizer",
     "decode_response", "encode_batch", "encode_example", "encode_text", "get_task",
     "left_pad_prompts", "load_tokenizer", "model_token_config", "save_tokenizer", "task_names",
     "write_jsonl",

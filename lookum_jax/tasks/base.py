@@ -14,7 +14,7 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 from lookum_jax import jsonl
-from lookum_jax.problems import ProblemSet, Registry
+from lookum_jax.problems import ProblemSet
 
 
 class Task(ProblemSet[bool]):
@@ -91,26 +91,3 @@ def require_keys(example: dict[str, Any], keys: Sequence[str]) -> None:
   missing = [k for k in keys if k not in example]
   if missing:
     raise ValueError(f"missing key(s) {missing}")
-
-
-def _task_classes() -> tuple[type[Task], ...]:
-  # Imported here: the task modules import this one.
-  from lookum_jax.tasks.arithmetic import Addition, Multiplication
-  from lookum_jax.tasks.chain import RegisterChain
-  from lookum_jax.tasks.countdown import Countdown
-  from lookum_jax.tasks.sudoku import Sudoku
-
-  return (Sudoku, Countdown, Addition, Multiplication, RegisterChain)
-
-
-TASKS: Registry[Task] = Registry("task", _task_classes)
-
-
-def task_names() -> list[str]:
-  return TASKS.names()
-
-
-def get_task(name: str, **options: Any) -> Task:
-  """The task called `name` with `options` (its dataclass fields), e.g.
-  `get_task("sudoku", size=6)`; see `Registry.get` for the errors it raises."""
-  return TASKS.get(name, options)

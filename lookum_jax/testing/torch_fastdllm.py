@@ -85,6 +85,21 @@ forward, whose logits serve that step (committing in the current block only, as 
 step it replaces) and whose K/V refresh the whole cache. NFE stays one per step;
 `refresh_every=1` makes every forward a full one, i.e. exact uncached decoding.
 
+Dream mode (our semantics, not Fast-dLLM's Dream code)
+------------------------------------------------------
+For a Dream model (`config.architecture == "dream"`: q/k/v biases, optionally a tied head)
+the logits are shifted: position i reads the output of position i - 1 (position 0 its own).
+A full forward shifts over the whole canvas. A cached forward over `[start, end)` shifts
+inside the slice, and its first position reads the output of position `start - 1` as of the
+last full forward (every position outside the slice is represented by that forward: keys,
+values and output). Everything else (blocks, schedule, threshold, NFE, stopping) is the LLaDA
+port above. Fast-dLLM's own Dream code (`dream/model/generation_utils_block.py`) differs: it
+shifts the cached slice's logits as if the slice were the whole canvas (its first position
+reads its own output) and hides that by committing the block's first position from the
+block-start forward unconditionally, outside the strategy's choice; here no position is
+committed that the rule does not choose, and the first position's logits are the shifted
+ones. The block-start forward gives the block's first position the same logits in both.
+
 Imports torch (a test and benchmark dependency): import this module explicitly.
 """
 
@@ -131,10 +146,26 @@ def _check_cache(cache: KVCache, n_layers: int, start: int, end: int) -> None:
         f"prefix [0, {start}) (prefix cache) or at least [0, {end}) (dual cache).")
 
 
+def _projection(weights: dict[str, torch.Tensor], name: str, h: torch.Tensor) -> torch.Tensor:
+  """`h @ kernel`, plus the bias where the weights hold one (Dream's q/k/v)."""
+  out = h @ weights[name]
+  bias = weights.get(f"{name}.bias")
+  return out if bias is None else out + bias
+
+
+def _head(model: TorchLLaDA, x: torch.Tensor) -> torch.Tensor:
+  """Logits of last-layer outputs `x [..., D]`: final norm, then `ff_out` (or the tied
+  embedding transposed)."""
+  w = model.weights
+  head = w["ff_out"] if "ff_out" in w else w["wte"].T
+  return _rms_norm(x, w["ln_f"], model.config.rms_norm_eps) @ head
+
+
 @torch.inference_mode()
 def _forward(model: TorchLLaDA, tokens: torch.Tensor, start: int, cache: KVCache | None
-             ) -> tuple[torch.Tensor, KVCache]:
-  """Logits of `tokens` (canvas positions `[start, start + L)`) and their fresh K/V.
+             ) -> tuple[torch.Tensor, KVCache, torch.Tensor]:
+  """Raw (unshifted) logits of `tokens` (canvas positions `[start, start + L)`), their fresh
+  K/V, and their last-layer outputs `[B, L, D]`.
 
   Keys/values attended: `cache[:start]`, then the fresh ones, then `cache[start + L:]`
   (empty for a prefix cache); with `cache=None` only the fresh ones (a full forward).
@@ -155,9 +186,10 @@ def _forward(model: TorchLLaDA, tokens: torch.Tensor, start: int, cache: KVCache
   for i in range(cfg.n_layers):
     layer = lambda name, i=i: w[f"blocks.{i}.{name}"]
     h = _rms_norm(x, layer("attn_norm"), eps)
-    q = (h @ layer("q_proj")).view(batch, length, cfg.n_heads, hd).transpose(1, 2)
-    k = (h @ layer("k_proj")).view(batch, length, cfg.n_kv_heads, hd).transpose(1, 2)
-    v = (h @ layer("v_proj")).view(batch, length, cfg.n_kv_heads, hd).transpose(1, 2)
+    project = lambda name, i=i, h=h: _projection(w, f"blocks.{i}.{name}", h)
+    q = project("q_proj").view(batch, length, cfg.n_heads, hd).transpose(1, 2)
+    k = project("k_proj").view(batch, length, cfg.n_kv_heads, hd).transpose(1, 2)
+    v = project("v_proj").view(batch, length, cfg.n_kv_heads, hd).transpose(1, 2)
     q = _rotate(q, positions, cfg.rope_theta)
     k = _rotate(k, positions, cfg.rope_theta)
     fresh.append((k, v))
@@ -173,16 +205,16 @@ def _forward(model: TorchLLaDA, tokens: torch.Tensor, start: int, cache: KVCache
     x = x + attended.transpose(1, 2).reshape(batch, length, cfg.n_heads * hd) @ layer("attn_out")
     h = _rms_norm(x, layer("ff_norm"), eps)
     x = x + (F.silu(h @ layer("ff_proj")) * (h @ layer("up_proj"))) @ layer("ff_out")
-  logits = _rms_norm(x, w["ln_f"], eps) @ w["ff_out"]
-  return logits, fresh
+  return _head(model, x), fresh, x
 
 
 def forward_with_kv(model: TorchLLaDA, tokens: torch.Tensor) -> tuple[torch.Tensor, KVCache]:
   """Full forward over the canvas `tokens [B, T]`: logits `[B, T, V]` and each layer's K/V.
 
-  Keys are post-RoPE, at positions 0..T-1; no padding (no attention mask).
+  Keys are post-RoPE, at positions 0..T-1; no padding (no attention mask). Raw logits: a
+  Dream model's are not shifted here (`torch_fastdllm_generate` shifts them).
   """
-  return _forward(model, tokens, 0, None)
+  return _forward(model, tokens, 0, None)[:2]
 
 
 def partial_forward(model: TorchLLaDA, tokens: torch.Tensor, start: int, cache: KVCache
@@ -196,6 +228,14 @@ def partial_forward(model: TorchLLaDA, tokens: torch.Tensor, start: int, cache: 
   (dual mode). The cache is not modified.
   """
   return _forward(model, tokens, start, cache)[0]
+
+
+def _shift(logits: torch.Tensor, before: torch.Tensor | None) -> torch.Tensor:
+  """Dream's alignment of raw logits `[B, L, V]`: position i gets the output of i - 1. The
+  first position gets `before [B, V]` (the position before a cached slice), or its own
+  output when None (a whole canvas starting at position 0)."""
+  first = logits[:, :1] if before is None else before[:, None]
+  return torch.cat([first, logits[:, :-1]], dim=1)
 
 
 def _as_long(value: Any, device: torch.device) -> torch.Tensor:
@@ -246,7 +286,8 @@ def torch_fastdllm_generate(
   a float Fast-dLLM's confidence-threshold parallel decoding. `refresh_every` (our extension)
   makes every `refresh_every`-th step of a block a full, cache-refreshing forward;
   `mask_is_candidate=False` keeps the mask token out of the argmax (this project's
-  deviation; Fast-dLLM's default is True). Semantics and corner cases: module docstring.
+  deviation; Fast-dLLM's default is True). A Dream model decodes with shifted logits
+  (module docstring, "Dream mode"). Semantics and corner cases: module docstring.
   """
   if temperature != 0:
     raise ValueError(f"only temperature 0 (argmax) is ported, got {temperature}.")
@@ -277,6 +318,8 @@ def torch_fastdllm_generate(
   stall_limit = 2 * (refresh_every or 2)
   nfe = 0
   kv: KVCache = []
+  shifted = model.config.architecture == "dream"
+  outputs = None  # Dream: every position's last-layer output at the last full forward
   for block in range(num_blocks):
     block_start = prompt_length + block * block_length
     block_end = block_start + block_length
@@ -290,7 +333,9 @@ def torch_fastdllm_generate(
             "(the mask token was committed as a candidate); Fast-dLLM raises IndexError here.")
       is_full = step == 0 or (refresh_every is not None and step % refresh_every == 0)
       if is_full:
-        logits, kv = forward_with_kv(model, x)
+        logits, kv, outputs = _forward(model, x, 0, None)
+        if shifted:
+          logits = _shift(logits, None)
         if cache == "prefix":
           kv = [(k[:, :, :block_start], v[:, :, :block_start]) for k, v in kv]
         window_start, window_end = 0, total
@@ -298,6 +343,8 @@ def torch_fastdllm_generate(
         window_start = block_start
         window_end = total if cache == "prefix" else block_end
         logits = partial_forward(model, x[:, window_start:window_end], window_start, kv)
+        if shifted:  # the slice's first position reads the cached output before it
+          logits = _shift(logits, _head(model, outputs[:, window_start - 1]))
       nfe += 1
       window = x[:, window_start:window_end]  # a view: commits below write into x
       eligible = window == mask_id
