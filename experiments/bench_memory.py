@@ -54,7 +54,7 @@ def measure(model_config, config: SamplerConfig, batch: int, prompt: int, scan: 
   ids = (model_config.mask_token_id, model_config.eos_token_id,
          tuple(model_config.stop_token_ids))
   start = time.perf_counter()
-  lowered = _generate_jit.lower(graphdef, weights, prompt_ids, prompt_mask, keys, None, None,
+  lowered = _generate_jit.lower(graphdef, weights, prompt_ids, prompt_mask, keys, None,
                                 config=config, ids=ids)
   compiled = lowered.compile()
   seconds = time.perf_counter() - start

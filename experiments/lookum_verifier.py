@@ -22,17 +22,17 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from lookum_jax.sampling import SamplerConfig, decode
-from lookum_jax.sampling.lookum import LookUM, propose, rows_with_choice, select, verify
+from lookum_jax.sampling import SamplerConfig, decode, pytree_dataclass
+from lookum_jax.sampling.lookum import LookUM, keep_chosen
 from lookum_jax.tasks import encode_text, left_pad_prompts
 from lookum_jax.toylab import open_task_model
 
 
-@dataclasses.dataclass(frozen=True)
+@pytree_dataclass
 class LookUMProbe(LookUM):
   """LookUM that branches at every step and records, per row and per the row's own step,
   every candidate's verifier score and whether it commits a token that differs from the
-  reference canvas (passed as `decode(..., policy=reference)`, `[B, T]`)."""
+  reference response (passed as `decode(..., targets=reference)`, `[B, G]`)."""
 
   name = "lookum_probe"
 
@@ -43,14 +43,15 @@ class LookUMProbe(LookUM):
             "valid": jnp.zeros((batch_size, steps), bool)}
 
   def step(self, ctx, state):
-    reference = ctx.window_of(ctx.policy, state, ctx.prompt_length)  # [B, W]
+    reference = ctx.window_of(ctx.targets, state)  # [B, W]
     noise_keys, select_keys = ctx.step_keys(state)
     view = ctx.view(state, noise_keys)
-    row_choice = rows_with_choice(self, view)
-    # The keys of `lookum.branch_step`: the same proposals LookUM would verify.
+    row_choice = self.proposal.rows_with_choice(self.base, view)
+    # The keys of `LookUM.branch_step`: the same proposals LookUM would verify.
     propose_keys, choice_keys = jax.vmap(jax.random.split, out_axes=1)(select_keys)
-    commits, tokens = jax.vmap(lambda v, k: propose(self, v, k))(view, propose_keys)
-    cand = verify(self, ctx, state, commits, tokens)
+    commits, tokens = jax.vmap(
+        lambda v, k: self.proposal.propose(self.base, v, k, self.paths))(view, propose_keys)
+    cand = self.verifier.verify(ctx, state, commits, tokens)
     wrong = jnp.any(cand.commits & (cand.tokens != reference[:, None]), axis=-1)  # [B, K]
     active = ctx.active(state)
     rows = jnp.arange(active.shape[0])
@@ -60,8 +61,7 @@ class LookUMProbe(LookUM):
     record = {"score": write(record["score"], cand.score),
               "wrong": write(record["wrong"], wrong),
               "valid": write(record["valid"], active)}
-    state = select(ctx, state, cand, choice_keys, self.selection_temperature, row_choice,
-                   self.selection, self.dedupe)
+    state = keep_chosen(ctx, state, cand, self.selector, choice_keys, row_choice, self.dedupe)
     return state.replace(strategy_state=record)
 
 
@@ -106,8 +106,11 @@ def main() -> None:
   p_len = lab.task.prompt_length
   summary, histograms, t0 = [], {}, time.perf_counter()
   for verifier in args.verifiers:
-    probe = LookUMProbe(paths=args.paths, pool_size=args.pool_size, verifier=verifier,
-                        verifier_scope=args.scope, selection_temperature=0.0)
+    setting = LookUM.from_params(dict(
+        paths=args.paths, pool_size=args.pool_size, verifier=verifier,
+        verifier_scope=args.scope, selection="argmax"))
+    probe = LookUMProbe(**{f.name: getattr(setting, f.name)
+                           for f in dataclasses.fields(setting)})
     config = SamplerConfig(gen_length=gen, block_length=block, steps=steps, strategy=probe)
 
     @jax.jit
@@ -116,7 +119,8 @@ def main() -> None:
       return decode(model, ids, mask, keys, config,
                     mask_token_id=model_config.mask_token_id,
                     eos_token_id=model_config.eos_token_id,
-                    stop_token_ids=tuple(model_config.stop_token_ids), policy=reference)
+                    stop_token_ids=tuple(model_config.stop_token_ids),
+                    targets=reference[:, p_len:])
 
     scores, wrong, disagree = [], [], []
     for first in range(0, len(lab.examples), args.batch_size):

@@ -84,6 +84,8 @@ def strategy_factory(name: str) -> Callable[..., Strategy]:
 def strategy_parameters(name: str) -> dict[str, Any]:
   """Parameter name -> annotated type (`Any` where unannotated) of strategy `name`."""
   factory = strategy_factory(name)
+  if isinstance(factory, type) and issubclass(factory, Strategy):
+    return factory.param_types()  # its JSON form's names (LookUM's flat `tau`, `pool_size`)
   if isinstance(factory, type) and dataclasses.is_dataclass(factory):
     hints = typing.get_type_hints(factory)
     return {f.name: hints.get(f.name, Any) for f in dataclasses.fields(factory) if f.init}
@@ -122,6 +124,9 @@ def _parse(strategy: str | Strategy, params: Mapping[str, Any] | None, what: str
     return strategy
   if not isinstance(strategy, str):
     raise ValueError(f"strategy must be a name or a Strategy value, got {strategy!r}.")
+  if params is not None and not isinstance(params, Mapping):
+    raise ValueError(f"strategy {strategy!r} takes its parameters as a dict, got "
+                     f"{type(params).__name__}.")
   factory = strategy_factory(strategy)
   hints = strategy_parameters(strategy)
   flat, nested = {}, {}
@@ -148,14 +153,16 @@ def _parse(strategy: str | Strategy, params: Mapping[str, Any] | None, what: str
                        f"strategy {strategy!r} has no parameters of its own.")
     else:
       typed[key] = _typed_value(strategy, prefix + key, hints[key], flat[key], what)
+  if isinstance(factory, type) and issubclass(factory, Strategy):
+    return factory.from_params(typed)
   return factory(**typed)
 
 
 def sampler_fields() -> dict[str, Any]:
-  """`SamplerConfig` field name -> annotated type (without `strategy` and `params`)."""
+  """`SamplerConfig` field name -> annotated type (without `strategy`)."""
   hints = typing.get_type_hints(SamplerConfig)
   return {f.name: hints[f.name] for f in dataclasses.fields(SamplerConfig)
-          if f.name not in ("strategy", "params")}
+          if f.name != "strategy"}
 
 
 def parse_sampler(values: Mapping[str, Any], *, base: SamplerConfig | None = None,
@@ -201,7 +208,7 @@ def parse_sampler(values: Mapping[str, Any], *, base: SamplerConfig | None = Non
       strategy = base.strategy
   else:
     strategy = parse_strategy(strategy, params, what=params_what)
-  return dataclasses.replace(base, strategy=strategy, params=None, **changes)
+  return dataclasses.replace(base, strategy=strategy, **changes)
 
 
 def _strategy_typed(hint: Any) -> bool:

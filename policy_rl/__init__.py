@@ -1,8 +1,9 @@
 """Learned unmasking policies for masked diffusion LMs, trained with GRPO.
 
 Strategies: `Policy` (the policy's Bernoulli unmask decisions) and `PolicyLookUM` (the policy
-proposes, LookUM's verifier selects); by name, "policy" and "policy_lookum" in
-`lookum_jax.sampling.strategies.STRATEGIES`.
+proposes, LookUM's verifier selects), values that carry the policy's weights
+(`Policy(...).with_policy(module)`); by name, "policy" and "policy_lookum", registered with
+the parser (`lookum_jax.parsing`) at the command-line edge.
 """
 
 from policy_rl.features import TOKEN_FEATURES, PolicyInput, compute_features

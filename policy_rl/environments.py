@@ -22,6 +22,7 @@ import numpy as np
 from lookum_jax.decoding import encode_prompts, response_texts, score_responses
 from lookum_jax.sampling.config import SamplerConfig
 from lookum_jax.sampling.loop import generate
+from lookum_jax.sampling.strategies import LowConfidence
 from lookum_jax.tasks.tokenizer import left_pad_prompts
 
 BANDIT_CORRECTNESS = ("always", "reference")
@@ -64,7 +65,7 @@ class BanditEnvironment:
                             *config.stop_token_ids})
     self._reference_config = SamplerConfig(
         gen_length=gen_length, block_length=block_length or gen_length, steps=gen_length,
-        strategy="low_confidence")
+        strategy=LowConfidence())
 
   def prompts(self, step: int, num_prompts: int) -> PromptBatch:
     rng = np.random.default_rng([self.seed, step])

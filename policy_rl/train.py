@@ -134,8 +134,7 @@ class PolicyTrainer:
                                features=config.policy.features,
                                expert_tau=config.grpo.expert_tau, record=True)
     self.sampler = SamplerConfig(gen_length=gen_length, block_length=block_length,
-                                 steps=gen_length, temperature=0.0, strategy="policy",
-                                 params=self.params)
+                                 steps=gen_length, temperature=0.0, strategy=self.params)
     self.graphdef, _ = nnx.split(init_policy(config.policy, seed=config.seed))
 
   @property

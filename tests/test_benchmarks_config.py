@@ -10,6 +10,7 @@ from lookum_jax.benchmarks.results import ResultsFile, finished_records
 from lookum_jax.benchmarks.summary import format_table, group_runs, plot_runs, summarize_records
 from lookum_jax.cli import build_parser
 from lookum_jax.cli.bench import bench_config
+from lookum_jax.parsing import parse_strategy
 from lookum_jax.sampling import SamplerConfig
 
 
@@ -17,8 +18,8 @@ def test_preset_grid_matches_the_papers_settings():
   config = presets.preset("llada:gsm8k:lookum2")
   sampler = config.sampler
   assert (sampler.gen_length, sampler.block_length, sampler.steps) == (256, 32, 128)
-  assert (sampler.strategy.name, sampler.strategy.paths, sampler.strategy.pool_size) == (
-      "lookum", 2, 5)
+  assert (sampler.strategy.name, sampler.strategy.paths,
+          sampler.strategy.to_dict()["pool_size"]) == ("lookum", 2, 5)
   assert presets.preset("llada15:math500:lowconf").sampler.steps == 256
   assert presets.preset("dream:sudoku:threshold").sampler.strategy.tau == 0.9
   lookum3 = presets.preset("llada:mbpp:lookum3").sampler
@@ -78,8 +79,8 @@ def test_config_round_trips_through_json_and_reads_the_flat_layout():
           "confidence_eos_eot_inf": False, "cache": "none", "prompt_buckets": [256, 512]}
   assert BenchmarkConfig.from_dict(flat) == BenchmarkConfig(
       model_path="/m", prompt_buckets=(256, 512), sampler=SamplerConfig(
-          gen_length=256, block_length=32, steps=128, strategy="lookum",
-          params={"paths": 2, "pool_size": 5}))
+          gen_length=256, block_length=32, steps=128,
+              strategy=parse_strategy("lookum", {"paths": 2, "pool_size": 5})))
   with pytest.raises(ValueError, match=r"unknown BenchmarkConfig field\(s\) \['stepz'\]"):
     BenchmarkConfig.from_dict({"stepz": 3})
 
@@ -91,8 +92,8 @@ def test_overrides_set_fields_sampler_params_and_options():
       "prompt_buckets=(128, 256)", "sampler.temperature=1", "data_path=123"])
   sampler = config.sampler
   assert config.model_path == "/data/llada" and sampler.steps == 64
-  assert (sampler.strategy.paths, sampler.strategy.pool_size,
-          sampler.strategy.verifier) == (3, 5, "confidence")
+  flat = sampler.strategy.to_dict()
+  assert (flat["paths"], flat["pool_size"], flat["verifier"]) == (3, 5, "confidence")
   assert config.benchmark_options == {"timeout_s": 5}
   assert config.prompt_buckets == (128, 256) and sampler.temperature == 1.0
   assert isinstance(sampler.temperature, float) and config.data_path == "123"
@@ -137,7 +138,7 @@ def test_fingerprint_tracks_outputs_not_batching():
   assert base.fingerprint() != apply_overrides(base, ["sampler.cache=dual"]).fingerprint()
   assert base.fingerprint() != base.replace(model_path="/other").fingerprint()
   with pytest.raises(ValueError, match="strategy 'policy' needs policy_path"):
-    BenchmarkConfig(sampler=SamplerConfig(strategy="policy"))
+    BenchmarkConfig(sampler=SamplerConfig(strategy=parse_strategy("policy")))
   with pytest.raises(ValueError, match="sampler must be a SamplerConfig, got dict"):
     BenchmarkConfig(sampler={"steps": 8})
 

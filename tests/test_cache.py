@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 
 import lookum_jax as lj
+from lookum_jax.parsing import parse_strategy
 from lookum_jax.sampling import SamplerConfig, generate
 from lookum_jax.testing import MODEL_CONFIG
 from lookum_jax.testing.setups import make_prompts
@@ -110,8 +111,8 @@ def test_cache_changes_tokens_without_refresh(models, cache):
 def test_refresh_every_step_equals_uncached(models, cache, strategy, params):
   model, _ = models
   prompt = make_prompts(12, batch=2, length=PROMPT)
-  base = SamplerConfig(gen_length=GEN, block_length=8, steps=16, strategy=strategy,
-                       params=params, temperature=0.5)
+  base = SamplerConfig(gen_length=GEN, block_length=8, steps=16,
+                       strategy=parse_strategy(strategy, params), temperature=0.5)
   plain = generate(model, prompt, base, jax.random.key(3))
   refreshed = generate(model, prompt, base.replace(cache=cache, cache_refresh=1),
                        jax.random.key(3))
@@ -128,7 +129,8 @@ def test_padded_row_decodes_as_alone_under_a_cache(models, cache):
   batch = np.concatenate([padded, other]).astype(np.int32)
   mask = np.ones(batch.shape, bool)
   mask[0, :PROMPT - 4] = False
-  config = SamplerConfig(gen_length=GEN, block_length=8, strategy="threshold", cache=cache,
+  config = SamplerConfig(gen_length=GEN, block_length=8,
+                         strategy=parse_strategy("threshold"), cache=cache,
                          temperature=0.7)
   keys = jax.random.split(jax.random.key(5), 2)
   alone = generate(model, short, config, keys[:1])

@@ -171,7 +171,7 @@ def test_plot_draws_one_line_per_sampler_family(tmp_path):
   base = SamplerConfig(gen_length=16, block_length=16, steps=16)
   for alpha, nfe in ((0.5, 9.0), (2.0, 6.0)):  # two policies trained with different alpha
     results.append(_result(f"policy alpha={alpha}", base.replace(
-        strategy="policy", params={"mode": "deterministic"}), 0.5, nfe))
+        strategy=parse_strategy("policy", {"mode": "deterministic"})), 0.5, nfe))
   families = plot_accuracy_vs_nfe(results, tmp_path / "plot.png")
   assert (tmp_path / "plot.png").stat().st_size > 1000
   by_name = {f.name: [results[i].label for i in f.members] for f in families}
@@ -193,7 +193,7 @@ def test_plot_draws_one_line_per_sampler_family(tmp_path):
 
 def test_a_lookum_k_sweep_is_one_family():
   results = [_result(f"lookum K={k}", SamplerConfig(
-      gen_length=16, block_length=16, steps=8, strategy="lookum", params={"paths": k}),
+      gen_length=16, block_length=16, steps=8, strategy=parse_strategy("lookum", {"paths": k})),
       0.4, 8.0 * k) for k in (2, 3, 4)]
   assert [f.name for f in sampler_families(results)] == ["lookum"]
 

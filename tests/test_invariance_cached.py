@@ -6,6 +6,7 @@ import jax
 import numpy as np
 import pytest
 
+from lookum_jax.parsing import parse_strategy
 from lookum_jax.sampling import SamplerConfig, generate
 from lookum_jax.testing import MODEL_CONFIG, make_prompts
 
@@ -29,7 +30,8 @@ def padded(row: np.ndarray, length: int) -> tuple[np.ndarray, np.ndarray]:
 @pytest.mark.parametrize("name, params, cache", CASES, ids=[f"{n}-{c}" for n, _, c in CASES])
 def test_row_ignores_batch_and_padding(model_and_policy, name, params, cache):
   model, policy = model_and_policy
-  config = SamplerConfig(gen_length=8, block_length=4, steps=4, strategy=name, params=params,
+  config = SamplerConfig(gen_length=8, block_length=4, steps=4,
+                         strategy=parse_strategy(name, params),
                          cache=cache, temperature=0.5)
   extra = policy if config.strategy.needs_policy else None
   row = make_prompts(30, batch=1, length=3)[0]

@@ -19,6 +19,7 @@ from lookum_jax.cli import main as lookum_main
 from lookum_jax.integrations import lm_eval as lookum_lm_eval
 from lookum_jax.integrations.toy_tasks import write_task
 from lookum_jax.loading import resolve_path
+from lookum_jax.parsing import parse_strategy
 
 NUM_PROBLEMS = 12
 POLICY_DIR = resolve_path("toy-sudoku") / "policy"
@@ -154,7 +155,7 @@ def test_model_args_build_the_sampler():
   lm = lookum_lm_eval.LookumLM(model="toy-sudoku", strategy="lookum", paths=3, steps=8)
   assert (lm.config.gen_length, lm.config.block_length, lm.config.steps) == (16, 16, 8)
   assert lm.config == lookum_lm_eval.SamplerConfig(
-      gen_length=16, block_length=16, steps=8, strategy="lookum", params={"paths": 3})
+      gen_length=16, block_length=16, steps=8, strategy=parse_strategy("lookum", {"paths": 3}))
   cached = lookum_lm_eval.sampler_config_from_model_args(
       {"strategy": "threshold", "cache": "dual", "gen_length": 32, "block_length": 8})
   assert (cached.cache, cached.block_length, cached.steps) == ("dual", 8, 32)

@@ -10,6 +10,7 @@ import pytest
 
 from lookum_jax import SamplerConfig, generate
 from lookum_jax.model import tiny
+from lookum_jax.parsing import parse_strategy
 from lookum_jax.sampling import (
   ImportanceSampling,
   LookUM,
@@ -44,10 +45,10 @@ def prompts():
     ("threshold", {"tau": 0.3}, {}),
 ])
 def test_one_path_is_the_base_strategy(model, prompts, base, params, extra):
-  base_config = SamplerConfig(gen_length=GEN, block_length=BLOCK, steps=STEPS, strategy=base,
-                              params=params)
-  lookum_config = base_config.replace(strategy="lookum",
-                                      params={"paths": 1, "base": base, **params, **extra})
+  base_config = SamplerConfig(gen_length=GEN, block_length=BLOCK, steps=STEPS,
+                              strategy=parse_strategy(base, params))
+  lookum_config = base_config.replace(strategy=parse_strategy(
+      "lookum", {"paths": 1, "base": base, **params, **extra}))
   key = jax.random.key(0)
   expected = generate(model, prompts, base_config, key)
   got = generate(model, prompts, lookum_config, key)
@@ -77,9 +78,10 @@ def test_verifier_picks_the_path_it_prefers():
   prompt = jnp.full((1, 4), 5, jnp.int32)
   favoured = 4 + 1  # the second most confident response position
   config = SamplerConfig(
-      gen_length=GEN, block_length=GEN, steps=GEN, strategy="lookum",
-      params={"paths": 6, "pool_size": 2, "proposal_temperature": 100.0,
-              "selection_temperature": 0.0})
+      gen_length=GEN, block_length=GEN, steps=GEN,
+      strategy=parse_strategy("lookum", {
+          "paths": 6, "pool_size": 2, "proposal_temperature": 100.0,
+          "selection_temperature": 0.0}))
   result = jax.jit(lambda k: decode(
       _fake_model(favoured), prompt, None, k, config, mask_token_id=MASK, eos_token_id=EOS,
       stop_token_ids=(EOS,)))(jax.random.key(0))
@@ -92,7 +94,7 @@ def test_verifier_picks_the_path_it_prefers():
 def test_a_pool_of_one_is_the_greedy_strategy(model, prompts):
   """With a flat proposal over a one-position pool every candidate is the greedy set."""
   base = SamplerConfig(gen_length=GEN, block_length=BLOCK, steps=GEN)
-  config = base.replace(strategy="lookum", params={"paths": 3, "pool_size": 1})
+  config = base.replace(strategy=parse_strategy("lookum", {"paths": 3, "pool_size": 1}))
   key = jax.random.key(1)
   np.testing.assert_array_equal(generate(model, prompts, config, key).tokens,
                                 generate(model, prompts, base, key).tokens)
@@ -114,8 +116,8 @@ def _traced_calls(config, prompts, model):
 
 @pytest.mark.parametrize("paths", [2, 3])
 def test_lookahead_passes_are_one_batched_call(model, prompts, paths):
-  config = SamplerConfig(gen_length=GEN, block_length=BLOCK, steps=STEPS, strategy="lookum",
-                         params={"paths": paths})
+  config = SamplerConfig(gen_length=GEN, block_length=BLOCK, steps=STEPS,
+                         strategy=parse_strategy("lookum", {"paths": paths}))
   total = prompts.shape[1] + GEN
   # A block's opening forward; then, inside the block's loop, either one call over all
   # B * K look-ahead canvases (a branching step) or the base step's call (a step without a
@@ -127,9 +129,8 @@ def test_lookahead_passes_are_one_batched_call(model, prompts, paths):
     (2, 0.0, 1), (3, 0.0, 1), (2, 1.0, 1), (3, 0.0, 2)])
 def test_nfe_counts_every_forward(model, prompts, paths, cfg_scale, branch_every):
   config = SamplerConfig(gen_length=GEN, block_length=BLOCK, steps=STEPS, cfg_scale=cfg_scale,
-                         strategy="lookum",
-                         params={"paths": paths, "branch_every": branch_every,
-                                 "dedupe": False})
+                         strategy=parse_strategy("lookum", {
+                             "paths": paths, "branch_every": branch_every, "dedupe": False}))
   result = generate(model, prompts, config, jax.random.key(0))
   per_step = BLOCK // (STEPS // (GEN // BLOCK))  # tokens committed per step
   forwards = 1  # the first canvas
@@ -149,15 +150,16 @@ def test_no_forward_is_spent_on_steps_without_a_choice(model, prompts):
   """One token per step with a pool of one: every candidate is greedy, so LookUM costs
   what its base strategy costs."""
   base = SamplerConfig(gen_length=GEN, block_length=BLOCK, steps=GEN)
-  lookum = base.replace(strategy="lookum", params={"paths": 3, "pool_size": 1})
+  lookum = base.replace(strategy=parse_strategy("lookum", {"paths": 3, "pool_size": 1}))
   np.testing.assert_array_equal(generate(model, prompts, lookum, jax.random.key(0)).nfe,
                                 generate(model, prompts, base, jax.random.key(0)).nfe)
 
 
 def test_same_key_same_tokens_and_keys_matter(model, prompts):
-  config = SamplerConfig(gen_length=GEN, block_length=BLOCK, steps=STEPS, strategy="lookum",
-                         params={"paths": 3, "selection_temperature": 10.0,
-                                 "proposal_temperature": 10.0, "pool_size": 8})
+  config = SamplerConfig(gen_length=GEN, block_length=BLOCK, steps=STEPS,
+                         strategy=parse_strategy("lookum", {
+                             "paths": 3, "selection_temperature": 10.0,
+                             "proposal_temperature": 10.0, "pool_size": 8}))
   first = generate(model, prompts, config, jax.random.key(7))
   again = generate(model, prompts, config, jax.random.key(7))
   np.testing.assert_array_equal(first.tokens, again.tokens)
@@ -174,8 +176,8 @@ def test_same_key_same_tokens_and_keys_matter(model, prompts):
     {"paths": 2, "base": "threshold", "tau": 0.3},
 ])
 def test_variants_decode_every_position_in_block_order(model, prompts, params):
-  config = SamplerConfig(gen_length=GEN, block_length=BLOCK, steps=STEPS, strategy="lookum",
-                         params=params)
+  config = SamplerConfig(gen_length=GEN, block_length=BLOCK, steps=STEPS,
+                         strategy=parse_strategy("lookum", params))
   result = generate(model, prompts, config, jax.random.key(0))
   tokens, order = np.asarray(result.tokens), np.asarray(result.unmask_order)
   np.testing.assert_array_equal(tokens[:, :5], np.asarray(prompts))
@@ -197,8 +199,8 @@ def test_variants_decode_every_position_in_block_order(model, prompts, params):
 ])
 def test_bad_options_are_named(bad, message):
   with pytest.raises(ValueError, match=message):
-    SamplerConfig(gen_length=GEN, block_length=BLOCK, steps=STEPS, strategy="lookum",
-                  params=bad)
+    SamplerConfig(gen_length=GEN, block_length=BLOCK, steps=STEPS,
+                  strategy=parse_strategy("lookum", bad))
 
 
 @pytest.mark.parametrize("setting,pool", [(LookUM(), 3), (LookUM.paper(), 5)])
@@ -221,7 +223,7 @@ def test_the_default_setting_branches_within_its_pool_and_keeps_the_certain_path
                      axis=1), np.asarray(result.nfe)
 
   assert SamplerConfig(gen_length=GEN, block_length=GEN, steps=GEN,
-                       strategy="lookum").strategy == LookUM()
+                       strategy=parse_strategy("lookum")).strategy == LookUM()
   greedy, greedy_nfe = first_commits(LookUM(paths=1))
   first, nfe = first_commits(setting)
   np.testing.assert_array_equal(greedy, 4)
@@ -235,9 +237,10 @@ def test_smc_particles_decode_fully_and_count_their_forwards(model, prompts,
                                                              resample_threshold):
   paths = 3
   config = SamplerConfig(
-      gen_length=GEN, block_length=BLOCK, steps=STEPS, strategy="lookum",
-      params={"paths": paths, "selection": "smc", "selection_temperature": 0.05,
-              "resample_threshold": resample_threshold})
+      gen_length=GEN, block_length=BLOCK, steps=STEPS,
+      strategy=parse_strategy("lookum", {
+          "paths": paths, "selection": "smc", "selection_temperature": 0.05,
+          "resample_threshold": resample_threshold}))
   result = generate(model, prompts, config, jax.random.key(0))
   tokens, order = np.asarray(result.tokens), np.asarray(result.unmask_order)
   assert tokens.shape == (2, 5 + GEN)
@@ -254,9 +257,10 @@ def test_smc_resampling_copies_whole_particles():
   prompt = jnp.full((1, 4), 5, jnp.int32)
   favoured = 4 + 1
   config = SamplerConfig(
-      gen_length=GEN, block_length=GEN, steps=GEN, strategy="lookum",
-      params={"paths": 8, "pool_size": 2, "proposal_temperature": 100.0, "selection": "smc",
-              "selection_temperature": 1e-3, "resample_threshold": 1.0})
+      gen_length=GEN, block_length=GEN, steps=GEN,
+      strategy=parse_strategy("lookum", {
+          "paths": 8, "pool_size": 2, "proposal_temperature": 100.0, "selection": "smc",
+          "selection_temperature": 1e-3, "resample_threshold": 1.0}))
   result = jax.jit(lambda k: decode(
       _fake_model(favoured), prompt, None, k, config, mask_token_id=MASK, eos_token_id=EOS,
       stop_token_ids=(EOS,)))(jax.random.key(0))
@@ -271,10 +275,11 @@ def test_a_row_samples_the_same_alone_and_in_a_padded_batch(model, selection, ba
   """Per-row keys: LookUM's random proposals do not depend on the batch's padding, and a row
   counts its own forwards (with the threshold base the rows take different step counts)."""
   config = SamplerConfig(
-      gen_length=GEN, block_length=BLOCK, steps=STEPS, strategy="lookum",
-      params={"paths": 3, "pool_size": 8, "proposal_temperature": 10.0,
-              "selection_temperature": 1.0, "sample_tokens": True, "selection": selection,
-              **base})
+      gen_length=GEN, block_length=BLOCK, steps=STEPS,
+      strategy=parse_strategy("lookum", {
+          "paths": 3, "pool_size": 8, "proposal_temperature": 10.0,
+          "selection_temperature": 1.0, "sample_tokens": True, "selection": selection,
+          **base}))
   short = jnp.asarray([[21, 22, 23]], jnp.int32)
   longer = jnp.asarray([[30, 31, 32, 33, 34, 35]], jnp.int32)
   padded = jnp.concatenate([jnp.zeros((1, 3), jnp.int32), short], axis=1)
@@ -290,11 +295,11 @@ def test_a_row_samples_the_same_alone_and_in_a_padded_batch(model, selection, ba
 def test_duplicate_candidates_cost_no_nfe(model, prompts):
   """With a pool of 2 and one commit per step, at most 2 of K=4 candidates differ: a
   branching step costs its distinct candidates, not K; without dedupe it costs K."""
-  config = SamplerConfig(gen_length=GEN, block_length=BLOCK, steps=GEN, strategy="lookum",
-                         params={"paths": 4, "pool_size": 2})
+  config = SamplerConfig(gen_length=GEN, block_length=BLOCK, steps=GEN,
+                         strategy=parse_strategy("lookum", {"paths": 4, "pool_size": 2}))
   deduped = generate(model, prompts, config, jax.random.key(0))
   every_candidate = generate(model, prompts, config.replace(
-      strategy="lookum", params={"paths": 4, "pool_size": 2, "dedupe": False}),
+      strategy=parse_strategy("lookum", {"paths": 4, "pool_size": 2, "dedupe": False})),
       jax.random.key(0))
   steps = GEN  # one token per step
   # Without dedupe: K per branching step (all but each block's last), 1 for the others.

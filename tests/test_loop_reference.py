@@ -6,6 +6,7 @@ import jax
 import numpy as np
 import pytest
 
+from lookum_jax.parsing import parse_strategy
 from lookum_jax.sampling import SamplerConfig, generate
 from lookum_jax.sampling.reference import generate_python_loop
 from lookum_jax.testing import decode_kwargs, make_prompts
@@ -21,7 +22,8 @@ CASES = [
 @pytest.mark.parametrize("name, params, cache", CASES, ids=lambda c: str(c))
 def test_jit_loop_equals_python_loop(model_and_policy, name, params, cache):
   model, policy = model_and_policy
-  config = SamplerConfig(gen_length=8, block_length=4, steps=4, strategy=name, params=params,
+  config = SamplerConfig(gen_length=8, block_length=4, steps=4,
+                         strategy=parse_strategy(name, params),
                          cache=cache, temperature=0.5)
   prompts = make_prompts(21, batch=2)
   if config.strategy.needs_policy:

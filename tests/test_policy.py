@@ -12,15 +12,16 @@ from flax import nnx
 
 import policy_rl
 from lookum_jax.model import tiny
+from lookum_jax.parsing import parse_strategy
 from lookum_jax.sampling import SamplerConfig, decode, generate
 from lookum_jax.testing.models import decode_kwargs, random_model
 from policy_rl import (
-    PolicyConfig,
-    PolicyInput,
-    PolicyParams,
-    SteeredPolicy,
-    compute_features,
-    init_policy,
+  PolicyConfig,
+  PolicyInput,
+  PolicyParams,
+  SteeredPolicy,
+  compute_features,
+  init_policy,
 )
 from policy_rl.grpo import trajectory_log_probs
 from policy_rl.strategy import action_log_prob, position_log_probs
@@ -31,8 +32,8 @@ PROMPTS = jnp.array([[3, 4, 5, 6], [7, 8, 9, 10]], jnp.int32)
 
 
 def policy_config(**params) -> SamplerConfig:
-  return SamplerConfig(gen_length=GEN, block_length=BLOCK, steps=GEN, strategy="policy",
-                       params={"record": True, **params})
+  return SamplerConfig(gen_length=GEN, block_length=BLOCK, steps=GEN,
+                       strategy=parse_strategy("policy", {"record": True, **params}))
 
 
 @pytest.fixture(scope="module")
@@ -116,7 +117,7 @@ def test_bad_strategy_params_raise(changes, message):
   with pytest.raises(ValueError, match=message):
     PolicyParams(**changes)
   with pytest.raises(ValueError, match=message):  # through the sampler config, by name
-    SamplerConfig(gen_length=GEN, block_length=BLOCK, strategy="policy", params=changes)
+    SamplerConfig(gen_length=GEN, block_length=BLOCK, strategy=parse_strategy("policy", changes))
 
 
 # ---------------------------------------------------------------- the policy network
@@ -265,7 +266,7 @@ def test_at_least_one_rule_commits_the_most_confident(dllm, policy):
   never = generate(dllm, PROMPTS, policy_config(), jax.random.key(0),
                    policy=with_output_bias(policy, -60.0))
   one_per_step = generate(dllm, PROMPTS, SamplerConfig(
-      gen_length=GEN, block_length=BLOCK, steps=GEN, strategy="low_confidence"),
+      gen_length=GEN, block_length=BLOCK, steps=GEN, strategy=parse_strategy("low_confidence")),
       jax.random.key(0))
   np.testing.assert_array_equal(never.num_steps, GEN)
   np.testing.assert_array_equal(never.tokens, one_per_step.tokens)
@@ -283,7 +284,7 @@ def test_expert_rows_follow_the_threshold_rule(dllm, policy, sampled):
   steered = generate(dllm, PROMPTS, policy_config(), jax.random.key(SAMPLE_KEY),
                      policy=SteeredPolicy(policy, jnp.array([True, False])))
   threshold = generate(dllm, PROMPTS, SamplerConfig(
-      gen_length=GEN, block_length=BLOCK, strategy="threshold", params={"tau": 0.9}),
+      gen_length=GEN, block_length=BLOCK, strategy=parse_strategy("threshold", {"tau": 0.9})),
       jax.random.key(0))
   np.testing.assert_array_equal(steered.tokens[0], threshold.tokens[0])
   np.testing.assert_array_equal(steered.unmask_order[0], threshold.unmask_order[0])
@@ -329,8 +330,8 @@ def test_decode_loop_has_no_python_loop_over_steps(dllm, policy):
   """The traced program is one loop over blocks holding one while loop over a block's steps,
   and neither grows with the step count or the number of blocks."""
   def jaxpr(gen_length, block_length):
-    config = SamplerConfig(gen_length=gen_length, block_length=block_length, strategy="policy",
-                           params={"record": True})
+    config = SamplerConfig(gen_length=gen_length, block_length=block_length,
+                           strategy=parse_strategy("policy", {"record": True}))
     fn = lambda p, k: decode(lambda t, m: dllm(t, m), p, None, k, config.with_policy(policy),
                              **decode_kwargs(dllm, config))
     return jax.make_jaxpr(fn)(PROMPTS, jax.random.key(0)).jaxpr

@@ -9,6 +9,7 @@ import pytest
 from flax import nnx
 
 from lookum_jax.model import tiny
+from lookum_jax.parsing import parse_strategy
 from lookum_jax.sampling import SamplerConfig, decode, generate
 from lookum_jax.testing.models import decode_kwargs, random_model
 from policy_rl import PolicyConfig, PolicyLookUM, SteeredPolicy, init_policy
@@ -43,13 +44,13 @@ def policy():
 
 def config(block=BLOCK, **params) -> SamplerConfig:
   return SamplerConfig(gen_length=GEN, block_length=block, steps=GEN,
-                       strategy="policy_lookum", params=params)
+                       strategy=parse_strategy("policy_lookum", params))
 
 
 def test_one_path_is_the_deterministic_policy(dllm, policy):
   key = jax.random.key(0)
   expected = generate(dllm, PROMPTS, config().replace(
-      strategy="policy", params={"mode": "deterministic"}), key, policy=policy)
+      strategy=parse_strategy("policy", {"mode": "deterministic"})), key, policy=policy)
   got = generate(dllm, PROMPTS, config(paths=1), key, policy=policy)
   np.testing.assert_array_equal(got.tokens, expected.tokens)
   np.testing.assert_array_equal(got.unmask_order, expected.unmask_order)
@@ -89,7 +90,9 @@ def test_branching_steps_spend_k_forwards(dllm, policy, paths):
   silent.head.kernel[...] = jnp.zeros_like(silent.head.kernel[...])
   key = jax.random.key(0)
   got = generate(dllm, PROMPTS, config(paths=paths, dedupe=False), key, policy=silent)
-  expected = generate(dllm, PROMPTS, config().replace(strategy="low_confidence", params={}),
+  expected = generate(dllm, PROMPTS, config().replace(
+                                                      strategy=parse_strategy("low_confidence", {
+                                                          })),
                       key)
   # With dedupe (the default) the K identical candidates cost one forward: low_confidence's.
   deduped = generate(dllm, PROMPTS, config(paths=paths), key, policy=silent)

@@ -17,24 +17,25 @@ from hypothesis import strategies as st
 
 import policy_rl
 from lookum_jax.cli import main
+from lookum_jax.parsing import parse_strategy
 from lookum_jax.sampling import SamplerConfig, generate
 from policy_rl.config import apply_overrides, load_config
 from policy_rl.grpo import (
-    GRPOConfig,
-    group_advantages,
-    group_reward_stats,
-    grpo_loss,
-    step_reward,
-    trajectory_log_probs,
+  GRPOConfig,
+  group_advantages,
+  group_reward_stats,
+  grpo_loss,
+  step_reward,
+  trajectory_log_probs,
 )
 from policy_rl.policy import PolicyConfig
 from policy_rl.strategy import PolicyParams
 from policy_rl.train import (
-    PolicyTrainer,
-    load_dllm,
-    rollout_keys,
-    step_bucket,
-    train,
+  PolicyTrainer,
+  load_dllm,
+  rollout_keys,
+  step_bucket,
+  train,
 )
 
 CONFIG_SOURCE = '''
@@ -235,7 +236,8 @@ def test_bandit_reference_correctness(trainer):
   special = {trainer.model.config.mask_token_id, trainer.model.config.eos_token_id}
   assert not special & set(batch.ids.ravel().tolist())
   reference = generate(trainer.model, batch.ids, SamplerConfig(
-      gen_length=8, block_length=4, steps=8, strategy="low_confidence"), jax.random.key(0))
+      gen_length=8, block_length=4, steps=8,
+          strategy=parse_strategy("low_confidence")), jax.random.key(0))
   tokens = np.repeat(np.asarray(reference.tokens), 2, axis=0)
   tokens[1, -1] = (tokens[1, -1] + 1) % 30
   np.testing.assert_array_equal(env.correct(tokens, batch, group_size=2), [1, 0, 1, 1])

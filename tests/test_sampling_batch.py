@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from lookum_jax.model import tiny
+from lookum_jax.parsing import parse_sampler
 from lookum_jax.sampling import SamplerConfig, decode, generate
 from lookum_jax.sampling.loop import _generate_jit
 from lookum_jax.testing import (
@@ -113,7 +114,7 @@ def test_second_call_with_new_values_does_not_recompile():
 ])
 def test_bad_config_raises_helpful_error(changes, message):
   with pytest.raises(ValueError, match=message):
-    SamplerConfig(**changes)
+    parse_sampler(changes)
 
 
 def test_prompt_longer_than_context_raises():

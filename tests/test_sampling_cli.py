@@ -12,6 +12,7 @@ from lookum_jax.cli import build_parser, main
 from lookum_jax.cli.sampler_args import sampler_config_from_args
 from lookum_jax.loading import apply_chat_template
 from lookum_jax.model import tiny
+from lookum_jax.parsing import parse_strategy
 from lookum_jax.sampling import SamplerConfig, generate
 
 # Token ids match the toy tokenizer's specials: <|mask|> 0, <|endoftext|> 1, <|eot|> 2.
@@ -40,8 +41,8 @@ def test_generate_prints_response_nfe_and_times(checkpoint, capsys):
   text = apply_chat_template(tokenizer, "t7 t8 t9")
   assert text != "t7 t8 t9"  # the chat template was applied
   prompt = np.asarray([tokenizer(text)["input_ids"]], np.int32)
-  config = SamplerConfig(gen_length=16, block_length=8, strategy="threshold",
-                         params={"tau": 0.5}, temperature=0.5)
+  config = SamplerConfig(gen_length=16, block_length=8,
+                         strategy=parse_strategy("threshold", {"tau": 0.5}), temperature=0.5)
   result = generate(load_model(checkpoint), prompt, config, jax.random.key(3))
   expected = tokenizer.decode(np.asarray(result.tokens)[0, prompt.shape[1]:],
                               skip_special_tokens=True)
@@ -83,7 +84,7 @@ def test_parse_arguments():
                                                                          True)
   assert sampler_config_from_args(args) == SamplerConfig(
       gen_length=64, block_length=16, steps=64, temperature=0.5, cfg_scale=1.0,
-      strategy="threshold", params={"tau": 0.8})
+      strategy=parse_strategy("threshold", {"tau": 0.8}))
   defaults = build_parser().parse_args(["generate", "--model", "m", "--prompt", "x"])
   assert sampler_config_from_args(defaults) == SamplerConfig(
       gen_length=128, block_length=32, steps=128)

@@ -7,6 +7,7 @@ import pytest
 
 from lookum_jax import SamplerConfig, generate
 from lookum_jax.model import init_model, tiny
+from lookum_jax.parsing import parse_strategy
 from lookum_jax.sampling import LookUM, Margin
 
 CONFIG = SamplerConfig(gen_length=8, block_length=8, steps=8)
@@ -56,9 +57,9 @@ def test_legacy_and_per_row_keys_are_accepted(model):
 
 
 def test_changing_strategy_resets_its_params():
-  lookum = CONFIG.replace(strategy="lookum", params={"paths": 3})
-  margin = lookum.replace(strategy="margin")
+  lookum = CONFIG.replace(strategy=parse_strategy("lookum", {"paths": 3}))
+  margin = lookum.replace(strategy=parse_strategy("margin"))
   assert margin.strategy == Margin() and margin.strategy.name == "margin"
-  assert margin.params is None
   assert lookum.replace(steps=4).strategy.paths == 3
-  assert lookum.replace(strategy="lookum").strategy == LookUM()  # a name: its defaults
+  # A name: its defaults.
+  assert lookum.replace(strategy=parse_strategy("lookum")).strategy == LookUM()

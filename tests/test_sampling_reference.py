@@ -15,6 +15,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from lookum_jax.parsing import parse_strategy
 from lookum_jax.sampling import SamplerConfig, generate
 from lookum_jax.sampling.reference import generate_python_loop
 from lookum_jax.testing import (
@@ -98,7 +99,7 @@ def test_matches_llada_reference_with_left_padding(models):
   """Rows of different lengths, left-padded, with an attention mask; sampling and CFG."""
   model, torch_model = models
   config = SamplerConfig(gen_length=8, block_length=4, steps=4, temperature=0.9,
-                         cfg_scale=0.5, strategy="random")
+                         cfg_scale=0.5, strategy=parse_strategy("random"))
   prompt = np.array([[1, 1, 1, 40, 41], [50, 51, 52, 53, 54]], np.int32)
   prompt_mask = np.array([[0, 0, 0, 1, 1], [1, 1, 1, 1, 1]], bool)
   key = jax.random.key(11)

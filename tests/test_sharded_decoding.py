@@ -14,10 +14,13 @@ SCRIPT = textwrap.dedent("""
     import jax, jax.numpy as jnp, numpy as np
     from jax.sharding import PartitionSpec as P
     import lookum_jax as lj
+    from lookum_jax.cli.sampler_args import register_policy_strategies
+    from lookum_jax.parsing import parse_strategy
     from lookum_jax.model import make_mesh, shard_batch, shard_model, tiny
     from lookum_jax.testing import random_model
     from policy_rl import PolicyConfig, init_policy
     assert jax.device_count() == 8, jax.devices()
+    register_policy_strategies()
 
     config = tiny(n_heads=8, n_kv_heads=4, eos_token_id=19, eot_token_id=101)
     model = random_model(config)
@@ -31,8 +34,9 @@ SCRIPT = textwrap.dedent("""
              ("policy_lookum", {"paths": 2}, "none")]
     expected = {}
     for name, params, cache in cases:
-      sampler = lj.SamplerConfig(gen_length=16, block_length=8, steps=8, strategy=name,
-                                 params=params, cache=cache, temperature=0.5)
+      sampler = lj.SamplerConfig(gen_length=16, block_length=8, steps=8,
+                                 strategy=parse_strategy(name, params), cache=cache,
+                                 temperature=0.5)
       extra = policy if sampler.strategy.needs_policy else None
       expected[(name, str(params), cache)] = np.asarray(
           lj.generate(model, prompts, sampler, keys, mask, policy=extra).tokens)
@@ -42,8 +46,9 @@ SCRIPT = textwrap.dedent("""
     shard_model(policy, mesh, rules=((r".*", P()),))
     ids, pmask, pkeys = shard_batch((prompts, mask, keys), mesh)
     for name, params, cache in cases:
-      sampler = lj.SamplerConfig(gen_length=16, block_length=8, steps=8, strategy=name,
-                                 params=params, cache=cache, temperature=0.5)
+      sampler = lj.SamplerConfig(gen_length=16, block_length=8, steps=8,
+                                 strategy=parse_strategy(name, params), cache=cache,
+                                 temperature=0.5)
       extra = policy if sampler.strategy.needs_policy else None
       got = np.asarray(lj.generate(model, ids, sampler, pkeys, pmask, policy=extra).tokens)
       np.testing.assert_array_equal(got, expected[(name, str(params), cache)],

@@ -5,8 +5,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from lookum_jax.parsing import parse_strategy
 from lookum_jax.sampling import scores
-from lookum_jax.sampling.strategies import StepView, make_strategy, rank_positions
+from lookum_jax.sampling.strategies import StepView, rank_positions
 
 
 def make_view(logits, eligible=None, demoted=None, num_transfer=0, start=0):
@@ -35,7 +36,7 @@ def peaked(probabilities, vocab=4):
 
 
 def select(name, view, params=None, key=None):
-  strategy = make_strategy(name, params)
+  strategy = parse_strategy(name, params)
   return np.asarray(strategy.select(view, jax.random.key(0) if key is None else key))
 
 
@@ -116,4 +117,4 @@ def test_random_commits_k_eligible_and_draws_by_response_position():
 ])
 def test_bad_strategy_params_raise(name, params, message):
   with pytest.raises(ValueError, match=message):
-    make_strategy(name, params)
+    parse_strategy(name, params)

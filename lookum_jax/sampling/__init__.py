@@ -24,7 +24,6 @@ from lookum_jax.sampling.strategies import (
     Rule,
     Strategy,
     Threshold,
-    make_strategy,
 )
 from lookum_jax.sampling.types import LoopState, StepContext, StepView, pytree_dataclass
 from lookum_jax.sampling.verifier import Verifier
@@ -34,6 +33,6 @@ __all__ = [
     "GenerationResult", "ImportanceSampling", "LookUM", "LoopState", "LowConfidence",
     "Margin", "Oracle", "Proposal", "RandomOrder", "RandomPick", "Rule", "SamplerConfig",
     "StepContext", "StepView", "Strategy", "Threshold", "TopK", "Verifier",
-    "check_generation", "decode", "generate", "lookum", "make_strategy", "pytree_dataclass",
+    "check_generation", "decode", "generate", "lookum", "pytree_dataclass",
     "strategies",
 ]

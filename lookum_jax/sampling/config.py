@@ -8,7 +8,7 @@ import dataclasses
 from typing import Any
 
 from lookum_jax.sampling.schedule import num_transfer_tokens
-from lookum_jax.sampling.strategies import Strategy, make_strategy
+from lookum_jax.sampling.strategies import LowConfidence, Strategy
 from lookum_jax.sampling.types import check_number, concrete, pytree_dataclass, static_field
 
 CACHE_MODES = ("none", "prefix", "dual")
@@ -28,11 +28,9 @@ class SamplerConfig:
       whether it is 0 is structure (`sampled`).
     cfg_scale: classifier-free guidance scale (0 = off; > 0 costs a second forward). Traced;
       whether it is 0 is structure (`guided`).
-    strategy: a strategy value (`LowConfidence()`, `Threshold(tau=0.9)`, `LookUM(paths=2)`,
-      `policy_rl.Policy()`), or its name (`lookum_jax.sampling.strategies.STRATEGIES`) with
-      `params` as shorthand; after construction it always holds the value.
-    params: with a strategy name, its parameters as a dict (None: defaults). Cleared to
-      None once resolved into `strategy`.
+    strategy: the strategy value (`LowConfidence()`, `Threshold(tau=0.9)`,
+      `LookUM(paths=2, base=Threshold(tau=0.9))`, `policy_rl.Policy(...).with_policy(p)`);
+      names exist only at the edge (`lookum_jax.parsing.parse_strategy` / `parse_sampler`).
     cache: "none" (every step forwards the whole sequence), "prefix" (Fast-dLLM's prefix
       cache: each block starts with a full forward that stores every layer's keys/values,
       then steps forward `x[block_start:]` against the cached prefix) or "dual" (Fast-dLLM's
@@ -50,8 +48,7 @@ class SamplerConfig:
   steps: int = static_field(128)
   temperature: float = 0.0
   cfg_scale: float = 0.0
-  strategy: Any = "low_confidence"
-  params: Any = static_field(None)
+  strategy: Strategy = LowConfidence()
   cache: str = static_field("none")
   cache_refresh: int = static_field(0)
   logits_eos_inf: bool = static_field(False)
@@ -85,8 +82,11 @@ class SamplerConfig:
     if self.cache_refresh and self.cache == "none":
       raise ValueError("SamplerConfig.cache_refresh needs a cache; set cache='prefix' or "
                        "'dual', or cache_refresh=0.")
-    object.__setattr__(self, "strategy", make_strategy(self.strategy, self.params))
-    object.__setattr__(self, "params", None)
+    if not isinstance(self.strategy, Strategy):
+      raise ValueError(
+          f"SamplerConfig.strategy must be a strategy value (e.g. Threshold(tau=0.9)), got "
+          f"{self.strategy!r}; turn a name and parameters into one with "
+          "lookum_jax.parsing.parse_strategy(name, params).")
     if self.strategy.uses_schedule:
       if self.steps % self.num_blocks:
         raise ValueError(
@@ -142,7 +142,7 @@ class SamplerConfig:
     return self.replace(strategy=self.strategy.with_policy(policy))
 
   def replace(self, **changes: Any) -> SamplerConfig:
-    """A copy with `changes`; `strategy` may be a name (with `params`) or a value."""
+    """A copy with `changes` (checked as a new config)."""
     return dataclasses.replace(self, **changes)
 
 

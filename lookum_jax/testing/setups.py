@@ -10,6 +10,13 @@ import numpy as np
 
 from lookum_jax.model import tiny
 from lookum_jax.sampling.config import SamplerConfig
+from lookum_jax.sampling.strategies import (
+    Entropy,
+    EntropyBounded,
+    Margin,
+    RandomOrder,
+    Threshold,
+)
 
 # EOS/EOT set to tokens the seed-0 `random_model` often predicts, so EOS options matter.
 MODEL_CONFIG = tiny(eos_token_id=19, eot_token_id=101)
@@ -19,15 +26,15 @@ STRATEGY_CONFIGS = {
     "low_confidence": SamplerConfig(gen_length=GEN_LENGTH, block_length=16, steps=16,
                                     temperature=1.0),
     "random": SamplerConfig(gen_length=GEN_LENGTH, block_length=16, steps=5, temperature=0.5,
-                            strategy="random"),
-    "margin": SamplerConfig(gen_length=GEN_LENGTH, block_length=4, steps=8, strategy="margin",
+                            strategy=RandomOrder()),
+    "margin": SamplerConfig(gen_length=GEN_LENGTH, block_length=4, steps=8, strategy=Margin(),
                             confidence_eos_eot_inf=True),
     "entropy": SamplerConfig(gen_length=GEN_LENGTH, block_length=16, steps=16,
-                             temperature=0.5, strategy="entropy"),
-    "threshold": SamplerConfig(gen_length=GEN_LENGTH, block_length=8, strategy="threshold",
-                               temperature=0.5, params={"tau": 0.5}),
+                             temperature=0.5, strategy=Entropy()),
+    "threshold": SamplerConfig(gen_length=GEN_LENGTH, block_length=8, strategy=Threshold(tau=0.5),
+                               temperature=0.5),
     "entropy_bounded": SamplerConfig(gen_length=GEN_LENGTH, block_length=8,
-                                     strategy="entropy_bounded", params={"gamma": 2.0}),
+                                     strategy=EntropyBounded(gamma=2.0)),
 }
 
 
