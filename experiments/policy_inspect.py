@@ -48,7 +48,7 @@ def main(argv: list[str] | None = None) -> int:
                          steps=gen_length, strategy=params)
   prompts = [encode_text(lab.tokenizer, lab.task.prompt_text(ex)) for ex in lab.examples]
   ids, mask = left_pad_prompts(prompts, lab.task.prompt_length, lab.tokenizer.pad_token_id)
-  result = generate(lab.model, ids, config, jax.random.key(0), mask, policy=policy)
+  result = generate(lab.model, ids, config.with_policy(policy), jax.random.key(0), mask)
   traj = result.strategy_state.trajectory.truncate(int(result.num_steps.max()))
   b, s, t = traj.actions.shape
   # The policy saw the response window only (no prompt positions, no padding): no mask.

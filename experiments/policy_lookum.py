@@ -102,9 +102,9 @@ def main(argv: list[str] | None = None) -> int:
     key = setting_key(config, **identity, seeds=[args.seed], n=len(lab.examples),
                       policy=policy_files if reads_policy else None)
     if done.get(label, {}).get("fingerprint") != fingerprint(key):
-      result = evaluate(lab.model, lab.tokenizer, lab.task, lab.examples, config,
-                        jax.random.key(args.seed), batch_size=args.batch_size,
-                        policy=policy if reads_policy else None, label=label)
+      bound = config.with_policy(policy) if reads_policy else config
+      result = evaluate(lab.model, lab.tokenizer, lab.task, lab.examples, bound,
+                        jax.random.key(args.seed), batch_size=args.batch_size, label=label)
       summary = result.summary()
       summary["correct_bits"] = "".join("1" if r["correct"] else "0" for r in result.records)
       summary["fingerprint"] = fingerprint(key)

@@ -223,9 +223,10 @@ def main(argv: list[str] | None = None) -> int:
                       policy=policy_files)
     if done.get(label, {}).get("fingerprint") == fingerprint(key):
       continue
-    result = evaluate(lab.model, lab.tokenizer, lab.task, lab.examples, config,
-                      jax.random.key(args.seed), batch_size=args.batch_size, policy=policy,
-                      label=label, progress=False)
+    bound = config if policy is None else config.with_policy(policy)
+    result = evaluate(lab.model, lab.tokenizer, lab.task, lab.examples, bound,
+                      jax.random.key(args.seed), batch_size=args.batch_size, label=label,
+                      progress=False)
     print(format_table([result]).splitlines()[-1], flush=True)
     record = {"family": family, **result.summary(), "policy_dir": policy_dir,
               "block_length": block_length, "seed": args.seed,

@@ -99,7 +99,7 @@ def to_host(x: jax.Array) -> np.ndarray:
 def decode_and_score(model: Any, tokenizer: Any, problem_set: ProblemSet,
                      problems: Sequence[dict[str, Any]], prompts: Sequence[Sequence[int]],
                      keys: Any, config: SamplerConfig, *, prompt_length: int,
-                     batch_size: int, pad_id: int, policy: Any = None, mesh: Any = None,
+                     batch_size: int, pad_id: int, mesh: Any = None,
                      map_fn: MapFn = map, targets: Any = None) -> DecodedBatch:
   """Decodes one batch of problems with `config` and scores every response.
 
@@ -110,11 +110,10 @@ def decode_and_score(model: Any, tokenizer: Any, problem_set: ProblemSet,
     problems: the batch's N problems, N <= batch_size.
     prompts: their prompt token ids, at most `prompt_length` each.
     keys: N PRNG keys, one per problem (typed keys or raw key data `[N, 2]`).
-    config: the sampler.
+    config: the sampler (its strategy carries a learned policy's weights, if it reads one).
     prompt_length: prompts are left-padded to it.
     batch_size: the batch is filled to this many rows with copies of its last row.
     pad_id: the padding token.
-    policy: the learned policy of a policy strategy.
     mesh: a device mesh whose `data` axis the batch is split over (None: no sharding).
     map_fn: applies the scorer (`map`, or an executor's `map`).
     targets: `[N, gen_length]` reference responses, for strategies that read them (the
@@ -140,7 +139,7 @@ def decode_and_score(model: Any, tokenizer: Any, problem_set: ProblemSet,
     ids, mask, batch_keys = shard_batch((ids, mask, batch_keys), mesh)
   with compile_timer() as compile_seconds:
     start = time.perf_counter()
-    result = generate(model, ids, config, batch_keys, mask, policy=policy, targets=targets)
+    result = generate(model, ids, config, batch_keys, mask, targets=targets)
     tokens = to_host(result.tokens)
     wall = time.perf_counter() - start
   n = len(problems)

@@ -79,7 +79,7 @@ def sampler_summary(config: SamplerConfig) -> dict[str, Any]:
 
 def evaluate(model, tokenizer, task: Task, examples: Sequence[dict[str, Any]],
              config: SamplerConfig, key: jax.Array, *, batch_size: int = 64,
-             policy: Any = None, label: str | None = None, progress: bool = True,
+             label: str | None = None, progress: bool = True,
              targets: Any = None) -> EvalResult:
   """Decodes every example with `config` and scores it with the task's exact checker.
 
@@ -105,7 +105,7 @@ def evaluate(model, tokenizer, task: Task, examples: Sequence[dict[str, Any]],
     batch = decode_and_score(
         model, tokenizer, task, [examples[i] for i in index], [prompts[i] for i in index],
         keys, config, prompt_length=task.prompt_length, batch_size=batch_size,
-        pad_id=tokenizer.pad_token_id, policy=policy,
+        pad_id=tokenizer.pad_token_id,
         targets=None if targets is None else np.asarray(targets)[index])
     compile_time += batch.compile_s
     for row, i in enumerate(index):

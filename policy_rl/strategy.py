@@ -83,9 +83,9 @@ class CarriesPolicy(Strategy):
   def check_ready(self) -> None:
     if self.graphdef is None:
       raise ValueError(
-          f"strategy {self.name!r} needs the learned policy: pass generate(..., policy=policy) "
-          f"or build the value with it, {type(self).__name__}(...).with_policy("
-          "policy_rl.load_policy(DIR)).")
+          f"strategy {self.name!r} needs the learned policy: build the value with it, "
+          f"{type(self).__name__}(...).with_policy(policy_rl.load_policy(DIR)) or "
+          "SamplerConfig.with_policy(policy).")
 
   def policy_module(self) -> nnx.Module:
     """The policy (or `SteeredPolicy`) module, rebuilt from the carried weights."""
@@ -245,7 +245,7 @@ def policy_and_expert_rows(policy_module, params: Policy, batch: int, strategy: 
     policy, expert_rows = policy_module, jnp.zeros((batch,), bool)
   else:
     raise ValueError(
-        f"strategy {strategy!r} needs the learned policy: pass generate(..., policy=policy) "
+        f"strategy {strategy!r} needs the learned policy: pass .with_policy(policy) "
         f"with a policy_rl.UnmaskingPolicy (or a SteeredPolicy), got "
         f"{type(policy_module).__name__}.")
   if policy.config.features != params.features:

@@ -169,8 +169,8 @@ class PolicyTrainer:
     mask = None if batch.mask is None else np.repeat(batch.mask, g, axis=0)
     rows = expert_rows(n, self.grpo)
     steered = SteeredPolicy(self.policy(state), rows)
-    result = generate(self.model, ids, self.sampler, rollout_keys(self.config.seed, step, n, g),
-                      mask, policy=steered)
+    result = generate(self.model, ids, self.sampler.with_policy(steered),
+                      rollout_keys(self.config.seed, step, n, g), mask)
     bucket = step_bucket(int(jnp.max(result.num_steps)), self.sampler.max_steps)
     attention_mask = None  # the policy sees the response window only: no prompt padding
     return Rollout(result=result, trajectory=result.strategy_state.trajectory.truncate(bucket),

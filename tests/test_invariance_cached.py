@@ -33,7 +33,8 @@ def test_row_ignores_batch_and_padding(model_and_policy, name, params, cache):
   config = SamplerConfig(gen_length=8, block_length=4, steps=4,
                          strategy=parse_strategy(name, params),
                          cache=cache, temperature=0.5)
-  extra = policy if config.strategy.needs_policy else None
+  if config.strategy.needs_policy:
+    config = config.with_policy(policy)
   row = make_prompts(30, batch=1, length=3)[0]
   others = make_prompts(31, batch=2, length=6)
   key, other_key = jax.random.key(8), jax.random.key(9)
@@ -44,8 +45,8 @@ def test_row_ignores_batch_and_padding(model_and_policy, name, params, cache):
   ids_b, mask_b = padded(row, 6)
   batch_b = np.stack([others[1], ids_b])
   mask_b = np.stack([np.ones(6, bool), mask_b])
-  a = generate(model, batch_a, config, jax.numpy.stack([key, other_key]), mask_a, policy=extra)
-  b = generate(model, batch_b, config, jax.numpy.stack([other_key, key]), mask_b, policy=extra)
+  a = generate(model, batch_a, config, jax.numpy.stack([key, other_key]), mask_a)
+  b = generate(model, batch_b, config, jax.numpy.stack([other_key, key]), mask_b)
   np.testing.assert_array_equal(np.asarray(a.tokens)[0, 5:], np.asarray(b.tokens)[1, 6:])
   assert int(a.nfe[0]) == int(b.nfe[1])
   assert int(a.num_steps[0]) == int(b.num_steps[1])

@@ -212,7 +212,7 @@ SAMPLE_KEY = 2  # a key whose rollout exercises both the drawn actions and the f
 
 @pytest.fixture(scope="module")
 def sampled(dllm, policy):
-  return generate(dllm, PROMPTS, policy_config(), jax.random.key(SAMPLE_KEY), policy=policy)
+  return generate(dllm, PROMPTS, policy_config().with_policy(policy), jax.random.key(SAMPLE_KEY))
 
 
 def test_generate_with_policy_records_a_consistent_trajectory(dllm, policy, sampled):
@@ -263,8 +263,8 @@ def test_generate_with_policy_records_a_consistent_trajectory(dllm, policy, samp
 def test_at_least_one_rule_commits_the_most_confident(dllm, policy):
   """A policy that never draws commits exactly the most confident position each step:
   low_confidence at one token per step; one that always draws finishes a block per step."""
-  never = generate(dllm, PROMPTS, policy_config(), jax.random.key(0),
-                   policy=with_output_bias(policy, -60.0))
+  never = generate(dllm, PROMPTS, policy_config().with_policy(with_output_bias(policy, -60.0)),
+                   jax.random.key(0))
   one_per_step = generate(dllm, PROMPTS, SamplerConfig(
       gen_length=GEN, block_length=BLOCK, steps=GEN, strategy=parse_strategy("low_confidence")),
       jax.random.key(0))
@@ -273,16 +273,16 @@ def test_at_least_one_rule_commits_the_most_confident(dllm, policy):
   np.testing.assert_array_equal(never.unmask_order, one_per_step.unmask_order)
   assert not np.any(never.strategy_state.trajectory.actions)
   np.testing.assert_allclose(never.strategy_state.log_prob, 0.0, atol=1e-6)
-  always = generate(dllm, PROMPTS, policy_config(), jax.random.key(0),
-                    policy=with_output_bias(policy, 60.0))
+  always = generate(dllm, PROMPTS, policy_config().with_policy(with_output_bias(policy, 60.0)),
+                    jax.random.key(0))
   np.testing.assert_array_equal(always.num_steps, GEN // BLOCK)
   np.testing.assert_array_equal(always.unmask_order[:, 4:],
                                 np.repeat(np.arange(GEN // BLOCK), BLOCK)[None].repeat(2, 0))
 
 
 def test_expert_rows_follow_the_threshold_rule(dllm, policy, sampled):
-  steered = generate(dllm, PROMPTS, policy_config(), jax.random.key(SAMPLE_KEY),
-                     policy=SteeredPolicy(policy, jnp.array([True, False])))
+  steered = generate(dllm, PROMPTS, policy_config().with_policy(
+      SteeredPolicy(policy, jnp.array([True, False]))), jax.random.key(SAMPLE_KEY))
   threshold = generate(dllm, PROMPTS, SamplerConfig(
       gen_length=GEN, block_length=BLOCK, strategy=parse_strategy("threshold", {"tau": 0.9})),
       jax.random.key(0))
@@ -300,8 +300,8 @@ def test_expert_rows_follow_the_threshold_rule(dllm, policy, sampled):
 
 def test_deterministic_mode_commits_where_p_is_at_least_one_half(dllm, policy):
   config = policy_config(mode="deterministic")
-  first = generate(dllm, PROMPTS, config, jax.random.key(0), policy=policy)
-  second = generate(dllm, PROMPTS, config, jax.random.key(1), policy=policy)
+  first = generate(dllm, PROMPTS, config.with_policy(policy), jax.random.key(0))
+  second = generate(dllm, PROMPTS, config.with_policy(policy), jax.random.key(1))
   np.testing.assert_array_equal(first.unmask_order, second.unmask_order)
   traj = first.strategy_state.trajectory
   b, s, t = traj.actions.shape
@@ -318,7 +318,7 @@ def test_policy_under_vmap_over_rollouts(dllm, policy):
       lambda t, m: dllm(t, m), PROMPTS, None, k, config.with_policy(policy),
       **decode_kwargs(dllm, config))))(keys)
   for i, key in enumerate(keys):
-    single = generate(dllm, PROMPTS, config, key, policy=policy)
+    single = generate(dllm, PROMPTS, config.with_policy(policy), key)
     np.testing.assert_array_equal(vmapped.tokens[i], single.tokens)
     np.testing.assert_array_equal(vmapped.unmask_order[i], single.unmask_order)
     np.testing.assert_allclose(vmapped.strategy_state.log_prob[i],
@@ -359,10 +359,11 @@ def test_decode_loop_has_no_python_loop_over_steps(dllm, policy):
 
 
 def test_strategy_errors_are_precise(dllm, policy):
-  with pytest.raises(ValueError, match=r"needs the learned policy: pass generate\(\.\.\., policy="):
+  with pytest.raises(ValueError, match=r"needs the learned policy: build the value with it"):
     generate(dllm, PROMPTS, policy_config(), jax.random.key(0))
   with pytest.raises(ValueError, match="built for features \\('confidence',\\)"):
-    generate(dllm, PROMPTS, policy_config(features=("margin",)), jax.random.key(0), policy=policy)
+    generate(dllm, PROMPTS, policy_config(features=("margin",)).with_policy(policy),
+             jax.random.key(0))
   with pytest.raises(ValueError, match=r"expert_rows must have shape \(2,\)"):
-    generate(dllm, PROMPTS, policy_config(), jax.random.key(0),
-             policy=SteeredPolicy(policy, jnp.array([True, False, True])))
+    generate(dllm, PROMPTS, policy_config().with_policy(
+        SteeredPolicy(policy, jnp.array([True, False, True]))), jax.random.key(0))

@@ -50,8 +50,8 @@ def config(block=BLOCK, **params) -> SamplerConfig:
 def test_one_path_is_the_deterministic_policy(dllm, policy):
   key = jax.random.key(0)
   expected = generate(dllm, PROMPTS, config().replace(
-      strategy=parse_strategy("policy", {"mode": "deterministic"})), key, policy=policy)
-  got = generate(dllm, PROMPTS, config(paths=1), key, policy=policy)
+      strategy=parse_strategy("policy", {"mode": "deterministic"})).with_policy(policy), key)
+  got = generate(dllm, PROMPTS, config(paths=1).with_policy(policy), key)
   np.testing.assert_array_equal(got.tokens, expected.tokens)
   np.testing.assert_array_equal(got.unmask_order, expected.unmask_order)
   np.testing.assert_array_equal(got.nfe, expected.nfe)
@@ -61,8 +61,8 @@ def test_one_path_is_the_deterministic_policy(dllm, policy):
 
 @pytest.mark.parametrize("paths,block", [(2, BLOCK), (3, GEN)])
 def test_decodes_everything_in_block_order_and_counts_forwards(dllm, policy, paths, block):
-  result = generate(dllm, PROMPTS, config(block=block, paths=paths, beta=2.0),
-                    jax.random.key(3), policy=policy)
+  result = generate(dllm, PROMPTS, config(block=block, paths=paths, beta=2.0).with_policy(policy),
+                    jax.random.key(3))
   p = PROMPTS.shape[1]
   np.testing.assert_array_equal(result.tokens[:, :p], PROMPTS)
   order = np.asarray(result.unmask_order)[:, p:]
@@ -89,13 +89,13 @@ def test_branching_steps_spend_k_forwards(dllm, policy, paths):
   silent.head.bias[...] = jnp.full_like(silent.head.bias[...], -1e4)
   silent.head.kernel[...] = jnp.zeros_like(silent.head.kernel[...])
   key = jax.random.key(0)
-  got = generate(dllm, PROMPTS, config(paths=paths, dedupe=False), key, policy=silent)
+  got = generate(dllm, PROMPTS, config(paths=paths, dedupe=False).with_policy(silent), key)
   expected = generate(dllm, PROMPTS, config().replace(
                                                       strategy=parse_strategy("low_confidence", {
                                                           })),
                       key)
   # With dedupe (the default) the K identical candidates cost one forward: low_confidence's.
-  deduped = generate(dllm, PROMPTS, config(paths=paths), key, policy=silent)
+  deduped = generate(dllm, PROMPTS, config(paths=paths).with_policy(silent), key)
   np.testing.assert_array_equal(deduped.tokens, expected.tokens)
   np.testing.assert_array_equal(deduped.nfe, expected.nfe)
   np.testing.assert_array_equal(got.tokens, expected.tokens)
@@ -109,10 +109,10 @@ def test_branching_steps_spend_k_forwards(dllm, policy, paths):
 
 def test_same_key_same_tokens_and_keys_matter(dllm, policy):
   cfg = config(paths=3, beta=2.0, selection_temperature=10.0)
-  first = generate(dllm, PROMPTS, cfg, jax.random.key(7), policy=policy)
-  again = generate(dllm, PROMPTS, cfg, jax.random.key(7), policy=policy)
+  first = generate(dllm, PROMPTS, cfg.with_policy(policy), jax.random.key(7))
+  again = generate(dllm, PROMPTS, cfg.with_policy(policy), jax.random.key(7))
   np.testing.assert_array_equal(first.tokens, again.tokens)
-  orders = {tuple(np.asarray(generate(dllm, PROMPTS, cfg, jax.random.key(k), policy=policy)
+  orders = {tuple(np.asarray(generate(dllm, PROMPTS, cfg.with_policy(policy), jax.random.key(k))
                              .unmask_order).ravel()) for k in range(4)}
   assert len(orders) > 1
 
@@ -134,7 +134,7 @@ def test_missing_or_steered_policy_is_a_clear_error(dllm, policy):
     generate(dllm, PROMPTS, config(paths=2), jax.random.key(0))
   steered = SteeredPolicy(policy, jnp.ones((2,), bool))
   with pytest.raises(ValueError, match="does not follow an expert"):
-    generate(dllm, PROMPTS, config(paths=2), jax.random.key(0), policy=steered)
+    generate(dllm, PROMPTS, config(paths=2).with_policy(steered), jax.random.key(0))
 
 
 def test_a_row_decodes_the_same_alone_and_in_a_padded_batch(dllm):
@@ -148,8 +148,8 @@ def test_a_row_decodes_the_same_alone_and_in_a_padded_batch(dllm):
   batch = jnp.concatenate([padded, longer], axis=0)
   mask = jnp.asarray([[False] * 3 + [True] * 3, [True] * 6])
   keys = jax.random.split(jax.random.key(5), 2)
-  alone = generate(dllm, short, cfg, keys[:1], policy=policy)
-  together = generate(dllm, batch, cfg, keys, mask, policy=policy)
+  alone = generate(dllm, short, cfg.with_policy(policy), keys[:1])
+  together = generate(dllm, batch, cfg.with_policy(policy), keys, mask)
   np.testing.assert_array_equal(alone.tokens[0, 3:], together.tokens[0, 6:])
   np.testing.assert_array_equal(alone.nfe[0], together.nfe[0])
   assert together.num_steps[0] != together.num_steps[1]  # the rows branch at different steps
@@ -196,6 +196,6 @@ def test_rollouts_under_vmap_equal_separate_calls(dllm, policy):
       dllm, PROMPTS, None, jnp.broadcast_to(k, (2,)), cfg.with_policy(policy),
       **decode_kwargs(dllm, cfg))))(keys)
   for i, key in enumerate(keys):
-    single = generate(dllm, PROMPTS, cfg, jnp.broadcast_to(key, (2,)), policy=policy)
+    single = generate(dllm, PROMPTS, cfg.with_policy(policy), jnp.broadcast_to(key, (2,)))
     np.testing.assert_array_equal(vmapped.tokens[i], single.tokens)
     np.testing.assert_array_equal(vmapped.nfe[i], single.nfe)

@@ -37,9 +37,10 @@ SCRIPT = textwrap.dedent("""
       sampler = lj.SamplerConfig(gen_length=16, block_length=8, steps=8,
                                  strategy=parse_strategy(name, params), cache=cache,
                                  temperature=0.5)
-      extra = policy if sampler.strategy.needs_policy else None
+      if sampler.strategy.needs_policy:
+        sampler = sampler.with_policy(policy)
       expected[(name, str(params), cache)] = np.asarray(
-          lj.generate(model, prompts, sampler, keys, mask, policy=extra).tokens)
+          lj.generate(model, prompts, sampler, keys, mask).tokens)
 
     mesh = make_mesh(data=2, model=4)
     shard_model(model, mesh)
@@ -49,8 +50,9 @@ SCRIPT = textwrap.dedent("""
       sampler = lj.SamplerConfig(gen_length=16, block_length=8, steps=8,
                                  strategy=parse_strategy(name, params), cache=cache,
                                  temperature=0.5)
-      extra = policy if sampler.strategy.needs_policy else None
-      got = np.asarray(lj.generate(model, ids, sampler, pkeys, pmask, policy=extra).tokens)
+      if sampler.strategy.needs_policy:
+        sampler = sampler.with_policy(policy)  # the sharded policy's weights
+      got = np.asarray(lj.generate(model, ids, sampler, pkeys, pmask).tokens)
       np.testing.assert_array_equal(got, expected[(name, str(params), cache)],
                                     err_msg=f"{name} {params} cache={cache}")
     print("SHARDED_DECODE_OK", len(cases))

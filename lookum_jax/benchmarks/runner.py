@@ -288,6 +288,8 @@ def _run_problems(run: _Run, todo: list[dict[str, Any]], previous: list[dict[str
   config, model = run.config, run.model
   sampler = config.sampler
   policy = load_policy(config, run.mesh)
+  if policy is not None:
+    sampler = sampler.with_policy(policy)
   encoded = encode_problems(run.benchmark, todo, run.tokenizer, config.chat_template)
   batches = plan_batches(encoded, config, model.config.max_sequence_length)
   stop_ids = model.config.stop_token_ids
@@ -305,7 +307,7 @@ def _run_problems(run: _Run, todo: list[dict[str, Any]], previous: list[dict[str
         batch = decode_and_score(
             model, run.tokenizer, run.benchmark, [r.problem for r in rows], [r.ids for r in rows],
             problem_keys(config.seed, [r.id for r in rows]), sampler, prompt_length=bucket,
-            batch_size=config.batch_size, pad_id=model.config.pad_token_id, policy=policy,
+            batch_size=config.batch_size, pad_id=model.config.pad_token_id,
             mesh=run.mesh, map_fn=pool.map)
         throughput.decode_s += batch.decode_s
         throughput.compile_s += batch.compile_s

@@ -6,7 +6,6 @@ import argparse
 import json
 import time
 from pathlib import Path
-from typing import Any
 
 from lookum_jax.cli import sampler_args
 from lookum_jax.configfile import parse_key_values
@@ -92,8 +91,10 @@ def run_eval(args: argparse.Namespace) -> int:
     args.block_length = opened.spec.block_length if opened.spec else args.gen_length
   config = sampler_args.sampler_config_from_args(args)
   policy = sampler_args.load_strategy_policy(config.strategy, args.policy)
+  if policy is not None:
+    config = config.with_policy(policy)
   result = evaluate(opened.model, opened.tokenizer, opened.task, opened.examples, config,
-                    jax.random.key(args.seed), batch_size=args.batch_size, policy=policy,
+                    jax.random.key(args.seed), batch_size=args.batch_size,
                     progress=not args.no_progress)
   print(format_table([result]))
   if args.out:
@@ -141,22 +142,20 @@ def run_demo(args: argparse.Namespace) -> int:
   gen_length, block_length = opened.gen_length, opened.block_length
   line_up = demo_samplers(gen_length, block_length)
   policy_dir = opened.model_dir / "policy"
-  policy_by_label: dict[str, Any] = {}
   if policy_dir.is_dir():
     policy = sampler_args.load_strategy_policy(parse_strategy("policy"), str(policy_dir))
     strategy = parse_strategy("policy", {"mode": "deterministic",
                                          "features": policy.config.features})
     base = SamplerConfig(gen_length=gen_length, block_length=block_length, steps=gen_length)
-    line_up.append(("learned policy", base.replace(strategy=strategy)))
-    policy_by_label["learned policy"] = policy
+    line_up.append(("learned policy", base.replace(strategy=strategy.with_policy(policy))))
   print(f"{opened.task.name}: {len(opened.examples)} held-out problems, model "
         f"{opened.model_dir.name}, gen_length {gen_length}, block_length {block_length}")
   results: list[EvalResult] = []
   for label, config in line_up:
     results.append(evaluate(
         opened.model, opened.tokenizer, opened.task, opened.examples, config,
-        jax.random.key(args.seed), batch_size=args.batch_size,
-        policy=policy_by_label.get(label), label=label, progress=not args.no_progress))
+        jax.random.key(args.seed), batch_size=args.batch_size, label=label,
+        progress=not args.no_progress))
     print(format_table(results[-1:]).splitlines()[-1], flush=True)
   print()
   print(format_table(results))

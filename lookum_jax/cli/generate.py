@@ -44,6 +44,8 @@ def run_generate(args: argparse.Namespace) -> int:
 
   config = sampler_args.sampler_config_from_args(args)
   policy = sampler_args.load_strategy_policy(config.strategy, args.policy)
+  if policy is not None:
+    config = config.with_policy(policy)
   dtype = None if args.dtype is None else jnp.dtype(args.dtype)
   model = loading.load_model(args.model, dtype=dtype)
   tokenizer = loading.load_tokenizer(args.model)
@@ -52,7 +54,7 @@ def run_generate(args: argparse.Namespace) -> int:
   prompt_ids = np.asarray([tokenizer(text)["input_ids"]], np.int32)
   with compile_timer() as compile_seconds:
     start = time.perf_counter()
-    result = generate(model, prompt_ids, config, jax.random.key(args.seed), policy=policy)
+    result = generate(model, prompt_ids, config, jax.random.key(args.seed))
     tokens = np.asarray(result.tokens)  # waits for the device
     wall = time.perf_counter() - start
   response = tokenizer.decode(tokens[0, prompt_ids.shape[1]:], skip_special_tokens=True)

@@ -142,6 +142,8 @@ class LookumLM(LM):
       self.policy = load_policy(policy)
     self.config = sampler_config_from_model_args(options, read_task_spec(model_dir),
                                                  self.policy)
+    if self.policy is not None and self.config.strategy.needs_policy:
+      self.config = self.config.with_policy(self.policy)
     if getattr(self.config.strategy, "needs_policy", False) and self.policy is None:
       raise ValueError(f"model_args strategy={self.config.strategy.name} needs policy=DIR, a "
                        "trained policy directory (e.g. that of toy-sudoku: "
@@ -290,8 +292,8 @@ class LookumLM(LM):
   # --- helpers ------------------------------------------------------------------------------
 
   def _generate(self, ids: np.ndarray, mask: np.ndarray, keys: jax.Array):
-    """The one call that hands the engine the learned policy."""
-    return generate(self.model, ids, self.config, keys, mask, policy=self.policy)
+    """The one call to the engine (the config's strategy carries the learned policy)."""
+    return generate(self.model, ids, self.config, keys, mask)
 
   def _encode(self, text: str) -> list[int]:
     return list(self.tokenizer(text, add_special_tokens=self.add_special_tokens)["input_ids"])

@@ -275,8 +275,7 @@ def check_generation(model: nnx.Module, config: SamplerConfig, prompt_shape: tup
 
 
 def generate(model: nnx.Module, prompt_ids: Any, config: SamplerConfig, key: jax.Array,
-             prompt_mask: Any = None, *, policy: nnx.Module | None = None,
-             targets: Any = None) -> GenerationResult:
+             prompt_mask: Any = None, *, targets: Any = None) -> GenerationResult:
   """Generates `config.gen_length` tokens after each prompt in one compiled program.
 
   Args:
@@ -288,8 +287,6 @@ def generate(model: nnx.Module, prompt_ids: Any, config: SamplerConfig, key: jax
     key: a `jax.random.key`, or `[B]` keys (one per row: a row's tokens then do not
       depend on the rest of the batch, even when sampling).
     prompt_mask: optional bool `[B, P]`, false on padding.
-    policy: deprecated: a learned policy module to bind into the strategy
-      (`config.strategy.with_policy(policy)`); build the strategy with its policy instead.
     targets: optional int `[B, gen_length]` reference responses, read only by experiment
       controls that know the answer (LookUM's `selection="oracle"`).
 
@@ -301,8 +298,6 @@ def generate(model: nnx.Module, prompt_ids: Any, config: SamplerConfig, key: jax
     raise ValueError(
         f"prompt_ids must be an int array [batch, prompt_len], got {prompt_ids.dtype} "
         f"{prompt_ids.shape}.")
-  if policy is not None:
-    config = config.with_policy(policy)
   check_generation(model, config, prompt_ids.shape)
   model_config = model.config
   if prompt_mask is not None:
