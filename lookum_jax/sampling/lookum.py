@@ -294,7 +294,7 @@ class FlatForm:
     return to_params(self)
 
   def label(self) -> str:
-    """`lookum(paths=3, base=threshold)`: the flat parameters that differ from the defaults."""
+    """`lookum(paths=3, base=threshold)`: the flat parameters that differ from LookUM()'s."""
     defaults = {**FLAT_DEFAULTS, "gamma": EntropyBounded.gamma}
     changed = [f"{k}={v}" for k, v in to_params(self).items() if v != defaults.get(k)]
     return self.name + (f"({', '.join(changed)})" if changed else "")

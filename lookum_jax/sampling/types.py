@@ -265,9 +265,9 @@ class Strategy:
 
   def label(self) -> str:
     """A short human-readable name with the parameters that differ from the defaults."""
-    defaults = type(self)()
-    changed = [f"{f.name}={getattr(self, f.name)}" for f in dataclasses.fields(self)
-               if getattr(self, f.name) != getattr(defaults, f.name)]
+    defaults = type(self)().to_dict()
+    changed = [f"{name}={value}" for name, value in self.to_dict().items()
+               if value != defaults.get(name)]
     return self.name + (f"({', '.join(changed)})" if changed else "")
 
 
