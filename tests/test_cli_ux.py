@@ -22,8 +22,8 @@ from lookum_jax.sampling.strategies import Threshold
 
 
 def _lookum(**fields):
-  """The one place this file builds a LookUM value."""
-  return LookUM(**fields)
+  """The one place this file builds a LookUM value (from its flat parameters)."""
+  return LookUM.from_params(fields)
 
 
 def _subcommands(parser=None, prefix=()):
