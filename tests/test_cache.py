@@ -61,7 +61,8 @@ def test_logits_window_is_a_slice_of_the_full_logits(models):
 
 
 def _ours(model, prompt, *, cache, steps, block, threshold):
-  strategy = lj.sampling.Threshold(tau=threshold) if threshold is not None else "low_confidence"
+  strategy = (lj.sampling.Threshold(tau=threshold) if threshold is not None
+              else lj.sampling.LowConfidence())
   config = SamplerConfig(gen_length=GEN, block_length=block, steps=steps, strategy=strategy,
                          cache=cache)
   return generate(model, prompt, config, jax.random.key(0))

@@ -59,8 +59,8 @@ def reference_tokens(torch_model, prompt, config: SamplerConfig, key, prompt_mas
 def parity_config(case) -> SamplerConfig:
   strategy, temperature, cfg_scale, gen_length, block_length, steps, _, options, _ = case
   return SamplerConfig(gen_length=gen_length, block_length=block_length, steps=steps,
-                       temperature=temperature, cfg_scale=cfg_scale, strategy=strategy,
-                       **options)
+                       temperature=temperature, cfg_scale=cfg_scale,
+                       strategy=parse_strategy(strategy), **options)
 
 
 PARITY_CASES = [
