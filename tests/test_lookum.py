@@ -1,6 +1,7 @@
 """LookUM: K = 1 is the base strategy, the verifier decides, K look-aheads are one call."""
 
 import dataclasses
+import json
 import traceback
 
 import jax
@@ -12,10 +13,17 @@ from lookum_jax import SamplerConfig, generate
 from lookum_jax.model import tiny
 from lookum_jax.parsing import parse_strategy
 from lookum_jax.sampling import (
+  SMC,
+  AboveThreshold,
+  Eligible,
+  EntropyBounded,
   ImportanceSampling,
   LookUM,
   LowConfidence,
+  Margin,
+  Oracle,
   Proposal,
+  Threshold,
   TopK,
   Verifier,
   decode,
@@ -324,3 +332,26 @@ def test_the_papers_setting_is_a_named_option():
   assert LookUM.paper(paths=3) == dataclasses.replace(paper, paths=3)
   with pytest.raises(ValueError, match="paths must be >= 1"):
     LookUM.paper(paths=0)
+
+
+@pytest.mark.parametrize("value", [
+    LookUM(), LookUM.paper(paths=3),
+    LookUM(paths=2, base=Threshold(tau=0.7), selector=Oracle(), dedupe=False),
+    LookUM(base=EntropyBounded(gamma=0.5), proposal=Proposal(pool=Eligible(), temperature=0.1,
+                                                             sample_tokens=True),
+           verifier=Verifier("margin", "masked", entropy_cost=0.5), branch_every=2),
+    LookUM(base=Margin(), proposal=Proposal(pool=AboveThreshold(threshold=0.3))),
+    SMC(paths=3, temperature=0.1, resample_threshold=1.0, greedy_particle=False),
+])
+def test_a_value_reads_its_own_json_form(value):
+  """The flat JSON form (today's parameter names) round-trips every composition."""
+  flat = json.loads(json.dumps(value.to_dict()))
+  assert LookUM.from_params(flat) == value
+  assert parse_strategy("lookum", flat) == value
+
+
+def test_lookum_reads_as_it_is_written():
+  value = LookUM(paths=2, base=Threshold(tau=0.9))
+  assert value.uses_schedule is False  # the threshold base decides its own counts
+  assert value.label() == "lookum(base=threshold)"
+  assert parse_strategy("lookum", {"base": "threshold", "tau": "0.9"}) == value
