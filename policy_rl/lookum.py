@@ -102,6 +102,12 @@ class PolicyLookUM(CarriesPolicy):
     return (*super().param_names(), "verifier_scope", "entropy_cost")
 
   @classmethod
+  def param_types(cls) -> dict[str, Any]:
+    """The flat JSON form's types: the verifier by name."""
+    return {**super().param_types(), "verifier": str, "verifier_scope": str,
+            "entropy_cost": float}
+
+  @classmethod
   def from_params(cls, params: dict[str, Any]) -> PolicyLookUM:
     """The value of flat parameters (`verifier`, `verifier_scope`, `entropy_cost` by name)."""
     params = dict(params)

@@ -116,7 +116,8 @@ def test_bad_policy_config_raises(changes, message):
 def test_bad_strategy_params_raise(changes, message):
   with pytest.raises(ValueError, match=message):
     PolicyParams(**changes)
-  with pytest.raises(ValueError, match=message):  # through the sampler config, by name
+  # By name, through the parser (which checks a parameter's type before the value does).
+  with pytest.raises(ValueError, match=f"{message}|takes record as bool"):
     SamplerConfig(gen_length=GEN, block_length=BLOCK, strategy=parse_strategy("policy", changes))
 
 

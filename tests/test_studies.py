@@ -13,9 +13,9 @@ from lookum_jax.tasks import get_task
 
 
 def _sampler(**lookum_fields) -> SamplerConfig:
-  """The one place this file builds a strategy: LookUM with `lookum_fields` changed."""
+  """The one place this file builds a strategy: LookUM with flat parameters changed."""
   return SamplerConfig(gen_length=16, block_length=16, steps=8,
-                       strategy=LookUM(paths=2, **lookum_fields))
+                       strategy=LookUM.from_params({"paths": 2, **lookum_fields}))
 
 
 def _key(config: SamplerConfig, **changes):

@@ -256,7 +256,7 @@ class Strategy:
   def param_types(cls) -> dict[str, Any]:
     """Annotated types of the parameters (command-line values are converted to them)."""
     hints = typing.get_type_hints(cls)
-    return {name: hints[name] for name in cls.param_names() if name in hints}
+    return {name: hints.get(name, Any) for name in cls.param_names()}
 
   @classmethod
   def from_params(cls, params: dict[str, Any]) -> Strategy:
