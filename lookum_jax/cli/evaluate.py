@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from lookum_jax.cli import sampler_args
+from lookum_jax.cli.outputs import probe_file, probe_folder
 from lookum_jax.configfile import parse_key_values
 from lookum_jax.sampling.config import SamplerConfig
 from lookum_jax.sampling.lookum import LookUM
@@ -59,15 +60,9 @@ def _open_task_model(args: argparse.Namespace):
 
 
 def prepare_out_path(path: str) -> None:
-  """Checks `--out` before the evaluation runs (creating its folder), so that a bad path
-  does not lose a finished evaluation."""
-  out = Path(path)
-  if out.is_dir():
-    raise ValueError(f"--out {path} is a directory; pass a file path, e.g. {out / 'eval.json'}.")
-  try:
-    out.parent.mkdir(parents=True, exist_ok=True)
-  except OSError as e:
-    raise ValueError(f"--out {path}: cannot create its folder {out.parent}: {e}") from e
+  """Checks `--out` by a real write before any model is loaded (creating its folder), so
+  that a bad path does not lose a finished evaluation."""
+  probe_file(path, "--out")
 
 
 def run_eval(args: argparse.Namespace) -> int:
@@ -127,10 +122,7 @@ def run_demo(args: argparse.Namespace) -> int:
 
   t0 = time.perf_counter()
   out_dir = Path(args.out_dir)
-  try:  # before the samplers run, so a bad --out-dir loses nothing
-    out_dir.mkdir(parents=True, exist_ok=True)
-  except OSError as e:
-    raise ValueError(f"--out-dir {out_dir}: cannot create it: {e}") from e
+  probe_folder(out_dir, "--out-dir", args.out_dir)  # before any model: a bad one loses nothing
   opened = _open_task_model(args)
   gen_length, block_length = opened.gen_length, opened.block_length
   line_up = demo_samplers(gen_length, block_length)
