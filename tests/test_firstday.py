@@ -94,3 +94,56 @@ def test_a_corrupt_checkpoint_is_one_line_naming_the_file(case, tmp_path, capsys
   expected = bad.parent if case == "model manifest" else bad
   assert err.startswith(f"lookum eval: error: {expected.absolute()}"), err
   assert "re-copy it" in err
+
+
+# ---- eval resumes after Ctrl-C --------------------------------------------------------------
+
+def _interrupt_after(monkeypatch, batches: int):
+  """Makes the (batches + 1)-th decoded batch raise KeyboardInterrupt, like Ctrl-C."""
+  import lookum_jax.evaluation
+
+  real, calls = lookum_jax.evaluation.decode_and_score, []
+
+  def decode_and_score(*args, **kwargs):
+    calls.append(1)
+    if len(calls) > batches:
+      raise KeyboardInterrupt
+    return real(*args, **kwargs)
+
+  monkeypatch.setattr(lookum_jax.evaluation, "decode_and_score", decode_and_score)
+  return calls
+
+
+def test_eval_resumes_after_ctrl_c_and_refuses_a_changed_sampler(tmp_path, monkeypatch, capsys):
+  import json
+
+  argv = ["eval", "--limit", "6", "--batch-size", "2", "--no-progress"]
+  assert main([*argv, "--out", str(tmp_path / "fresh.json")]) == 0
+  fresh = json.loads((tmp_path / "fresh.json").read_text())
+  assert not (tmp_path / "fresh.records.jsonl").exists()  # the journal goes once out is written
+  out, journal = tmp_path / "x.json", tmp_path / "x.records.jsonl"
+  capsys.readouterr()
+
+  with monkeypatch.context() as m:
+    _interrupt_after(m, 2)
+    assert main([*argv, "--out", str(out)]) == 130
+  err = capsys.readouterr().err.strip()
+  assert err == (f"interrupted: 4 of 6 problems saved in {journal}; rerun the same command "
+                 "to resume.")
+  assert not out.exists() and len(journal.read_text().splitlines()) == 1 + 4
+
+  # A changed sampler never mixes with the saved records.
+  assert main([*argv, "--out", str(out), "--steps", "8"]) == 2
+  err = capsys.readouterr().err.strip()
+  assert err.startswith(f"lookum eval: error: {journal} holds the records of a different run "
+                        "(sampler changed)")
+
+  with monkeypatch.context() as m:
+    calls = _interrupt_after(m, 99)
+    assert main([*argv, "--out", str(out)]) == 0
+  assert len(calls) == 1  # only the last two problems were decoded
+  assert capsys.readouterr().out.startswith(f"resuming: 4 of 6 problems already done ({journal})")
+  resumed = json.loads(out.read_text())
+  for key in ("n", "correct", "accuracy", "mean_nfe", "token_error_rate", "records"):
+    assert resumed[key] == fresh[key], key
+  assert not journal.exists()

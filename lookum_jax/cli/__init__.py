@@ -37,3 +37,6 @@ def main(argv: list[str] | None = None) -> int:
   except (ValueError, OSError) as e:
     print(f"lookum {command}: error: {e}", file=sys.stderr)
     return 2
+  except KeyboardInterrupt:
+    print(f"\nlookum {command}: interrupted.", file=sys.stderr)
+    return 130

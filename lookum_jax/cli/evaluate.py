@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import time
 from pathlib import Path
 from typing import Any
 
 from lookum_jax.cli import sampler_args
+from lookum_jax.cli.journal import Journal, model_identity
 from lookum_jax.cli.outputs import probe_file, probe_folder
 from lookum_jax.configfile import parse_key_values
 from lookum_jax.sampling.config import SamplerConfig
@@ -68,7 +70,7 @@ def prepare_out_path(path: str) -> None:
 def run_eval(args: argparse.Namespace) -> int:
   import jax
 
-  from lookum_jax.evaluation import evaluate, format_table
+  from lookum_jax.evaluation import evaluate, format_table, sampler_summary
 
   if args.out:
     prepare_out_path(args.out)
@@ -79,12 +81,33 @@ def run_eval(args: argparse.Namespace) -> int:
     args.block_length = opened.spec.block_length if opened.spec else args.gen_length
   config = sampler_args.sampler_config_from_args(args)
   policy = sampler_args.load_strategy_policy(args.strategy, args.policy)
-  result = evaluate(opened.model, opened.tokenizer, opened.task, opened.examples, config,
-                    jax.random.key(args.seed), batch_size=args.batch_size, policy=policy,
-                    progress=not args.no_progress)
+  journal, done = None, {}
+  if args.out:
+    run = {"sampler": sampler_summary(config), "model": model_identity(opened.model_dir),
+           "task": opened.task.name, "task_options": args.task_option, "seed": args.seed,
+           "policy": str(Path(args.policy).absolute()) if policy is not None else None}
+    journal = Journal(args.out, run, opened.examples)
+    done = journal.load()
+    if done:
+      print(f"resuming: {len(done)} of {len(opened.examples)} problems already done "
+            f"({journal.path})", flush=True)
+  try:
+    result = evaluate(opened.model, opened.tokenizer, opened.task, opened.examples, config,
+                      jax.random.key(args.seed), batch_size=args.batch_size, policy=policy,
+                      progress=not args.no_progress, done=done,
+                      on_records=journal.append if journal else None)
+  except KeyboardInterrupt:
+    if journal is None:
+      print("\ninterrupted: nothing saved (pass --out FILE to make a run resumable).",
+            file=sys.stderr)
+    else:
+      print(f"\ninterrupted: {journal.saved} of {len(opened.examples)} problems saved in "
+            f"{journal.path}; rerun the same command to resume.", file=sys.stderr)
+    return 130
   print(format_table([result]))
   if args.out:
     result.to_json(args.out)
+    journal.finish()
     print(f"wrote {args.out}")
   return 0
 
