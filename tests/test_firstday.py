@@ -147,3 +147,15 @@ def test_eval_resumes_after_ctrl_c_and_refuses_a_changed_sampler(tmp_path, monke
   for key in ("n", "correct", "accuracy", "mean_nfe", "token_error_rate", "records"):
     assert resumed[key] == fresh[key], key
   assert not journal.exists()
+
+
+# ---- generate takes a toy model's lengths --------------------------------------------------
+
+@pytest.mark.parametrize("extra", [[], ["--gen-length", "16"]], ids=["task.json", "gen only"])
+def test_generate_takes_the_toy_models_lengths(extra, capsys):
+  puzzle = "0040032000102100"
+  assert main(["generate", "--model", "toy-sudoku", "--prompt", puzzle, *extra]) == 0
+  response, _, stats, _ = capsys.readouterr().out.split("\n", 3)
+  assert len(response) == 16 and set(response) <= set("1234"), response
+  assert all(r == p for r, p in zip(response, puzzle, strict=True) if p != "0")  # the givens
+  assert "tokens: 16 " in stats

@@ -29,8 +29,30 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                            "chat template (Base models have none anyway)")
   parser.add_argument("--dtype", choices=DTYPES, default=None,
                       help="compute dtype (default: the checkpoint's)")
-  sampler_args.add_sampler_arguments(parser)
+  # None: the toy model's task.json lengths, else 128 tokens (the block: the whole response).
+  sampler_args.add_sampler_arguments(parser, gen_length=None, block_length=None)
   parser.set_defaults(func=run_generate)
+
+
+DEFAULT_GEN_LENGTH = 128
+
+
+def fill_lengths(args: argparse.Namespace) -> None:
+  """Response and block lengths the user left out: a toy model's `task.json` gives both
+  (when neither is given); else 128 tokens; the block defaults to the whole response."""
+  from lookum_jax.loading import resolve_path
+  from lookum_jax.toylab import read_task_spec
+
+  if args.gen_length is None:
+    spec = read_task_spec(resolve_path(args.model))
+    if spec is not None:
+      args.gen_length = spec.gen_length
+      if args.block_length is None:
+        args.block_length = spec.block_length
+    else:
+      args.gen_length = DEFAULT_GEN_LENGTH
+  if args.block_length is None:
+    args.block_length = args.gen_length
 
 
 def run_generate(args: argparse.Namespace) -> int:
@@ -42,6 +64,7 @@ def run_generate(args: argparse.Namespace) -> int:
   from lookum_jax.sampling import generate
   from lookum_jax.sampling.timing import compile_timer
 
+  fill_lengths(args)
   config = sampler_args.sampler_config_from_args(args)
   policy = sampler_args.load_strategy_policy(args.strategy, args.policy)
   dtype = None if args.dtype is None else jnp.dtype(args.dtype)
