@@ -159,3 +159,39 @@ def test_generate_takes_the_toy_models_lengths(extra, capsys):
   assert len(response) == 16 and set(response) <= set("1234"), response
   assert all(r == p for r, p in zip(response, puzzle, strict=True) if p != "0")  # the givens
   assert "tokens: 16 " in stats
+
+
+# ---- smaller things ------------------------------------------------------------------------
+
+def test_lookum_help_imports_no_jax():
+  """`lookum --help` is fast (0.2 s here, from 2.7 s) because it loads none of these."""
+  import sys
+
+  code = ("import sys; from lookum_jax.cli import main\n"
+          "try:\n  main(['--help'])\nexcept SystemExit:\n  pass\n"
+          "print(sorted(m for m in ('jax', 'flax', 'orbax', 'transformers', 'numpy') "
+          "if m in sys.modules))")
+  run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                       timeout=60, check=True)
+  assert "generate a response to one prompt" in run.stdout
+  assert run.stdout.strip().splitlines()[-1] == "[]"
+
+
+def test_a_character_outside_the_toy_alphabet_is_refused_by_name(capsys):
+  assert main(["generate", "--model", "toy-sudoku", "--prompt", "00400320~0102100"]) == 2
+  err = capsys.readouterr().err.strip()
+  assert err.startswith("lookum generate: error: '00400320~0102100': '~' (first at position 8) "
+                        "not in the tokenizer's alphabet")
+  assert len(err.splitlines()) == 1
+
+
+def test_the_demo_prints_each_row_once(tmp_path, monkeypatch, capsys):
+  from test_readme import _no_decoding
+
+  monkeypatch.setattr("lookum_jax.decoding.generate", _no_decoding)
+  assert main(["demo", "--limit", "2", "--batch-size", "2", "--no-progress",
+               "--out-dir", str(tmp_path)]) == 0
+  lines = capsys.readouterr().out.splitlines()
+  rows = [line for line in lines if line.startswith(("low_confidence", "lookum", "threshold"))]
+  assert len(rows) == len(set(rows)) == 7
+  assert sum(line.startswith("sampler ") for line in lines) == 1  # one header

@@ -16,9 +16,14 @@ Multi-host: start one process per host (SLURM/MPI, or JAX_COORDINATOR_ADDRESS +
 JAX_NUM_PROCESSES + JAX_PROCESS_ID)."""
 
 
+HELP = {"bench": "evaluate a sampler on a benchmark (GSM8K, MATH500, HumanEval, ...)",
+        "summarize": "result files (bench JSONL, eval JSON) as a table and accuracy-vs-NFE "
+                     "plots"}
+
+
 def add_parsers(subparsers: argparse._SubParsersAction) -> None:
   bench = subparsers.add_parser(
-      "bench", help="evaluate a sampler on a benchmark (GSM8K, MATH500, HumanEval, ...)",
+      "bench", help=HELP["bench"],
       description=BENCH_DESCRIPTION)
   run = bench.add_mutually_exclusive_group(required=True)
   run.add_argument("--config", help="a config file with get_config() returning a "
@@ -40,7 +45,7 @@ def add_parsers(subparsers: argparse._SubParsersAction) -> None:
   bench.set_defaults(func=run_bench)
 
   summarize = subparsers.add_parser(
-      "summarize", help="benchmark result files as a table and accuracy-vs-NFE plots",
+      "summarize", help=HELP["summarize"],
       description="Summarize benchmark result files in the papers' layout: per model and "
                   "generation length, a sampler x benchmark table of 'accuracy % (mean NFE) "
                   "[problems]'; with --plots, one accuracy-vs-NFE PNG per benchmark.")

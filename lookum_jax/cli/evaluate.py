@@ -9,12 +9,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-from lookum_jax.cli import sampler_args
 from lookum_jax.cli.journal import Journal, model_identity
 from lookum_jax.cli.outputs import probe_file, probe_folder
 from lookum_jax.configfile import parse_key_values
-from lookum_jax.sampling.config import SamplerConfig
-from lookum_jax.sampling.lookum import LookUM
 
 DEFAULT_MODEL = "toy-sudoku"
 
@@ -33,9 +30,15 @@ def _add_task_model_arguments(parser: argparse.ArgumentParser) -> None:
   parser.add_argument("--no-progress", action="store_true")
 
 
+HELP = {"eval": "score one sampler on a task's held-out set",
+        "demo": "every sampler side by side on the embedded toy model"}
+
+
 def add_parsers(subparsers: argparse._SubParsersAction) -> None:
+  from lookum_jax.cli import sampler_args
+
   ev = subparsers.add_parser(
-      "eval", help="score one sampler on a task's held-out set",
+      "eval", help=HELP["eval"],
       description="Accuracy (95% Wilson interval), mean NFE, token error rate and wall "
       "time of one sampler; writes a JSON record.")
   _add_task_model_arguments(ev)
@@ -44,7 +47,7 @@ def add_parsers(subparsers: argparse._SubParsersAction) -> None:
   ev.set_defaults(func=run_eval)
 
   demo = subparsers.add_parser(
-      "demo", help="every sampler side by side on the embedded toy model",
+      "demo", help=HELP["demo"],
       description="Runs the baseline samplers, LookUM and (if shipped) the learned policy on "
       "a toy model's held-out set; prints a table and saves an accuracy-vs-NFE plot.")
   _add_task_model_arguments(demo)
@@ -70,6 +73,7 @@ def prepare_out_path(path: str) -> None:
 def run_eval(args: argparse.Namespace) -> int:
   import jax
 
+  from lookum_jax.cli import sampler_args
   from lookum_jax.evaluation import evaluate, format_table, sampler_summary
 
   if args.out:
@@ -112,8 +116,12 @@ def run_eval(args: argparse.Namespace) -> int:
   return 0
 
 
-def demo_samplers(gen_length: int, block_length: int) -> list[tuple[str, SamplerConfig]]:
-  """The demo's line-up: each baseline, LookUM, at one and several tokens per step."""
+def demo_samplers(gen_length: int, block_length: int) -> list[tuple[str, Any]]:
+  """The demo's line-up (label, SamplerConfig): each baseline, LookUM, at one and several
+  tokens per step."""
+  from lookum_jax.sampling.config import SamplerConfig
+  from lookum_jax.sampling.lookum import LookUM
+
   base = SamplerConfig(gen_length=gen_length, block_length=block_length, steps=gen_length)
   num_blocks = gen_length // block_length
   # Steps for about 2 and 4 tokens per step, kept multiples of the number of blocks.
@@ -140,8 +148,10 @@ def demo_samplers(gen_length: int, block_length: int) -> list[tuple[str, Sampler
 def run_demo(args: argparse.Namespace) -> int:
   import jax
 
+  from lookum_jax.cli import sampler_args
   from lookum_jax.evaluation import EvalResult, evaluate, format_table
   from lookum_jax.plotting import plot_accuracy_vs_nfe
+  from lookum_jax.sampling.config import SamplerConfig
 
   t0 = time.perf_counter()
   out_dir = Path(args.out_dir)
@@ -160,14 +170,13 @@ def run_demo(args: argparse.Namespace) -> int:
   print(f"{opened.task.name}: {len(opened.examples)} held-out problems, model "
         f"{opened.model_dir.name}, gen_length {gen_length}, block_length {block_length}")
   results: list[EvalResult] = []
+  print(format_table([]), flush=True)  # the header; each row follows as its sampler finishes
   for label, config in line_up:
     results.append(evaluate(
         opened.model, opened.tokenizer, opened.task, opened.examples, config,
         jax.random.key(args.seed), batch_size=args.batch_size,
         policy=policy_by_label.get(label), label=label, progress=not args.no_progress))
     print(format_table(results[-1:]).splitlines()[-1], flush=True)
-  print()
-  print(format_table(results))
   with open(out_dir / "results.json", "w") as f:
     json.dump([r.summary() for r in results], f, indent=1, default=str)
   with open(out_dir / "results.csv", "w") as f:

@@ -9,14 +9,17 @@ from __future__ import annotations
 import argparse
 import time
 
-from lookum_jax.cli import sampler_args
-
 DTYPES = ("bfloat16", "float32")
 
 
+HELP = {"generate": "generate a response to one prompt"}
+
+
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
+  from lookum_jax.cli import sampler_args
+
   parser = subparsers.add_parser(
-      "generate", help="generate a response to one prompt",
+      "generate", help=HELP["generate"],
       description="Decode a response to one prompt with a masked diffusion LM and print it "
                   "with the NFE spent and the wall time (compile time reported apart).")
   parser.add_argument("--model", required=True, metavar="PATH",
@@ -61,8 +64,10 @@ def run_generate(args: argparse.Namespace) -> int:
   import numpy as np
 
   from lookum_jax import loading
+  from lookum_jax.cli import sampler_args
   from lookum_jax.sampling import generate
   from lookum_jax.sampling.timing import compile_timer
+  from lookum_jax.tasks.tokenizer import refuse_unknown
 
   fill_lengths(args)
   config = sampler_args.sampler_config_from_args(args)
@@ -72,7 +77,9 @@ def run_generate(args: argparse.Namespace) -> int:
   tokenizer = loading.load_tokenizer(args.model)
   text = (args.prompt if args.no_chat_template
           else loading.apply_chat_template(tokenizer, args.prompt))
-  prompt_ids = np.asarray([tokenizer(text)["input_ids"]], np.int32)
+  ids = tokenizer(text)["input_ids"]
+  refuse_unknown(tokenizer, text, ids)  # never decode from a silently replaced character
+  prompt_ids = np.asarray([ids], np.int32)
   with compile_timer() as compile_seconds:
     start = time.perf_counter()
     result = generate(model, prompt_ids, config, jax.random.key(args.seed), policy=policy)
