@@ -52,6 +52,8 @@ class EvalResult:
   token_error_rate: float | None
   wall_time_s: float
   compile_time_s: float  # JAX tracing, lowering and compiling within wall_time_s
+  # Model, data file, seed, limit, policy, library version, git commit (set by the caller).
+  provenance: dict[str, Any] = dataclasses.field(default_factory=dict)
   records: list[dict[str, Any]] = dataclasses.field(default_factory=list, repr=False)
 
   def summary(self) -> dict[str, Any]:

@@ -195,3 +195,95 @@ def test_the_demo_prints_each_row_once(tmp_path, monkeypatch, capsys):
   rows = [line for line in lines if line.startswith(("low_confidence", "lookum", "threshold"))]
   assert len(rows) == len(set(rows)) == 7
   assert sum(line.startswith("sampler ") for line in lines) == 1  # one header
+
+
+# ---- provenance, labels, summarize reads eval records --------------------------------------
+
+def _config(strategy: str = "low_confidence", steps: int = 16, **fields):
+  """A SamplerConfig for labels (the one place this file builds strategies)."""
+  from lookum_jax.sampling import SamplerConfig
+
+  params = {k: fields.pop(k) for k in ("tau", "gamma", "paths") if k in fields}
+  return SamplerConfig(gen_length=16, block_length=16, steps=steps, strategy=strategy,
+                       params=params or None, **fields)
+
+
+def test_sampler_labels_are_short_unique_and_say_what_matters():
+  from lookum_jax.cli.evaluate import demo_samplers
+  from lookum_jax.cli.provenance import label_for
+
+  assert label_for(_config("threshold", tau=0.9, cache="dual")) == "threshold tau=0.9 cache=dual"
+  assert label_for(_config("threshold", tau=0.9, cache="dual", cache_refresh=1)) == (
+      "threshold tau=0.9 cache=dual cache_refresh=1")
+  assert label_for(_config(steps=8)) == "low_confidence steps=8"
+  assert label_for(_config("lookum", steps=8, paths=3)) == "lookum paths=3 steps=8"
+  labels = [label_for(config) for _, config in demo_samplers(16, 16)]
+  assert len(set(labels)) == len(labels) and max(map(len, labels)) <= 80, labels
+
+
+def test_eval_record_has_provenance_and_summarize_reads_it(tmp_path, capsys):
+  import json
+  import re
+
+  import lookum_jax
+
+  out = tmp_path / "x.json"
+  assert main(["eval", "--limit", "2", "--batch-size", "2", "--seed", "3", "--no-progress",
+               "--out", str(out)]) == 0
+  record = json.loads(out.read_text())
+  prov = record["provenance"]
+  assert prov["model"] == str(SUDOKU.absolute())
+  assert prov["data"] == str((SUDOKU / "heldout.jsonl").absolute())
+  assert (prov["seed"], prov["limit"]) == (3, 2)
+  assert prov["lookum_jax_version"] == lookum_jax.__version__
+  assert re.fullmatch(r"[0-9a-f]{40}(\+dirty)?", prov["git_commit"])
+  capsys.readouterr()
+  assert main(["summarize", str(out), "--plots", str(tmp_path / "plots")]) == 0
+  lines = capsys.readouterr().out.splitlines()
+  assert lines[0].startswith("sampler") and lines[2].startswith("low_confidence ")
+  assert f"{record['accuracy']:.3f}" in lines[2]
+  assert (tmp_path / "plots" / "eval_accuracy_vs_nfe.pdf").stat().st_size > 1000
+
+
+# ---- plots fit for a paper ---------------------------------------------------------------
+
+def test_the_accuracy_vs_nfe_plot_is_fit_for_a_paper(tmp_path):
+  import itertools
+
+  from PIL import Image
+
+  from lookum_jax.cli.evaluate import demo_samplers
+  from lookum_jax.evaluation import EvalResult, sampler_summary, wilson_interval
+  from lookum_jax.plotting import draw_accuracy_vs_nfe, plot_accuracy_vs_nfe
+
+  # The README's demo table: three points at NFE 8, two at 3.1, two lookum families.
+  table = [(0.670, 16), (0.465, 8), (0.165, 4), (0.450, 8), (0.470, 8), (0.140, 16),
+           (0.590, 6.0), (0.200, 3.1), (0.560, 5.9), (0.235, 3.1), (0.500, 12.5), (0.365, 15)]
+  results = []
+  for (label, config), (accuracy, nfe) in zip(demo_samplers(16, 16), table, strict=True):
+    correct = round(accuracy * 200)
+    results.append(EvalResult(
+        task="sudoku", label=label, sampler=sampler_summary(config), n=200, correct=correct,
+        accuracy=correct / 200, ci95=wilson_interval(correct, 200), mean_nfe=nfe,
+        mean_steps=nfe, token_error_rate=None, wall_time_s=1.0, compile_time_s=0.0))
+  fig, _ = draw_accuracy_vs_nfe(results, "toy-sudoku")
+  ax = fig.axes[0]
+  renderer = fig.canvas.get_renderer()
+  legend = ax.get_legend()
+  assert not legend.get_window_extent(renderer).overlaps(ax.get_window_extent(renderer))
+  names = [t.get_text() for t in legend.get_texts()]
+  assert max(map(len, names)) <= 30 and "=" not in " ".join(names).replace("K=2", ""), names
+  notes = [t for t in ax.texts if t.get_visible()]
+  assert len(notes) >= 8
+  for a, b in itertools.combinations(notes, 2):
+    assert not a.get_window_extent(renderer).overlaps(b.get_window_extent(renderer)), (
+        a.get_text(), b.get_text())
+  assert min(t.get_fontsize() for t in notes) >= 7.5
+  ticks = ax.get_xticklabels(minor=True)
+  assert all(not t.get_text() for t in ticks)  # no minor tick labels
+  assert all(t.get_fontsize() >= 9 for t in ax.get_xticklabels())
+  assert "95% Wilson interval" in ax.get_ylabel()
+  plot_accuracy_vs_nfe(results, tmp_path / "plot.png")
+  with Image.open(tmp_path / "plot.png") as image:
+    assert round(image.info["dpi"][0]) == 200
+  assert (tmp_path / "plot.pdf").read_bytes().startswith(b"%PDF")

@@ -11,6 +11,7 @@ from typing import Any
 
 from lookum_jax.cli.journal import Journal, model_identity
 from lookum_jax.cli.outputs import probe_file, probe_folder
+from lookum_jax.cli.provenance import label_for, provenance
 from lookum_jax.configfile import parse_key_values
 
 DEFAULT_MODEL = "toy-sudoku"
@@ -99,7 +100,8 @@ def run_eval(args: argparse.Namespace) -> int:
     result = evaluate(opened.model, opened.tokenizer, opened.task, opened.examples, config,
                       jax.random.key(args.seed), batch_size=args.batch_size, policy=policy,
                       progress=not args.no_progress, done=done,
-                      on_records=journal.append if journal else None)
+                      on_records=journal.append if journal else None,
+                      label=label_for(config, args.policy if policy is not None else None))
   except KeyboardInterrupt:
     if journal is None:
       print("\ninterrupted: nothing saved (pass --out FILE to make a run resumable).",
@@ -108,6 +110,11 @@ def run_eval(args: argparse.Namespace) -> int:
       print(f"\ninterrupted: {journal.saved} of {len(opened.examples)} problems saved in "
             f"{journal.path}; rerun the same command to resume.", file=sys.stderr)
     return 130
+  result.provenance = provenance(
+      model_dir=opened.model_dir, data=args.data,
+      heldout=opened.spec.heldout if opened.spec and not args.data else None, seed=args.seed,
+      limit=args.limit, policy=args.policy if policy is not None else None,
+      command=["lookum", *sys.argv[1:]] if sys.argv and sys.argv[0].endswith("lookum") else None)
   print(format_table([result]))
   if args.out:
     result.to_json(args.out)
