@@ -287,3 +287,35 @@ def test_the_accuracy_vs_nfe_plot_is_fit_for_a_paper(tmp_path):
   with Image.open(tmp_path / "plot.png") as image:
     assert round(image.info["dpi"][0]) == 200
   assert (tmp_path / "plot.pdf").read_bytes().startswith(b"%PDF")
+
+
+# ---- a KV cache on a toy model that it ruins ------------------------------------------------
+
+class _Stop(Exception):
+  pass
+
+
+def _stop(*args, **kwargs):
+  raise _Stop
+
+
+@pytest.mark.parametrize("command", ["eval", "generate"])
+def test_a_cache_on_a_toy_model_that_it_ruins_warns_once(command, monkeypatch, capsys):
+  import lookum_jax.evaluation
+  import lookum_jax.sampling
+
+  monkeypatch.setattr(lookum_jax.evaluation, "evaluate", _stop)  # the warning comes first
+  monkeypatch.setattr(lookum_jax.sampling, "generate", _stop)
+  argv = [command, "--model", "toy-sudoku", "--strategy", "threshold", "--tau", "0.9"]
+  argv += ["--limit", "1", "--no-progress"] if command == "eval" else ["--prompt", "0" * 16]
+  for extra, warned in ((["--cache", "dual"], True), (["--cache", "dual", "--cache-refresh",
+                                                        "1"], False), ([], False)):
+    with pytest.raises(_Stop):
+      main([*argv, *extra])
+    err = capsys.readouterr().err
+    assert err.count("warning:") == int(warned), (extra, err)
+    if warned:
+      assert err.strip() == (
+          "warning: toy-sudoku loses accuracy under a KV cache: threshold tau=0.9 solves "
+          "0.590 of 200 problems uncached and 0.095 with --cache dual (its task.json); "
+          "--cache-refresh 1 refreshes the cache every step and restores it (0.590).")

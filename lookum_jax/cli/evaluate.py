@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from lookum_jax.cli.cachecost import cache_warning
 from lookum_jax.cli.journal import Journal, model_identity
 from lookum_jax.cli.outputs import probe_file, probe_folder
 from lookum_jax.cli.provenance import label_for, provenance
@@ -85,6 +86,10 @@ def run_eval(args: argparse.Namespace) -> int:
   if args.block_length is None:
     args.block_length = opened.spec.block_length if opened.spec else args.gen_length
   config = sampler_args.sampler_config_from_args(args)
+  warning = cache_warning(opened.model_dir.name, opened.spec and opened.spec.cache_cost,
+                          config.cache, config.cache_refresh)
+  if warning:
+    print(warning, file=sys.stderr, flush=True)
   policy = sampler_args.load_strategy_policy(args.strategy, args.policy)
   journal, done = None, {}
   if args.out:

@@ -7,7 +7,10 @@ reported apart from the decoding time.
 from __future__ import annotations
 
 import argparse
+import sys
 import time
+from pathlib import Path
+from typing import Any
 
 DTYPES = ("bfloat16", "float32")
 
@@ -40,14 +43,15 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 DEFAULT_GEN_LENGTH = 128
 
 
-def fill_lengths(args: argparse.Namespace) -> None:
-  """Response and block lengths the user left out: a toy model's `task.json` gives both
-  (when neither is given); else 128 tokens; the block defaults to the whole response."""
+def fill_lengths(args: argparse.Namespace) -> Any:
+  """Fills in the response and block lengths the user left out: a toy model's `task.json`
+  gives both (when neither is given); else 128 tokens; the block defaults to the whole
+  response. Returns the model's task spec (None when it has none)."""
   from lookum_jax.loading import resolve_path
   from lookum_jax.toylab import read_task_spec
 
+  spec = read_task_spec(resolve_path(args.model))
   if args.gen_length is None:
-    spec = read_task_spec(resolve_path(args.model))
     if spec is not None:
       args.gen_length = spec.gen_length
       if args.block_length is None:
@@ -56,6 +60,7 @@ def fill_lengths(args: argparse.Namespace) -> None:
       args.gen_length = DEFAULT_GEN_LENGTH
   if args.block_length is None:
     args.block_length = args.gen_length
+  return spec
 
 
 def run_generate(args: argparse.Namespace) -> int:
@@ -65,12 +70,17 @@ def run_generate(args: argparse.Namespace) -> int:
 
   from lookum_jax import loading
   from lookum_jax.cli import sampler_args
+  from lookum_jax.cli.cachecost import cache_warning
   from lookum_jax.sampling import generate
   from lookum_jax.sampling.timing import compile_timer
   from lookum_jax.tasks.tokenizer import refuse_unknown
 
-  fill_lengths(args)
+  spec = fill_lengths(args)
   config = sampler_args.sampler_config_from_args(args)
+  warning = cache_warning(Path(args.model).name, spec and spec.cache_cost, config.cache,
+                          config.cache_refresh)
+  if warning:
+    print(warning, file=sys.stderr, flush=True)
   policy = sampler_args.load_strategy_policy(args.strategy, args.policy)
   dtype = None if args.dtype is None else jnp.dtype(args.dtype)
   model = loading.load_model(args.model, dtype=dtype)
