@@ -180,8 +180,8 @@ def test_lookum_help_imports_no_jax():
 def test_a_character_outside_the_toy_alphabet_is_refused_by_name(capsys):
   assert main(["generate", "--model", "toy-sudoku", "--prompt", "00400320~0102100"]) == 2
   err = capsys.readouterr().err.strip()
-  assert err.startswith("lookum generate: error: '00400320~0102100': '~' (first at position 8) "
-                        "not in the tokenizer's alphabet")
+  assert err.startswith("lookum generate: error: text '00400320~0102100' has characters "
+                        "outside the tokenizer's alphabet: ['~'] (first at position 8)")
   assert len(err.splitlines()) == 1
 
 

@@ -112,11 +112,10 @@ def refuse_unknown(tokenizer: transformers.PreTrainedTokenizerBase, text: str,
   bad = sorted({ch for ch in text if ch not in vocab})
   where = text.index(bad[0]) if bad else None
   alphabet = "".join(sorted(t for t in vocab if len(t) == 1 and t.isprintable()))
-  named = ", ".join(repr(ch) for ch in bad) if bad else "some characters"
   raise ValueError(
-      f"{text!r}: {named} (first at position {where}) not in the tokenizer's alphabet "
-      f"{alphabet!r}; the model would read {tokenizer.unk_token} there. Use only those "
-      "characters.")
+      f"text {text!r} has characters outside the tokenizer's alphabet: {bad or '?'} (first "
+      f"at position {where}); the model would read {tokenizer.unk_token} there. Its alphabet: "
+      f"{alphabet!r}.")
 
 
 def encode_example(task: Task, example: dict[str, Any],
