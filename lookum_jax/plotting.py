@@ -63,6 +63,8 @@ def sampler_families(results: Sequence[EvalResult]) -> list[Family]:
   settings: dict[str, dict[str, Any]] = {}
   for i, r in enumerate(results):
     fixed = _fixed_settings(r.sampler)
+    if fixed["strategy"] == "?":  # no sampler settings (a bench summary): a family alone
+      fixed = {"strategy": r.label}
     key = json.dumps(fixed, sort_keys=True, default=str)
     groups.setdefault(key, []).append(i)
     settings[key] = fixed

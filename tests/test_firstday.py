@@ -319,3 +319,17 @@ def test_a_cache_on_a_toy_model_that_it_ruins_warns_once(command, monkeypatch, c
           "warning: toy-sudoku loses accuracy under a KV cache: threshold tau=0.9 solves "
           "0.590 of 200 problems uncached and 0.095 with --cache dual (its task.json); "
           "--cache-refresh 1 refreshes the cache every step and restores it (0.590).")
+
+
+def test_results_without_sampler_settings_are_a_family_each():
+  """`lookum summarize`'s bench plots know only each run's sampler name: never one line
+  through different samplers."""
+  from lookum_jax.evaluation import EvalResult
+  from lookum_jax.plotting import display_names, sampler_families
+
+  results = [EvalResult(task="gsm8k", label=name, sampler={}, n=4, correct=2, accuracy=0.5,
+                        ci95=(0.1, 0.9), mean_nfe=nfe, mean_steps=nfe, token_error_rate=None,
+                        wall_time_s=0.0, compile_time_s=0.0)
+             for name, nfe in (("lowconf", 256), ("lookum2", 300), ("threshold", 90))]
+  families = sampler_families(results)
+  assert display_names(families, results) == ["lowconf", "lookum2", "threshold"]
