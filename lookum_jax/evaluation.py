@@ -63,11 +63,19 @@ class EvalResult:
     return out
 
   def to_json(self, path: str | os.PathLike, with_records: bool = True) -> None:
+    import tempfile
+
     payload = dataclasses.asdict(self) if with_records else self.summary()
-    tmp = f"{os.fspath(path)}.tmp"
-    with open(tmp, "w") as f:
-      json.dump(payload, f, indent=1, default=str)
-    os.replace(tmp, path)
+    folder = os.path.dirname(os.path.abspath(path))
+    fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp", dir=folder)
+    try:
+      with os.fdopen(fd, "w") as f:
+        json.dump(payload, f, indent=1, default=str)
+      os.replace(tmp, path)
+    except BaseException:
+      if os.path.exists(tmp):
+        os.remove(tmp)
+      raise
 
 
 def sampler_summary(config: SamplerConfig) -> dict[str, Any]:

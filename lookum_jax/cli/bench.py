@@ -81,9 +81,11 @@ def run_bench(args: argparse.Namespace) -> int:
 
   maybe_initialize_distributed()  # before anything touches a JAX backend
   from lookum_jax.benchmarks.runner import run_benchmark
+  from lookum_jax.cli.outputs import probe_file
 
   config = bench_config(args)
   out = args.out or str(Path("results") / "benchmarks" / f"{config.run_name}.jsonl")
+  probe_file(out, "--out")  # a real write, before the model loads
   run_benchmark(config, out, limit=args.limit, progress=not args.no_progress,
                 report_memory=args.report_memory)
   return 0

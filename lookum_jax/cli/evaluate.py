@@ -11,7 +11,7 @@ from typing import Any
 
 from lookum_jax.cli.cachecost import cache_warning
 from lookum_jax.cli.journal import Journal, model_identity
-from lookum_jax.cli.outputs import probe_file, probe_folder
+from lookum_jax.cli.outputs import probe_file, probe_folder, write_atomically
 from lookum_jax.cli.provenance import label_for, provenance
 from lookum_jax.configfile import parse_key_values
 
@@ -189,16 +189,16 @@ def run_demo(args: argparse.Namespace) -> int:
         jax.random.key(args.seed), batch_size=args.batch_size,
         policy=policy_by_label.get(label), label=label, progress=not args.no_progress))
     print(format_table(results[-1:]).splitlines()[-1], flush=True)
-  with open(out_dir / "results.json", "w") as f:
-    json.dump([r.summary() for r in results], f, indent=1, default=str)
-  with open(out_dir / "results.csv", "w") as f:
-    f.write("sampler,accuracy,ci_low,ci_high,mean_nfe,mean_steps,token_error_rate,wall_s\n")
-    for r in results:
-      ter = "" if r.token_error_rate is None else f"{r.token_error_rate:.5f}"
-      f.write(f"{r.label},{r.accuracy:.4f},{r.ci95[0]:.4f},{r.ci95[1]:.4f},{r.mean_nfe:.2f},"
-              f"{r.mean_steps:.2f},{ter},{r.wall_time_s:.2f}\n")
+  write_atomically(out_dir / "results.json",
+                   json.dumps([r.summary() for r in results], indent=1, default=str))
+  csv = ["sampler,accuracy,ci_low,ci_high,mean_nfe,mean_steps,token_error_rate,wall_s\n"]
+  for r in results:
+    ter = "" if r.token_error_rate is None else f"{r.token_error_rate:.5f}"
+    csv.append(f"{r.label},{r.accuracy:.4f},{r.ci95[0]:.4f},{r.ci95[1]:.4f},{r.mean_nfe:.2f},"
+               f"{r.mean_steps:.2f},{ter},{r.wall_time_s:.2f}\n")
+  write_atomically(out_dir / "results.csv", "".join(csv))
   title = f"{opened.model_dir.name}: {opened.task.name}, {len(opened.examples)} problems"
   plot_accuracy_vs_nfe(results, out_dir / "accuracy_vs_nfe.png", title=title)
-  print(f"\nwrote {out_dir}/results.json, results.csv, accuracy_vs_nfe.png "
+  print(f"\nwrote {out_dir}/results.json, results.csv, accuracy_vs_nfe.png and .pdf "
         f"({time.perf_counter() - t0:.0f} s in all)")
   return 0

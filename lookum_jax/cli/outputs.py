@@ -32,6 +32,20 @@ def probe_folder(folder: str | os.PathLike, flag: str, value: str) -> Path:
   return folder
 
 
+def write_atomically(path: str | os.PathLike, text: str) -> None:
+  """Writes `text` to `path` through a temporary file in the same folder, so a reader (or an
+  interruption) never sees half a file."""
+  path = Path(path)
+  fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+  try:
+    with os.fdopen(fd, "w") as f:
+      f.write(text)
+    os.replace(tmp, path)
+  except BaseException:
+    Path(tmp).unlink(missing_ok=True)
+    raise
+
+
 def probe_file(path: str | os.PathLike, flag: str) -> Path:
   """Checks that the file `path` can be written (its folder created and writable, the path
   itself not a folder) before the work that produces it starts."""
