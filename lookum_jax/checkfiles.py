@@ -35,7 +35,7 @@ def read_json(path: str | os.PathLike) -> Any:
   try:
     return json.loads(text)
   except json.JSONDecodeError as e:
-    raise ValueError(f"{path}: not valid JSON (truncated or corrupt: {e.msg} at line "
+    raise ValueError(f"{path}: not valid JSON (truncated or corrupt: {e.msg}, line "
                      f"{e.lineno} column {e.colno}); {_FIX}.") from e
 
 
