@@ -5,6 +5,7 @@ The names below are imported on first use (PEP 562), so `import lookum_jax` (and
 """
 
 import importlib
+import importlib.util
 
 _EXPORTS = {
     "load_model": "lookum_jax.loading", "load_tokenizer": "lookum_jax.loading",
@@ -23,8 +24,8 @@ def __getattr__(name: str):
     value = getattr(importlib.import_module(_EXPORTS[name]), name)
     globals()[name] = value
     return value
-  if name in ("sampling", "model", "loading", "tasks", "evaluation"):  # `lj.sampling.X`
-    return importlib.import_module(f"lookum_jax.{name}")
+  if not name.startswith("_") and importlib.util.find_spec(f"lookum_jax.{name}"):
+    return importlib.import_module(f"lookum_jax.{name}")  # a submodule: `lj.sampling.X`
   raise AttributeError(f"module 'lookum_jax' has no attribute {name!r}")
 
 
