@@ -195,6 +195,10 @@ def test_the_demo_prints_each_row_once(tmp_path, monkeypatch, capsys):
   rows = [line for line in lines if line.startswith(("low_confidence", "lookum", "threshold"))]
   assert len(rows) == len(set(rows)) == 7
   assert sum(line.startswith("sampler ") for line in lines) == 1  # one header
+  import json
+
+  results = json.loads((tmp_path / "results.json").read_text())
+  assert {r["provenance"]["limit"] for r in results} == {2}  # the demo's records say it too
 
 
 # ---- provenance, labels, summarize reads eval records --------------------------------------

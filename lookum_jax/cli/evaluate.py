@@ -189,6 +189,12 @@ def run_demo(args: argparse.Namespace) -> int:
         jax.random.key(args.seed), batch_size=args.batch_size,
         policy=policy_by_label.get(label), label=label, progress=not args.no_progress))
     print(format_table(results[-1:]).splitlines()[-1], flush=True)
+  facts = provenance(model_dir=opened.model_dir, data=args.data,
+                     heldout=opened.spec.heldout if opened.spec and not args.data else None,
+                     seed=args.seed, limit=args.limit,
+                     policy=str(policy_dir) if policy_by_label else None)
+  for r in results:
+    r.provenance = facts
   write_atomically(out_dir / "results.json",
                    json.dumps([r.summary() for r in results], indent=1, default=str))
   csv = ["sampler,accuracy,ci_low,ci_high,mean_nfe,mean_steps,token_error_rate,wall_s\n"]
