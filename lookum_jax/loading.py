@@ -12,6 +12,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+from lookum_jax.checkfiles import check_model_dir
 from lookum_jax.convert import checkpoint, hf
 from lookum_jax.convert.checkpoint import save_model
 from lookum_jax.model import families
@@ -75,6 +76,7 @@ def load_model(path: str | os.PathLike, *, dtype: Any = None, param_dtype: Any =
     rules = families.sharding_rules(config) if rules is None else rules
     shardings = param_shardings(families.abstract_model(config), mesh, rules)
   if checkpoint.is_converted_checkpoint(directory):
+    check_model_dir(directory)  # one line naming a truncated or corrupt file, not orbax's
     return checkpoint.load_converted(directory, dtype=dtype, param_dtype=param_dtype,
                                      shardings=shardings)
   if (directory / hf.INDEX_FILE).is_file() or any(directory.glob("*.safetensors")):
