@@ -161,7 +161,7 @@ def test_bf16_checkpoint_can_be_upcast(tmp_path):
   model = load_model(tmp_path, param_dtype=jnp.float32)
   assert model.wte[...].dtype == jnp.float32 and model.dtype == jnp.float32
   np.testing.assert_array_equal(model.ff_out[...], tensors[f"{P}ff_out.weight"].T)
-  np.testing.assert_array_equal(model.blocks[0].q_proj.kernel[...],
+  np.testing.assert_array_equal(model.blocks.q_proj.kernel[...][0],  # stacked by default
                                 tensors[f"{P}blocks.0.q_proj.weight"].T)
 
 
@@ -187,7 +187,7 @@ def test_save_load_round_trip_and_dtype_cast(tmp_path):
   out = save_model(model, tmp_path / "ckpt")
   np.testing.assert_array_equal(forward(load_model(out), tokens), forward(model, tokens))
   as_bf16 = load_model(out, param_dtype=jnp.bfloat16, dtype=jnp.float32)
-  assert as_bf16.blocks[1].up_proj.kernel[...].dtype == jnp.bfloat16
+  assert as_bf16.blocks.up_proj.kernel[...].dtype == jnp.bfloat16
   assert as_bf16.dtype == jnp.float32
 
 
