@@ -149,8 +149,9 @@ def measure(model_config, sampler, batch, prompt, scan, mesh, dtype) -> dict:
 
 def measure_grpo(model_config, args, mesh, block: int, dtype) -> list[dict]:
   """The two programs of one GRPO step: the recorded rollout and the policy update."""
-  from policy_rl import GRPOConfig, OptimConfig, PolicyConfig, init_policy
-  from policy_rl.grpo import PolicyTrainState
+  from policy_rl import PolicyConfig, init_policy
+  from policy_rl.config import OptimConfig
+  from policy_rl.grpo import GRPOConfig, PolicyTrainState
   from policy_rl.train import _update, make_optimizer
 
   rows = args.grpo_prompts * args.grpo_rollouts
@@ -167,7 +168,7 @@ def measure_grpo(model_config, args, mesh, block: int, dtype) -> list[dict]:
   trajectory = lowered.out_info.strategy_state.trajectory
   graphdef, params = nnx.split(nnx.eval_shape(lambda: init_policy(PolicyConfig())))
   grpo, optim = GRPOConfig(group_size=args.grpo_rollouts), OptimConfig()
-  tx = make_optimizer(optim, 100, grpo.updates_per_batch)
+  tx = make_optimizer(optim, 1000, grpo.updates_per_batch)
   state = jax.eval_shape(lambda p: PolicyTrainState(params=p, opt_state=tx.init(p),
                                                     step=jnp.zeros((), jnp.int32)), params)
   steps = trajectory.num_steps
@@ -176,7 +177,7 @@ def measure_grpo(model_config, args, mesh, block: int, dtype) -> list[dict]:
   compiled = _update.lower(graphdef, state, trajectory, None, f32(rows), f32(rows, steps,
                            args.gen), jax.ShapeDtypeStruct((rows,), jnp.bool_),
                            params=sampler.strategy, grpo=grpo, optim=optim,
-                           num_steps=100).compile()
+                           num_steps=1000).compile()
   memory = compiled.memory_analysis()
   update = dict(compile_s=(time.perf_counter() - start, time.process_time() - cpu),
                 argument=memory.argument_size_in_bytes, temp=memory.temp_size_in_bytes,

@@ -1,5 +1,6 @@
 """A checkpoint loaded scanned and sharded on an 8-device CPU mesh decodes the tokens (and NFE)
-of the unscanned single-device model, and its compiled program never all-gathers a weight.
+of the unscanned single-device model, its forward gives the same logits (both layouts), and its
+compiled program never all-gathers a weight.
 
 One subprocess (8 emulated devices): a small random LLaDA is written as Hugging Face
 safetensors and as a converted checkpoint (`lookum convert`), both loaded with load_model's
@@ -7,8 +8,9 @@ stacked default onto (data 2, model 4) and (data 1, model 8). Every strategy (lo
 threshold, LookUM, the learned policy) runs under every cache mode (none, prefix, dual)
 on each mesh: four (strategy, cache) pairs, the same on both meshes (`PAIRS`), so four
 single-device reference programs serve eight sharded ones (the full 12-pair cross product
-would triple the test's compile time). Dream (uncached) runs on both meshes. The sharded
-forward is tested in test_sharding.py, the sharded benchmark runner in test_run_benchmark.py.
+would triple the test's compile time). Dream (uncached) runs on both meshes. The sharding
+rules are unit-tested in test_sharding.py, the sharded benchmark runner in
+test_run_benchmark.py.
 """
 
 import os
@@ -102,8 +104,8 @@ SCRIPT = textwrap.dedent("""
             np.testing.assert_array_equal(a, b, err_msg=f"{label} {pair} {what} mesh {mesh}")
         print(label, (data, width), f"equal at {time.perf_counter() - start:.1f} s", flush=True)
 
-    # No compiled program all-gathers a weight: every all-gather's result is smaller than a
-    # block kernel or has a shape no weight has.
+    # The compiled program never all-gathers a weight: no all-gather result has a weight's
+    # shape (whole, or one layer of a stacked param).
     mesh = make_mesh(data=2, model=4)
     model = lj.load_model(dirs["llada"][0], mesh=mesh)
     weights = {tuple(s.shape) for s in jax.tree.leaves(nnx.state(model, nnx.Param))}
@@ -111,7 +113,7 @@ SCRIPT = textwrap.dedent("""
     gdef, state = nnx.split(model)
     ids = (llada.mask_token_id, llada.eos_token_id, tuple(llada.stop_token_ids))
     gathered = []
-    for name, cache in PAIRS[:3]:  # decoded above on this mesh: the compile cache serves
+    for name, cache in [("lookum", "dual")]:  # the largest program
       p, m, k = shard_batch((prompts, mask, keys), mesh)
       hlo = _generate_jit.lower(gdef, state, p, m, k, None, None, config=sampler(name, cache),
                                 ids=ids).compile().as_text()
@@ -122,6 +124,25 @@ SCRIPT = textwrap.dedent("""
           gathered.append((name, cache, dims))
           assert dims not in weights, f"{name}/{cache} all-gathers a weight: {line.strip()}"
     print("ALL_GATHERS", sorted(set(gathered)), f"at {time.perf_counter() - start:.1f} s")
+
+    # The sharded forward (batch on data, both layouts) equals the single-device one; a batch
+    # the data axis does not divide is refused.
+    tokens = rng.integers(0, 120, (4, 40)).astype(np.int32)
+    fmask = np.ones_like(tokens, bool); fmask[1, :7] = False  # one left-padded row
+    forward = nnx.jit(lambda model, t, m: model(t, m))
+    plain = lj.load_model(dirs["llada"][0], scan_layers=False)
+    expected = np.asarray(forward(plain, tokens, fmask))
+    shard_model(plain, mesh)
+    assert plain.blocks[0].attn_out.kernel[...].sharding.spec == P("model", None)
+    for sharded in (plain, model):
+      logits = forward(sharded, *shard_batch((tokens, fmask), mesh))
+      assert logits.sharding.spec[0] == "data", logits.sharding
+      np.testing.assert_allclose(np.asarray(logits), expected, atol=1e-5, rtol=1e-5)
+    try:
+      shard_batch(tokens[:3], mesh)
+      raise SystemExit("odd batch was not rejected")
+    except ValueError as e:
+      assert "divisible by the data axis (2)" in str(e), e
 
     # A mesh that splits a head (or the vocabulary) is refused before anything is read.
     try:

@@ -85,11 +85,12 @@ def check_mesh(config: ModelConfig, mesh: Mesh) -> None:
   problems = [f"{name} = {value}" for name, value in
               (("n_heads", config.n_heads), ("vocab_size", config.vocab_size)) if value % size]
   if problems:
-    divisors = [m for m in range(1, size + 1)
-                if config.n_heads % m == 0 and config.vocab_size % m == 0]
+    divisors = [m for m in range(2, size)
+                if config.n_heads % m == 0 and config.vocab_size % m == 0] or [1]
+    choices = " or ".join(filter(None, [", ".join(map(str, divisors[:-1])), str(divisors[-1])]))
     raise ValueError(
         f"the mesh's model axis ({size}) does not divide {' and '.join(problems)}; use a "
-        f"model axis of {' or '.join(map(str, divisors[-3:]))} (and a larger data axis), e.g. "
+        f"model axis of {choices} (and a larger data axis), e.g. "
         f"make_mesh(model={divisors[-1]}).")
 
 
