@@ -35,7 +35,7 @@ def test_mesh_must_divide_heads_and_vocab_and_kv_heads_replicate():
     sh.check_mesh(tiny(vocab_size=100), mesh)
   config = tiny(n_heads=8, n_kv_heads=4)  # 4 kv heads on a model axis of 8: k/v replicated
   rules = sh.sharding_rules(config, mesh)
-  assert sh.partition_spec("blocks/k_proj/kernel", (2, 64, 32), mesh, rules) == P()
+  assert sh.partition_spec("blocks/k_proj/kernel", (2, 64, 32), mesh, rules) == P(None)
   assert sh.partition_spec("blocks/0/v_proj/kernel", (64, 32), mesh, rules) == P()
   assert sh.partition_spec("blocks/q_proj/kernel", (2, 64, 64), mesh, rules) == P(
       None, None, "model")
