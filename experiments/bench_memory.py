@@ -31,7 +31,10 @@ The last column is the largest all-gather in the compiled program (MiB per devic
 one that moved a weight would be >= one layer's kernel shard (48 MiB for 8B, 1x8, bf16).
 
 The GRPO step is the policy trainer's: a rollout (`Policy(record=True)`, the dLLM frozen,
-8 prompts x 8 rollouts = 64 rows, split over `data`) and one policy update on its trajectory.
+8 prompts x 8 rollouts = 64 rows, on the same sharded 8B model) and one policy update on its
+whole recorded trajectory (all `gen` steps: the trainer truncates it to a power of two >= the
+steps taken, so this is its worst case), on one device as `policy_rl.train` runs it and
+data-parallel over the 8 devices (`data=8`).
 """
 
 from __future__ import annotations
@@ -172,17 +175,22 @@ def measure_grpo(model_config, args, mesh, block: int, dtype) -> list[dict]:
   state = jax.eval_shape(lambda p: PolicyTrainState(params=p, opt_state=tx.init(p),
                                                     step=jnp.zeros((), jnp.int32)), params)
   steps = trajectory.num_steps
-  f32 = lambda *shape: jax.ShapeDtypeStruct(shape, jnp.float32)
-  start, cpu = time.perf_counter(), time.process_time()
-  compiled = _update.lower(graphdef, state, trajectory, None, f32(rows), f32(rows, steps,
-                           args.gen), jax.ShapeDtypeStruct((rows,), jnp.bool_),
-                           params=sampler.strategy, grpo=grpo, optim=optim,
-                           num_steps=1000).compile()
-  memory = compiled.memory_analysis()
-  update = dict(compile_s=(time.perf_counter() - start, time.process_time() - cpu),
-                argument=memory.argument_size_in_bytes, temp=memory.temp_size_in_bytes,
-                temp_f32=memory.temp_size_in_bytes, output=memory.output_size_in_bytes)
-  return [rollout, update]
+  updates = []
+  # As the trainer runs it (one device), and data-parallel over the 8 devices.
+  for update_mesh in (None, make_mesh(data=jax.device_count(), model=1)):
+    split = None if update_mesh is None else NamedSharding(update_mesh, P(DATA_AXIS))
+    sds = lambda shape, dtype, split=split: jax.ShapeDtypeStruct(shape, dtype, sharding=split)
+    inputs = (jax.tree.map(lambda x, sds=sds: sds(x.shape, x.dtype), trajectory), None,
+              sds((rows,), jnp.float32), sds((rows, steps, args.gen), jnp.float32),
+              sds((rows,), jnp.bool_))
+    start, cpu = time.perf_counter(), time.process_time()
+    compiled = _update.lower(graphdef, state, *inputs, params=sampler.strategy, grpo=grpo,
+                             optim=optim, num_steps=1000).compile()
+    memory = compiled.memory_analysis()
+    updates.append(dict(compile_s=(time.perf_counter() - start, time.process_time() - cpu),
+                        argument=memory.argument_size_in_bytes, temp=memory.temp_size_in_bytes,
+                        temp_f32=memory.temp_size_in_bytes, output=memory.output_size_in_bytes))
+  return [rollout, *updates]
 
 
 def fmt(row: dict) -> str:
@@ -240,9 +248,12 @@ def main(argv: list[str] | None = None) -> None:
     rows = args.grpo_prompts * args.grpo_rollouts
     for block in (args.block, args.gen):
       kind = f"semi-AR blocks of {block}" if block < args.gen else "full diffusion"
-      rollout, update = measure_grpo(model_config, args, meshes[8], block, dtype)
+      rollout, update, update_dp = measure_grpo(model_config, args, meshes[8], block, dtype)
       print(f"| {label[8]} | GRPO rollout, {kind} | none | {rows} | {fmt(rollout)}", flush=True)
-      print(f"| {label[8]} | GRPO update, {kind} | - | {rows} | {fmt(update)}", flush=True)
+      if block == args.block:  # the update's shapes do not depend on the block length
+        print(f"| 1 dev | GRPO update ({args.gen} steps) | - | {rows} | {fmt(update)}")
+        print(f"| 8 dev (8x1) | GRPO update ({args.gen} steps) | - | {rows} | {fmt(update_dp)}",
+              flush=True)
 
 
 if __name__ == "__main__":
