@@ -45,6 +45,9 @@ def test_unmatched_param_and_bad_mesh_are_errors():
   mesh = sh.make_mesh(data=1, model=1)
   with pytest.raises(ValueError, match="no sharding rule matches param 'blocks/0/bias'"):
     sh.partition_spec(("blocks", 0, "bias"), (4,), mesh)
+  per_layer_only = ((r"blocks/\d+/.*", P()),)
+  with pytest.raises(ValueError, match=r"stacked \(scan_layers=True\).*with_layer_axis"):
+    sh.partition_spec("blocks/q_proj/kernel", (2, 4, 4), mesh, per_layer_only)
   with pytest.raises(ValueError, match="needs 4 devices, have 1"):
     sh.make_mesh(data=2, model=2)
 

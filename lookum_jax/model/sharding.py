@@ -130,8 +130,12 @@ def partition_spec(path: ParamPath | str, shape: Sequence[int], mesh: Mesh,
   name = path if isinstance(path, str) else _path_name(path)
   matched = next((rule for rule in rules if re.fullmatch(rule[0], name)), None)
   if matched is None:
+    stacked = re.match(r"blocks/[^0-9]", name) is not None
+    hint = (" It is a stacked (scan_layers=True) param with a leading layer axis: give per-layer "
+            "rules their stacked form with with_layer_axis(rules), or load with "
+            "scan_layers=False." if stacked else "")
     raise ValueError(f"no sharding rule matches param {name!r}; add a (regex, PartitionSpec) "
-                     "pair for it to the rules.")
+                     f"pair for it to the rules.{hint}")
   pattern, spec = matched
   if len(spec) > len(shape):
     raise ValueError(f"sharding rule {pattern!r} gives {spec} for {name} of rank {len(shape)}.")
