@@ -137,7 +137,7 @@ SCRIPT = textwrap.dedent("""
     for sharded in (plain, model):
       logits = forward(sharded, *shard_batch((tokens, fmask), mesh))
       assert logits.sharding.spec[0] == "data", logits.sharding
-      np.testing.assert_allclose(np.asarray(logits), expected, atol=1e-5, rtol=1e-5)
+      np.testing.assert_allclose(np.asarray(logits), expected, atol=1e-4, rtol=1e-4)
     try:
       shard_batch(tokens[:3], mesh)
       raise SystemExit("odd batch was not rejected")
@@ -161,7 +161,7 @@ def test_scanned_sharded_checkpoints_decode_as_the_single_device_model():
          "PYTHONPATH": os.pathsep.join([str(TESTS_DIR), os.environ.get("PYTHONPATH", "")])}
   start = time.perf_counter()
   result = subprocess.run([sys.executable, "-c", SCRIPT], env=env, capture_output=True,
-                          text=True, timeout=600)
+                          text=True, timeout=1800)  # ~90 s of CPU; generous for shared cores
   assert result.returncode == 0 and "SHARDED_DECODE_OK" in result.stdout, (
       result.stdout[-2000:] + result.stderr[-3000:])
   print(result.stdout[-2000:], f"subprocess {time.perf_counter() - start:.1f} s")
