@@ -82,7 +82,8 @@ def load_model(path: str | os.PathLike, *, dtype: Any = None, param_dtype: Any =
       one (XLA keeps one layer's activations live instead of scheduling 32 layers at once),
       which is what lets every decode program fit a 16 GiB TPU v5e chip on an 8-device mesh;
       it compiles one layer instead of 32 (the TPU/GPU compilers' cost grows with program
-      size, which is why MaxText scans by default); and it decodes the same tokens. Only
+      size, which is why MaxText scans by default); and it decodes the same tokens (its logits
+      equal the unrolled ones up to float rounding: XLA fuses the scanned body differently). Only
       XLA:CPU compiles the scanned LookUM program more slowly (about 1.7x); pass
       `scan_layers=False` there if compile time matters more than memory.
   """

@@ -201,9 +201,10 @@ class LLaDA(nnx.Module):
   tied head, shifted logits; see the module docstring).
 
   `scan_layers=True` stores the blocks stacked (`blocks.q_proj.kernel [n_layers, ...]`) and
-  runs them with `lax.scan`: the program holds one layer instead of `n_layers` copies, so a
-  32-layer generate compiles several times faster, at the same numerics. `scan_model` turns a
-  loaded (per-layer) model into this layout.
+  runs them with `lax.scan`: the program holds one layer instead of `n_layers` copies and
+  about a third less temp memory (`experiments/bench_memory.py`), with the same math (logits
+  equal up to float rounding). `load_model` builds this layout by default, straight from the
+  checkpoint; `scan_model` turns a per-layer model into it.
   """
 
   def __init__(self, config: ModelConfig, *, rngs: nnx.Rngs,
