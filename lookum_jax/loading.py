@@ -77,15 +77,15 @@ def load_model(path: str | os.PathLike, *, dtype: Any = None, param_dtype: Any =
     scan_layers: the layer layout to build, from either checkpoint kind and either stored
       layout. True: the blocks stacked on a leading layer axis and run with `lax.scan`;
       False: one module per layer, unrolled. None (the default) is `DEFAULT_SCAN_LAYERS`,
-      True, chosen from `experiments/bench_memory.py` on LLaDA-8B bf16 (README, "8B
-      budget"): the scanned program needs about a third less temp memory than the unrolled
-      one (XLA keeps one layer's activations live instead of scheduling 32 layers at once),
-      which is what lets every decode program fit a 16 GiB TPU v5e chip on an 8-device mesh;
-      it compiles one layer instead of 32 (the TPU/GPU compilers' cost grows with program
-      size, which is why MaxText scans by default); and it decodes the same tokens (its logits
-      equal the unrolled ones up to float rounding: XLA fuses the scanned body differently). Only
-      XLA:CPU compiles the scanned LookUM program more slowly (about 1.7x); pass
-      `scan_layers=False` there if compile time matters more than memory.
+      True, chosen from `experiments/bench_memory.py` (LLaDA-8B bf16, B=8, P=512, G=256,
+      dual cache, emulated 8-device (1x8) mesh, per device): scanned LookUM K=3 needs 1.15 GiB
+      of float32-program temp memory and 10 s of CPU to compile, unrolled 1.55 GiB and 47 s
+      (threshold: 1.15 vs 1.53 GiB, 5 vs 26 s). XLA keeps one layer's buffers live instead of
+      scheduling 32 layers at once, and compiles one layer instead of 32 (MaxText scans by
+      default for the same reason). The logits equal the unrolled ones up to float rounding
+      (XLA fuses the scanned body differently). Only single-device XLA:CPU compiled the
+      scanned LookUM program more slowly (21.7 vs 13.0 s, issue #20); pass
+      `scan_layers=False` where that matters, or where code indexes `model.blocks[i]`.
   """
   directory = resolve_path(path)
   scan_layers = DEFAULT_SCAN_LAYERS if scan_layers is None else bool(scan_layers)
