@@ -12,7 +12,7 @@ import json
 import math
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import jax
@@ -52,6 +52,8 @@ class EvalResult:
   token_error_rate: float | None
   wall_time_s: float
   compile_time_s: float  # JAX tracing, lowering and compiling within wall_time_s
+  # Model, data file, seed, limit, policy, library version, git commit (set by the caller).
+  provenance: dict[str, Any] = dataclasses.field(default_factory=dict)
   records: list[dict[str, Any]] = dataclasses.field(default_factory=list, repr=False)
 
   def summary(self) -> dict[str, Any]:
@@ -61,11 +63,19 @@ class EvalResult:
     return out
 
   def to_json(self, path: str | os.PathLike, with_records: bool = True) -> None:
+    import tempfile
+
     payload = dataclasses.asdict(self) if with_records else self.summary()
-    tmp = f"{os.fspath(path)}.tmp"
-    with open(tmp, "w") as f:
-      json.dump(payload, f, indent=1, default=str)
-    os.replace(tmp, path)
+    folder = os.path.dirname(os.path.abspath(path))
+    fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp", dir=folder)
+    try:
+      with os.fdopen(fd, "w") as f:
+        json.dump(payload, f, indent=1, default=str)
+      os.replace(tmp, path)
+    except BaseException:
+      if os.path.exists(tmp):
+        os.remove(tmp)
+      raise
 
 
 def sampler_summary(config: SamplerConfig) -> dict[str, Any]:
@@ -80,11 +90,18 @@ def sampler_summary(config: SamplerConfig) -> dict[str, Any]:
 def evaluate(model, tokenizer, task: Task, examples: Sequence[dict[str, Any]],
              config: SamplerConfig, key: jax.Array, *, batch_size: int = 64,
              label: str | None = None, progress: bool = True,
-             targets: Any = None) -> EvalResult:
+             targets: Any = None, done: Mapping[int, dict[str, Any]] | None = None,
+             on_records: Callable[[list[dict[str, Any]]], None] | None = None) -> EvalResult:
   """Decodes every example with `config` and scores it with the task's exact checker.
 
   `targets` `[len(examples), gen_length]`: reference responses for strategies that read
   them (LookUM's oracle control).
+
+  Resuming: `done` maps example indices to the records of an earlier, interrupted run of the
+  same sampler (the caller checks that it is the same); those examples are not decoded again,
+  and since every example has its own key the result is the one an uninterrupted run gives.
+  `on_records` is called with each batch's new records as soon as they are scored (to append
+  them to a file).
 
   Token error rate: the fraction of response tokens that differ from the reference
   (EOS-padded) response, over examples whose task has a unique answer.
@@ -93,14 +110,16 @@ def evaluate(model, tokenizer, task: Task, examples: Sequence[dict[str, Any]],
     raise ValueError("no examples to evaluate.")
   if batch_size <= 0:
     raise ValueError(f"batch_size must be positive, got {batch_size}.")
+  done = {i: r for i, r in (done or {}).items() if i < len(examples)}
+  todo = [i for i in range(len(examples)) if i not in done]
   prompts = encode_prompts(tokenizer, task, examples)
   batch_size = min(batch_size, len(examples))
-  records, errors, error_tokens = [], 0, 0
+  records = dict(done)
   compile_time, start = 0.0, time.perf_counter()
-  bar = tqdm(total=len(examples), desc=label or config.strategy.name, disable=not progress,
-             leave=False)
-  for first in range(0, len(examples), batch_size):
-    index = list(range(first, min(first + batch_size, len(examples))))
+  bar = tqdm(total=len(examples), initial=len(done), desc=label or config.strategy.name,
+             disable=not progress, leave=False)
+  for first in range(0, len(todo), batch_size):
+    index = todo[first:first + batch_size]
     keys = jax.vmap(lambda i: jax.random.fold_in(key, i))(jnp.asarray(index))
     batch = decode_and_score(
         model, tokenizer, task, [examples[i] for i in index], [prompts[i] for i in index],
@@ -108,6 +127,7 @@ def evaluate(model, tokenizer, task: Task, examples: Sequence[dict[str, Any]],
         pad_id=tokenizer.pad_token_id,
         targets=None if targets is None else np.asarray(targets)[index])
     compile_time += batch.compile_s
+    new = []
     for row, i in enumerate(index):
       record = {"index": i, "response": batch.texts[row], "correct": bool(batch.scores[row]),
                 "nfe": int(batch.nfe[row]), "steps": int(batch.num_steps[row]),
@@ -116,25 +136,28 @@ def evaluate(model, tokenizer, task: Task, examples: Sequence[dict[str, Any]],
       if target is not None:
         reference = encode_text(tokenizer, target)
         reference += [tokenizer.eos_token_id] * (config.gen_length - len(reference))
-        wrong = int(np.sum(batch.response_ids[row] != np.asarray(reference[:config.gen_length])))
-        record["token_errors"] = wrong
-        errors += wrong
-        error_tokens += config.gen_length
-      records.append(record)
+        record["token_errors"] = int(
+            np.sum(batch.response_ids[row] != np.asarray(reference[:config.gen_length])))
+      new.append(record)
+      records[i] = record
+    if on_records is not None:
+      on_records(new)
     bar.update(len(index))
-    bar.set_postfix(acc=f"{np.mean([r['correct'] for r in records]):.3f}",
-                    nfe=f"{np.mean([r['nfe'] for r in records]):.1f}")
+    bar.set_postfix(acc=f"{np.mean([r['correct'] for r in records.values()]):.3f}",
+                    nfe=f"{np.mean([r['nfe'] for r in records.values()]):.1f}")
   bar.close()
   wall = time.perf_counter() - start
-  n_correct = sum(r["correct"] for r in records)
+  ordered = [records[i] for i in range(len(examples))]
+  n_correct = sum(r["correct"] for r in ordered)
+  scored = [r["token_errors"] for r in ordered if "token_errors" in r]
   return EvalResult(
       task=task.name, label=label or config.strategy.name, sampler=sampler_summary(config),
-      n=len(records), correct=n_correct, accuracy=n_correct / len(records),
-      ci95=wilson_interval(n_correct, len(records)),
-      mean_nfe=float(np.mean([r["nfe"] for r in records])),
-      mean_steps=float(np.mean([r["steps"] for r in records])),
-      token_error_rate=(errors / error_tokens) if error_tokens else None,
-      wall_time_s=wall, compile_time_s=compile_time, records=records)
+      n=len(ordered), correct=n_correct, accuracy=n_correct / len(ordered),
+      ci95=wilson_interval(n_correct, len(ordered)),
+      mean_nfe=float(np.mean([r["nfe"] for r in ordered])),
+      mean_steps=float(np.mean([r["steps"] for r in ordered])),
+      token_error_rate=(sum(scored) / (len(scored) * config.gen_length)) if scored else None,
+      wall_time_s=wall, compile_time_s=compile_time, records=ordered)
 
 
 def format_table(results: Sequence[EvalResult]) -> str:

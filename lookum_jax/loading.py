@@ -12,9 +12,10 @@ import os
 from pathlib import Path
 from typing import Any
 
+from lookum_jax.checkfiles import check_model_dir
 from lookum_jax.convert import checkpoint, hf
 from lookum_jax.convert.checkpoint import save_model
-from lookum_jax.model import families
+from lookum_jax.model.llada import abstract_model
 from lookum_jax.model.sharding import ShardingRules, param_shardings
 
 __all__ = ["apply_chat_template", "available_models", "load_model", "load_tokenizer",
@@ -53,8 +54,13 @@ def resolve_path(path_or_name: str | os.PathLike) -> Path:
       "a model hub: download the checkpoint yourself and pass its local directory.")
 
 
+# The layer layout `load_model` builds when the caller does not choose (see its docstring).
+DEFAULT_SCAN_LAYERS = True
+
+
 def load_model(path: str | os.PathLike, *, dtype: Any = None, param_dtype: Any = None,
-               mesh: Any = None, rules: ShardingRules | None = None) -> Any:
+               mesh: Any = None, rules: ShardingRules | None = None,
+               scan_layers: bool | None = None) -> Any:
   """Loads a LLaDA (or Dream) model, with `.config`, from a local directory or an embedded
   model name; the architecture comes from `config.json`.
 
@@ -66,20 +72,35 @@ def load_model(path: str | os.PathLike, *, dtype: Any = None, param_dtype: Any =
     param_dtype: dtype to hold the params in; None keeps the checkpoint's dtype.
     mesh: optional `jax.sharding.Mesh` (see `make_mesh`); params are placed on it by `rules`
       as they are read, so no device ever holds the full model unless the rules replicate.
-    rules: sharding rules used with `mesh` (default: the architecture's, e.g. LLADA_RULES).
+    rules: sharding rules used with `mesh` (default: the architecture's, e.g. LLADA_RULES,
+      which cover both layouts). A mesh whose model axis does not divide the heads or the
+      vocabulary is refused before anything is read.
+    scan_layers: the layer layout to build, from either checkpoint kind and either stored
+      layout. True: the blocks stacked on a leading layer axis and run with `lax.scan`;
+      False: one module per layer, unrolled. None (the default) is `DEFAULT_SCAN_LAYERS`,
+      True, chosen from `experiments/bench_memory.py` (LLaDA-8B bf16, B=8, P=512, G=256,
+      dual cache, emulated 8-device (1x8) mesh, per device): scanned LookUM K=3 needs 1.15 GiB
+      of float32-program temp memory and 10 s of CPU to compile, unrolled 1.55 GiB and 47 s
+      (threshold: 1.15 vs 1.53 GiB, 5 vs 26 s). XLA keeps one layer's buffers live instead of
+      scheduling 32 layers at once, and compiles one layer instead of 32 (MaxText scans by
+      default for the same reason). The logits equal the unrolled ones up to float rounding
+      (XLA fuses the scanned body differently). Only single-device XLA:CPU compiled the
+      scanned LookUM program more slowly (21.7 vs 13.0 s, issue #20); pass
+      `scan_layers=False` where that matters, or where code indexes `model.blocks[i]`.
   """
   directory = resolve_path(path)
+  scan_layers = DEFAULT_SCAN_LAYERS if scan_layers is None else bool(scan_layers)
   shardings = None
   if mesh is not None:
     config = checkpoint.read_model_config(directory)
-    rules = families.sharding_rules(config) if rules is None else rules
-    shardings = param_shardings(families.abstract_model(config), mesh, rules)
+    shardings = param_shardings(abstract_model(config, scan_layers=scan_layers), mesh, rules)
   if checkpoint.is_converted_checkpoint(directory):
+    check_model_dir(directory)  # one line naming a truncated or corrupt file, not orbax's
     return checkpoint.load_converted(directory, dtype=dtype, param_dtype=param_dtype,
-                                     shardings=shardings)
+                                     shardings=shardings, scan_layers=scan_layers)
   if (directory / hf.INDEX_FILE).is_file() or any(directory.glob("*.safetensors")):
     return hf.load_hf_checkpoint(directory, dtype=dtype, param_dtype=param_dtype,
-                                 shardings=shardings)
+                                 shardings=shardings, scan_layers=scan_layers)
   raise ValueError(
       f"{directory} is neither a converted checkpoint ({checkpoint.PARAMS_DIR}/ + "
       f"{checkpoint.CONFIG_FILE}) nor a Hugging Face checkpoint ({checkpoint.CONFIG_FILE} + "

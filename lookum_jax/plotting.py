@@ -63,6 +63,8 @@ def sampler_families(results: Sequence[EvalResult]) -> list[Family]:
   settings: dict[str, dict[str, Any]] = {}
   for i, r in enumerate(results):
     fixed = _fixed_settings(r.sampler)
+    if fixed["strategy"] == "?":  # no sampler settings (a bench summary): a family alone
+      fixed = {"strategy": r.label}
     key = json.dumps(fixed, sort_keys=True, default=str)
     groups.setdefault(key, []).append(i)
     settings[key] = fixed
@@ -96,40 +98,123 @@ def _point_label(result: EvalResult) -> str:
   return result.label.removeprefix(strategy + " ")
 
 
+def display_names(families: Sequence[Family], results: Sequence[EvalResult]) -> list[str]:
+  """Short legend names: a family's strategy, or for one of several families of one
+  strategy, its label when it has one point (e.g. `lookum K=2 2/step paper`), else the
+  words its points' labels share; the settings dump (`Family.name`) only as a last resort."""
+  names = []
+  for family in families:
+    strategy, _ = strategy_and_params(results[family.members[0]].sampler)
+    if family.name == strategy:
+      names.append(strategy)
+      continue
+    labels = [results[i].label.split() for i in family.members]
+    shared = []
+    for words in zip(*labels, strict=False):
+      if len(set(words)) > 1:
+        break
+      shared.append(words[0])
+    name = " ".join(shared)
+    names.append(name if name and name != strategy else family.name)
+  if len(set(names)) < len(names):  # never two legend entries alike
+    names = [n if names.count(n) == 1 else f.name for n, f in zip(names, families, strict=True)]
+  return names
+
+
+# Ticks of a log NFE axis: 1-2-3-4-6-8 per decade, read as plain numbers.
+_NICE_TICKS = (1, 1.5, 2, 3, 4, 6, 8)
+
+
+def _nfe_ticks(low: float, high: float) -> list[float]:
+  ticks = [m * 10**e for e in range(-1, 6) for m in _NICE_TICKS]
+  inside = [t for t in ticks if low * 0.9 <= t <= high * 1.1]
+  while len(inside) > 8:  # thin to at most 8 labels
+    inside = inside[::2]
+  return inside or [low, high]
+
+
+def _overlaps(box, boxes) -> bool:
+  return any(box.overlaps(other) for other in boxes)
+
+
 def plot_accuracy_vs_nfe(results: Sequence[EvalResult], path: str | os.PathLike,
                          title: str = "") -> list[Family]:
-  """One line per sampler family through its points (95% interval as error bars), each
-  point labelled with what sets it apart; written as PNG to `path`. Returns the families."""
+  """`draw_accuracy_vs_nfe`, written as PNG (200 dpi) to `path` and as PDF beside it.
+  Returns the families."""
+  from pathlib import Path
+
+  import matplotlib.pyplot as plt
+
+  fig, families = draw_accuracy_vs_nfe(results, title)
+  png = Path(path)
+  fig.savefig(png, dpi=200, bbox_inches="tight")
+  fig.savefig(png.with_suffix(".pdf"), bbox_inches="tight")
+  plt.close(fig)
+  return families
+
+
+def draw_accuracy_vs_nfe(results: Sequence[EvalResult], title: str = ""):
+  """(figure, families): one line per sampler family through its points, with 95% Wilson
+  intervals as error bars; the legend (short names) sits below the axes, and each point is
+  labelled with what sets it apart on its line where that label overlaps no marker and no
+  other label (a label that would is left out)."""
   import matplotlib
 
   matplotlib.use("Agg")
   import matplotlib.pyplot as plt
+  from matplotlib.ticker import FixedLocator, NullFormatter, NullLocator
 
   families = sampler_families(results)
-  fig, ax = plt.subplots(figsize=(8, 5), dpi=120)
-  for family, (colour, marker) in zip(families, family_styles(len(families)), strict=True):
+  names = display_names(families, results)
+  fig, ax = plt.subplots(figsize=(6.4, 4.4))
+  points_by_family = []
+  for family, name, (colour, marker) in zip(families, names, family_styles(len(families)),
+                                            strict=True):
     points = [results[i] for i in family.members]
     xs = [r.mean_nfe for r in points]
     ys = [r.accuracy for r in points]
     yerr = [[r.accuracy - r.ci95[0] for r in points], [r.ci95[1] - r.accuracy for r in points]]
-    ax.errorbar(xs, ys, yerr=yerr, fmt=f"-{marker}", color=colour, capsize=3, markersize=6,
-                linewidth=1.4, elinewidth=0.8, alpha=0.9, label=family.name)
-    for r, x, y in zip(points, xs, ys, strict=True):
-      ax.annotate(_point_label(r), (x, y), textcoords="offset points", xytext=(5, 4),
-                  fontsize=6, color=colour)
+    ax.errorbar(xs, ys, yerr=yerr, fmt=f"-{marker}", color=colour, capsize=2.5,
+                markersize=5.5, linewidth=1.5, elinewidth=0.9, label=name)
+    points_by_family.append((points, xs, ys, colour, name))
+  xs_all = [r.mean_nfe for r in results]
   ax.set_xscale("log")
-  plain = matplotlib.ticker.FuncFormatter(lambda value, _: f"{value:g}")
-  ax.xaxis.set_major_formatter(plain)
-  ax.xaxis.set_minor_formatter(plain)
-  ax.tick_params(axis="x", which="minor", labelsize=7)
-  ax.set_xlabel("mean NFE (forward passes per sequence, log scale)")
-  ax.set_ylabel("accuracy")
+  ax.xaxis.set_major_locator(FixedLocator(_nfe_ticks(min(xs_all), max(xs_all))))
+  ax.xaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda v, _: f"{v:g}"))
+  ax.xaxis.set_minor_locator(NullLocator())
+  ax.xaxis.set_minor_formatter(NullFormatter())
+  ax.set_xlim(min(xs_all) / 1.15, max(xs_all) * 1.15)
+  ax.tick_params(labelsize=9)
+  ax.set_xlabel("mean NFE (forward passes per sequence, log scale)", fontsize=10)
+  ax.set_ylabel("accuracy (bars: 95% Wilson interval)", fontsize=10)
   ax.set_ylim(-0.02, 1.02)
-  ax.grid(alpha=0.3, which="both")
-  ax.set_title(title)
-  ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5), title="sampler family",
-            title_fontsize=7)
+  ax.grid(alpha=0.3)
+  if title:
+    ax.set_title(title, fontsize=10)
+  ax.legend(fontsize=8.5, loc="upper center", bbox_to_anchor=(0.5, -0.16),
+            ncol=min(3, len(families)), frameon=False, handlelength=2.2, columnspacing=1.2)
   fig.tight_layout()
-  fig.savefig(path, bbox_inches="tight")  # the legend sits outside the axes
-  plt.close(fig)
-  return families
+  # Point labels where they overlap no marker, no other label and stay inside the axes.
+  fig.canvas.draw()
+  renderer = fig.canvas.get_renderer()
+  axes_box = ax.get_window_extent(renderer)
+  taken = [matplotlib.transforms.Bbox.from_bounds(*ax.transData.transform((x, y)) - 6, 12, 12)
+           for _, xs, ys, _, _ in points_by_family for x, y in zip(xs, ys, strict=True)]
+  offsets = ((6, 5, "left"), (6, -13, "left"), (-6, 5, "right"), (-6, -13, "right"))
+  for points, xs, ys, colour, name in points_by_family:
+    if len(points) == 1 and name == points[0].label:
+      continue  # the legend already says it
+    for r, x, y in zip(points, xs, ys, strict=True):
+      text = _point_label(r)
+      if not text or text == name:
+        continue
+      for dx, dy, align in offsets:
+        note = ax.annotate(text, (x, y), textcoords="offset points", xytext=(dx, dy),
+                           fontsize=7.5, color=colour, ha=align)
+        box = note.get_window_extent(renderer)
+        if not _overlaps(box, taken) and axes_box.contains(box.x0, box.y0) and \
+            axes_box.contains(box.x1, box.y1):
+          taken.append(box)
+          break
+        note.remove()
+  return fig, families

@@ -29,6 +29,9 @@ class TaskSpec:
   gen_length: int
   block_length: int
   heldout: str | None = None  # file name inside the model directory
+  # What an approximate KV cache costs this model, measured: {"sampler", "problems",
+  # "accuracy": {"none": ..., "dual": ..., "dual, refresh 1": ...}, "command"}.
+  cache_cost: dict[str, Any] | None = None
 
   def make_task(self) -> Task:
     return get_task(self.task, **self.options)

@@ -23,6 +23,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
+from lookum_jax.checkfiles import check_policy_dir
 from lookum_jax.model.llada import apply_rope, rope_angles
 from policy_rl.features import DEFAULT_FEATURES, PolicyInput, validate_features
 
@@ -223,6 +224,7 @@ def load_policy(directory: str | os.PathLike) -> UnmaskingPolicy:
     raise ValueError(
         f"{directory} is not a saved policy (expected {CONFIG_FILE} and {PARAMS_DIR}/, as "
         "written by policy_rl.save_policy).")
+  check_policy_dir(directory)  # one line naming a truncated or corrupt file, not orbax's
   config = PolicyConfig(**json.loads(config_path.read_text()))
   policy = nnx.eval_shape(lambda: UnmaskingPolicy(config, rngs=nnx.Rngs(0)))
   abstract = nnx.state(policy, nnx.Param)

@@ -161,7 +161,7 @@ def test_bf16_checkpoint_can_be_upcast(tmp_path):
   model = load_model(tmp_path, param_dtype=jnp.float32)
   assert model.wte[...].dtype == jnp.float32 and model.dtype == jnp.float32
   np.testing.assert_array_equal(model.ff_out[...], tensors[f"{P}ff_out.weight"].T)
-  np.testing.assert_array_equal(model.blocks[0].q_proj.kernel[...],
+  np.testing.assert_array_equal(model.blocks.q_proj.kernel[...][0],  # stacked by default
                                 tensors[f"{P}blocks.0.q_proj.weight"].T)
 
 
@@ -187,7 +187,7 @@ def test_save_load_round_trip_and_dtype_cast(tmp_path):
   out = save_model(model, tmp_path / "ckpt")
   np.testing.assert_array_equal(forward(load_model(out), tokens), forward(model, tokens))
   as_bf16 = load_model(out, param_dtype=jnp.bfloat16, dtype=jnp.float32)
-  assert as_bf16.blocks[1].up_proj.kernel[...].dtype == jnp.bfloat16
+  assert as_bf16.blocks.up_proj.kernel[...].dtype == jnp.bfloat16
   assert as_bf16.dtype == jnp.float32
 
 
@@ -234,6 +234,50 @@ def test_missing_extra_and_misshaped_tensors_are_all_listed(tmp_path):
   assert f"unexpected tensor {P}blocks.0.rotary_emb.inv_freq (shape [8])" in message
   assert (f"wrong shape for {P}blocks.0.q_proj.weight: expected [64, 64], got [64, 63]"
           in message)
+
+
+def test_both_layouts_load_from_both_checkpoint_kinds_and_stored_layouts(tmp_path):
+  config = tiny(n_layers=3)
+  write_hf_checkpoint(tmp_path / "hf", config)
+  tokens = jnp.asarray(long_prompt(config, length=16))
+  unrolled = load_model(tmp_path / "hf", scan_layers=False)
+  expected = np.asarray(forward(unrolled, tokens))
+  scanned = load_model(tmp_path / "hf", scan_layers=True)
+  np.testing.assert_array_equal(forward(scanned, tokens), expected)
+  stored = {"per-layer": save_model(unrolled, tmp_path / "per-layer"),
+            "stacked": convert_checkpoint(tmp_path / "hf", tmp_path / "stacked",
+                                          dtype=jnp.float32)}
+  for label, directory in stored.items():
+    for scan in (False, True):
+      model = load_model(directory, scan_layers=scan)
+      assert model.scan_layers is scan, (label, scan)
+      np.testing.assert_array_equal(forward(model, tokens), expected, err_msg=f"{label} {scan}")
+  layer_2 = np.asarray(load_model(stored["per-layer"]).blocks.ff_out.kernel[...][2])
+  np.testing.assert_array_equal(layer_2, unrolled.blocks[2].ff_out.kernel[...])
+
+
+def test_a_missing_layer_is_named_with_the_fix(tmp_path):
+  config = tiny(n_layers=3)
+  tensors = {k: v for k, v in random_hf_tensors(config).items() if ".blocks.2." not in k}
+  write_hf_checkpoint(tmp_path / "hf", config, tensors=tensors)
+  message = assert_convert_fails_cleanly(
+      tmp_path / "hf", tmp_path, r"layers \[2\] are missing entirely: config.json says "
+      r"n_layers = 3, the checkpoint holds 2 layer\(s\) \(0\.\.1\); add the shard file")
+  assert f"missing tensor {P}blocks.2.q_proj.weight" in message
+  # A converted checkpoint whose config.json claims a layer more than its params hold.
+  out = save_model(init_model(tiny(n_layers=2)), tmp_path / "converted")
+  (out / "config.json").write_text(json.dumps(tiny(n_layers=3).to_hf_config()))
+  with pytest.raises(ValueError, match=r"layers \[2\] are missing entirely"):
+    load_model(out)
+
+
+def test_a_checkpoint_mixing_layouts_is_refused():
+  from lookum_jax.convert.checkpoint import stored_layout
+
+  assert stored_layout(["wte", "blocks/0/q_proj/kernel"]) is False
+  assert stored_layout(["wte", "blocks/q_proj/kernel"]) is True
+  with pytest.raises(ValueError, match="mixes stacked .* and per-layer .* re-save it"):
+    stored_layout(["blocks/0/q_proj/kernel", "blocks/k_proj/kernel"])
 
 
 @pytest.mark.parametrize("edit, match", [

@@ -9,11 +9,10 @@ from helpers import forward, write_hf_checkpoint
 
 from lookum_jax import load_model, save_model
 from lookum_jax.convert import expected_hf_shapes, param_mappings
-from lookum_jax.model import ModelConfig, tiny
+from lookum_jax.model import ModelConfig, abstract_model, init_model, sharding_rules, tiny
 from lookum_jax.model import sharding as sh
 from lookum_jax.model.config import dream_7b
 from lookum_jax.model.dream import Dream, shift_logits
-from lookum_jax.model.families import abstract_model, init_model, sharding_rules
 from lookum_jax.sampling import SamplerConfig, generate
 
 torch = pytest.importorskip("torch")

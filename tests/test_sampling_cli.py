@@ -86,8 +86,12 @@ def test_parse_arguments():
       gen_length=64, block_length=16, steps=64, temperature=0.5, cfg_scale=1.0,
       strategy=parse_strategy("threshold", {"tau": 0.8}))
   defaults = build_parser().parse_args(["generate", "--model", "m", "--prompt", "x"])
+  # Lengths left out are filled from the model's task.json (or 128) by `fill_lengths`; the
+  # block then defaults to the whole response, as --help says.
+  assert defaults.gen_length is None and defaults.block_length is None
+  defaults.gen_length = 128
   assert sampler_config_from_args(defaults) == SamplerConfig(
-      gen_length=128, block_length=32, steps=128)
+      gen_length=128, block_length=128, steps=128)
   assert defaults.seed == 0 and not defaults.no_chat_template
   with pytest.raises(SystemExit):
     build_parser().parse_args(["generate", "--prompt", "no model"])

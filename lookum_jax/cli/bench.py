@@ -16,9 +16,14 @@ Multi-host: start one process per host (SLURM/MPI, or JAX_COORDINATOR_ADDRESS +
 JAX_NUM_PROCESSES + JAX_PROCESS_ID)."""
 
 
+HELP = {"bench": "evaluate a sampler on a benchmark (GSM8K, MATH500, HumanEval, ...)",
+        "summarize": "result files (bench JSONL, eval JSON) as a table and accuracy-vs-NFE "
+                     "plots"}
+
+
 def add_parsers(subparsers: argparse._SubParsersAction) -> None:
   bench = subparsers.add_parser(
-      "bench", help="evaluate a sampler on a benchmark (GSM8K, MATH500, HumanEval, ...)",
+      "bench", help=HELP["bench"],
       description=BENCH_DESCRIPTION)
   run = bench.add_mutually_exclusive_group(required=True)
   run.add_argument("--config", help="a config file with get_config() returning a "
@@ -40,12 +45,15 @@ def add_parsers(subparsers: argparse._SubParsersAction) -> None:
   bench.set_defaults(func=run_bench)
 
   summarize = subparsers.add_parser(
-      "summarize", help="benchmark result files as a table and accuracy-vs-NFE plots",
+      "summarize", help=HELP["summarize"],
       description="Summarize benchmark result files in the papers' layout: per model and "
                   "generation length, a sampler x benchmark table of 'accuracy % (mean NFE) "
-                  "[problems]'; with --plots, one accuracy-vs-NFE PNG per benchmark.")
+                  "[problems]'; with --plots, one accuracy-vs-NFE plot (PNG and PDF) per "
+                  "benchmark. Eval records (lookum eval --out, lookum demo's results.json) "
+                  "are shown as one table of samplers and one plot.")
   summarize.add_argument("results", nargs="+", metavar="RESULTS",
-                         help="results .jsonl files or directories of them")
+                         help="bench results .jsonl files, eval .json records (lookum eval "
+                              "--out, the demo's results.json), or directories of them")
   summarize.add_argument("--plots", metavar="DIR", help="write accuracy-vs-NFE plots here")
   summarize.add_argument("--json", metavar="FILE", help="also write the summaries as JSON")
   summarize.set_defaults(func=run_summarize)
@@ -73,18 +81,80 @@ def run_bench(args: argparse.Namespace) -> int:
 
   maybe_initialize_distributed()  # before anything touches a JAX backend
   from lookum_jax.benchmarks.runner import run_benchmark
+  from lookum_jax.cli.outputs import probe_file
 
   config = bench_config(args)
   out = args.out or str(Path("results") / "benchmarks" / f"{config.run_name}.jsonl")
+  probe_file(out, "--out")  # a real write, before the model loads
   run_benchmark(config, out, limit=args.limit, progress=not args.no_progress,
                 report_memory=args.report_memory)
   return 0
 
 
+def split_results(paths: list[str]) -> tuple[list[str], list[Path]]:
+  """(benchmark JSONL files and folders holding them, eval JSON files): `lookum eval --out`
+  records and the demo's `results.json`, given as files or found in the folders given."""
+  bench, evals = [], []
+  for path in map(Path, paths):
+    if path.is_dir():
+      if any(path.glob("*.jsonl")):
+        bench.append(str(path))
+      evals += sorted(path.glob("*.json"))
+    elif path.suffix == ".json":
+      evals.append(path)
+    else:
+      bench.append(str(path))
+  return bench, evals
+
+
+def read_eval_results(files: list[Path]) -> list:
+  """The `EvalResult`s stored in eval JSON files (one record, or a list as the demo writes)."""
+  import dataclasses
+  import json
+
+  from lookum_jax.evaluation import EvalResult
+
+  names = {f.name for f in dataclasses.fields(EvalResult)}
+  results = []
+  for file in files:
+    try:
+      value = json.loads(file.read_text())
+    except (OSError, json.JSONDecodeError) as e:
+      raise ValueError(f"{file}: not a readable eval record ({e}).") from e
+    for item in value if isinstance(value, list) else [value]:
+      if not (isinstance(item, dict) and {"sampler", "accuracy", "ci95"} <= set(item)):
+        raise ValueError(f"{file}: not an eval record (lookum eval --out, or the demo's "
+                         "results.json).")
+      fields = {k: v for k, v in item.items() if k in names}
+      fields["ci95"] = tuple(fields["ci95"])
+      fields.setdefault("compile_time_s", 0.0)
+      results.append(EvalResult(**fields))
+  return results
+
+
 def run_summarize(args: argparse.Namespace) -> int:
+  bench_paths, eval_files = split_results(args.results)
+  evals = read_eval_results(eval_files)
+  if not bench_paths and not evals:
+    raise ValueError(f"no results in {', '.join(args.results)} (bench .jsonl files, eval .json "
+                     "records, or folders of them).")
+  if evals:
+    from lookum_jax.evaluation import format_table
+
+    print(format_table(evals))
+    if args.plots:
+      from lookum_jax.plotting import plot_accuracy_vs_nfe
+
+      tasks = sorted({r.task for r in evals})
+      Path(args.plots).mkdir(parents=True, exist_ok=True)
+      out = Path(args.plots) / "eval_accuracy_vs_nfe.png"
+      plot_accuracy_vs_nfe(evals, out, title=", ".join(tasks))
+      print(f"wrote {out} and {out.with_suffix('.pdf')}")
+  if not bench_paths:
+    return 0
   from lookum_jax.benchmarks import summary
 
-  runs = summary.group_runs(summary.read_result_files(args.results))
+  runs = summary.group_runs(summary.read_result_files(bench_paths))
   print(summary.format_table(runs))
   if args.json:
     with open(args.json, "w") as f:

@@ -8,9 +8,12 @@ import time
 DTYPES = ("bfloat16", "float32")
 
 
+HELP = {"convert": "convert a LLaDA Hugging Face checkpoint to the orbax format"}
+
+
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
   parser = subparsers.add_parser(
-      "convert", help="convert a LLaDA Hugging Face checkpoint to the orbax format",
+      "convert", help=HELP["convert"],
       description="Convert a local LLaDA Hugging Face checkpoint (config.json + safetensors) "
                   "to lookum-jax's orbax format, copying the tokenizer files. Atomic: on error "
                   "no partial OUT_DIR is left.")

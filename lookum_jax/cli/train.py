@@ -33,9 +33,12 @@ def _add_run_arguments(parser: argparse.ArgumentParser, config_example: str,
   parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
 
 
+HELP = {"train": "train a toy masked diffusion model or an unmasking policy"}
+
+
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
   parser = subparsers.add_parser(
-      "train", help="train a toy masked diffusion model or an unmasking policy",
+      "train", help=HELP["train"],
       description=__doc__.split("\n\n")[1].replace("\n", " "))
   kinds = parser.add_subparsers(dest="kind", required=True, metavar="KIND")
   mdm = kinds.add_parser(

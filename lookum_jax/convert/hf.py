@@ -2,12 +2,15 @@
 
 An explicit table maps every checkpoint tensor to its NNX param path with a per-key
 transform. Loading builds the abstract model (`nnx.eval_shape`, no memory), checks every
-tensor's name and shape against it from the safetensors headers alone, then streams the
-tensors one at a time into device arrays, so the host never holds two copies of the model.
+tensor's name and shape against it from the safetensors headers alone, then builds each
+device array from its shard's slice of the (memory-mapped) files: a stacked param
+(`scan_layers=True`) is written layer by layer into its slice, so the host never holds the
+model, nor even one whole param, beyond the device copy.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import os
@@ -24,7 +27,7 @@ from safetensors import SafetensorError, safe_open
 from lookum_jax.convert import checkpoint
 from lookum_jax.convert.checkpoint import ParamPath
 from lookum_jax.model.config import ModelConfig
-from lookum_jax.model.families import abstract_model
+from lookum_jax.model.llada import abstract_model
 
 HF_PREFIX = "model.transformer."
 INDEX_FILE = "model.safetensors.index.json"
@@ -179,8 +182,8 @@ def read_tensor_index(hf_dir: str | os.PathLike) -> dict[str, TensorInfo]:
 
 
 def load_hf_checkpoint(hf_dir: str | os.PathLike, *, dtype: Any = None, param_dtype: Any = None,
-                       shardings: Mapping[ParamPath, jax.sharding.Sharding] | None = None
-                       ) -> nnx.Module:
+                       shardings: Mapping[ParamPath, jax.sharding.Sharding] | None = None,
+                       scan_layers: bool = False) -> nnx.Module:
   """Loads a LLaDA (or Dream) Hugging Face checkpoint directory into a LLaDA (Dream) model.
 
   Args:
@@ -189,7 +192,10 @@ def load_hf_checkpoint(hf_dir: str | os.PathLike, *, dtype: Any = None, param_dt
     dtype: compute dtype; None uses the parameter dtype.
     param_dtype: dtype to hold the params in; None keeps the checkpoint's dtype (float32 if
       its tensors have mixed dtypes).
-    shardings: optional `{param path: sharding}` placing each param as it is read.
+    shardings: optional `{param path: sharding}` (paths of the chosen layout) placing each
+      param as it is read: each device reads only its own shard.
+    scan_layers: build the stacked layout (`blocks/q_proj/kernel [n_layers, ...]`), each
+      layer's tensors read into their slice of the stacked arrays.
   Raises:
     ValueError: listing every missing, unexpected or mis-shaped tensor at once; naming a
       truncated/corrupt file; or the ModelConfig error for an inconsistent config.json.
@@ -210,23 +216,50 @@ def load_hf_checkpoint(hf_dir: str | os.PathLike, *, dtype: Any = None, param_dt
   param_dtype = jnp.dtype(param_dtype)
   dtype = param_dtype if dtype is None else jnp.dtype(dtype)
   shardings = shardings or {}
-
-  params: dict[ParamPath, jax.Array] = {}
-  by_file: dict[Path, list[ParamMapping]] = {}
+  model = abstract_model(config, dtype=dtype, param_dtype=param_dtype, scan_layers=scan_layers)
+  shapes = checkpoint.param_shapes(model)
+  sources: dict[ParamPath, list[ParamMapping]] = {}
   for mapping in param_mappings(config):
-    by_file.setdefault(index[mapping.hf_name].file, []).append(mapping)
-  for file, mappings in by_file.items():
-    with safe_open(file, framework="numpy") as f:
-      for mapping in mappings:
-        array = mapping.to_nnx(f.get_tensor(mapping.hf_name))
-        array = np.ascontiguousarray(array, dtype=param_dtype)
-        # The host copy is dropped on the next iteration; only the device copy is kept.
-        params[mapping.path] = jax.device_put(array, shardings.get(mapping.path))
+    path = checkpoint.stacked_path(mapping.path) if scan_layers else mapping.path
+    sources.setdefault(path, []).append(mapping)  # in layer order
 
-  model = abstract_model(config, dtype=dtype, param_dtype=param_dtype)
+  default = jax.sharding.SingleDeviceSharding(jax.devices()[0])
+  params: dict[ParamPath, jax.Array] = {}
+  with contextlib.ExitStack() as files:
+    handles: dict[Path, Any] = {}
+
+    def read(mapping: ParamMapping, index: tuple[slice, ...]) -> np.ndarray:
+      """The `index` slice (NNX layout) of one checkpoint tensor, read from the mmap."""
+      file = index_of[mapping.hf_name].file
+      if file not in handles:
+        handles[file] = files.enter_context(safe_open(file, framework="numpy"))
+      hf_index = tuple(reversed(index)) if mapping.transform == TRANSPOSE else index
+      return mapping.to_nnx(handles[file].get_slice(mapping.hf_name)[hf_index])
+
+    index_of = index
+    for path, mappings in sources.items():
+      shape = shapes[path]
+      stacked = scan_layers and path[0] == "blocks"
+
+      def shard(idx, mappings=mappings, shape=shape, stacked=stacked) -> np.ndarray:
+        idx = tuple(idx) + (slice(None),) * (len(shape) - len(idx))
+        if not stacked:
+          return np.ascontiguousarray(read(mappings[0], idx[:len(shape)]), dtype=param_dtype)
+        layers = range(shape[0])[idx[0]]
+        out = np.empty((len(layers), *_sliced_shape(shape[1:], idx[1:])), param_dtype)
+        for j, layer in enumerate(layers):  # each layer into its slice: no second copy
+          out[j] = read(mappings[layer], idx[1:])
+        return out
+
+      params[path] = jax.make_array_from_callback(shape, shardings.get(path, default), shard)
+
   graphdef, state = nnx.split(model)
   nnx.replace_by_pure_dict(state, traverse_util.unflatten_dict(params))
   return nnx.merge(graphdef, state)
+
+
+def _sliced_shape(shape: tuple[int, ...], index: tuple[slice, ...]) -> tuple[int, ...]:
+  return tuple(len(range(n)[i]) for n, i in zip(shape, index, strict=True))
 
 
 def convert_checkpoint(hf_dir: str | os.PathLike, out_dir: str | os.PathLike, *,
@@ -251,5 +284,5 @@ def convert_checkpoint(hf_dir: str | os.PathLike, out_dir: str | os.PathLike, *,
     raise ValueError(f"output directory {out} must not contain the input {hf_dir}; "
                      "replacing it would delete the checkpoint being converted.")
   checkpoint.check_output_directory(out, overwrite=overwrite)
-  model = load_hf_checkpoint(hf_dir, param_dtype=dtype)
+  model = load_hf_checkpoint(hf_dir, param_dtype=dtype, scan_layers=True)
   return checkpoint.save_model(model, out, overwrite=overwrite, tokenizer=hf_dir)

@@ -189,6 +189,13 @@ class Block(nnx.Module):
     return self.mlp(x)
 
 
+def shift_logits(logits: jax.Array) -> jax.Array:
+  """Dream's alignment of raw outputs `[B, T, V]` with the canvas: the output at position
+  i - 1 predicts token i, and position 0 keeps its own (`cat([l[:, :1], l[:, :-1]])`, as
+  Dream's `diffusion_generate`)."""
+  return jnp.concatenate([logits[:, :1], logits[:, :-1]], axis=1)
+
+
 def stack_blocks(blocks: list[Block]) -> Block:
   """One `Block` whose parameters are the given blocks' stacked on a leading layer axis."""
   graphdef, *states = nnx.split(blocks[0]), *[nnx.state(b) for b in blocks[1:]]
@@ -204,9 +211,10 @@ class LLaDA(nnx.Module):
   tied head, shifted logits; see the module docstring).
 
   `scan_layers=True` stores the blocks stacked (`blocks.q_proj.kernel [n_layers, ...]`) and
-  runs them with `lax.scan`: the program holds one layer instead of `n_layers` copies, so a
-  32-layer generate compiles several times faster, at the same numerics. `scan_model` turns a
-  loaded (per-layer) model into this layout.
+  runs them with `lax.scan`: the program holds one layer instead of `n_layers` copies and
+  about a third less temp memory (`experiments/bench_memory.py`), with the same math (logits
+  equal up to float rounding). `load_model` builds this layout by default, straight from the
+  checkpoint; `scan_model` turns a per-layer model into it.
   """
 
   def __init__(self, config: ModelConfig, *, rngs: nnx.Rngs,
@@ -282,8 +290,6 @@ class LLaDA(nnx.Module):
     x, (keys, values) = self._layers(
         lambda block, x, _: block(x, cos, sin, key_mask), x, None)
     if self.shifts_logits and logits_window is None:
-      from lookum_jax.model.dream import shift_logits  # dream.py imports this module
-
       logits = shift_logits(self._logits(x))
     else:
       logits = self._logits(self._window_hidden(x, logits_window))
@@ -404,19 +410,19 @@ class LLaDA(nnx.Module):
     return jnp.where(fresh[:, None], from_window, from_cache.astype(x.dtype))
 
 
-def init_model(config: ModelConfig, seed: int = 0, *, dtype=jnp.float32,
-               param_dtype=jnp.float32, scan_layers: bool = False) -> LLaDA:
-  """A randomly initialised model (tests, toy training)."""
-  return LLaDA(config, rngs=nnx.Rngs(seed), dtype=dtype, param_dtype=param_dtype,
-               scan_layers=scan_layers)
+def init_model(config: ModelConfig, seed: int = 0, *, dtype=None, param_dtype=None,
+               scan_layers: bool = False) -> LLaDA:
+  """A randomly initialised model of the config's architecture (float32 by default; tests,
+  toy training)."""
+  return LLaDA(config, rngs=nnx.Rngs(seed), dtype=dtype or jnp.float32,
+               param_dtype=param_dtype or jnp.float32, scan_layers=scan_layers)
 
 
-def abstract_model(config: ModelConfig, *, dtype=jnp.float32, param_dtype=jnp.float32,
+def abstract_model(config: ModelConfig, *, dtype=None, param_dtype=None,
                    scan_layers: bool = False) -> LLaDA:
   """The model with `ShapeDtypeStruct` leaves: no memory, for filling from a checkpoint."""
-  return nnx.eval_shape(
-      lambda: LLaDA(config, rngs=nnx.Rngs(0), dtype=dtype, param_dtype=param_dtype,
-                    scan_layers=scan_layers))
+  return nnx.eval_shape(lambda: init_model(config, dtype=dtype, param_dtype=param_dtype,
+                                           scan_layers=scan_layers))
 
 
 def scan_model(model: LLaDA) -> LLaDA:

@@ -97,10 +97,25 @@ def encode_text(tokenizer: transformers.PreTrainedTokenizerBase, text: str) -> l
   """Token ids of `text`, one per character; raises ValueError on characters outside the
   tokenizer's alphabet instead of mapping them to `<|unk|>`."""
   ids = tokenizer.encode(text, add_special_tokens=False)
-  if tokenizer.unk_token_id in ids:
-    bad = sorted({ch for ch in text if ch not in tokenizer.get_vocab()})
-    raise ValueError(f"text {text!r} has characters outside the tokenizer's alphabet: {bad}")
+  refuse_unknown(tokenizer, text, ids)
   return ids
+
+
+def refuse_unknown(tokenizer: transformers.PreTrainedTokenizerBase, text: str,
+                   ids: Sequence[int]) -> None:
+  """Raises ValueError, naming the characters, when `ids` (the encoding of `text`) holds the
+  unknown token: the model would read `<|unk|>` where the user wrote something else."""
+  unk = tokenizer.unk_token_id
+  if unk is None or unk not in ids:
+    return
+  vocab = tokenizer.get_vocab()
+  bad = sorted({ch for ch in text if ch not in vocab})
+  where = text.index(bad[0]) if bad else None
+  alphabet = "".join(sorted(t for t in vocab if len(t) == 1 and t.isprintable()))
+  raise ValueError(
+      f"text {text!r} has characters outside the tokenizer's alphabet: {bad or '?'} (first "
+      f"at position {where}); the model would read {tokenizer.unk_token} there. Its alphabet: "
+      f"{alphabet!r}.")
 
 
 def encode_example(task: Task, example: dict[str, Any],

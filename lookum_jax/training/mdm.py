@@ -122,7 +122,7 @@ def warm_start_params(params: nnx.State, model_dir: str | Path) -> nnx.State:
     raise ValueError(f"TrainConfig.init_from={str(model_dir)!r} is not an exported model "
                      "directory (no config.json); export one with --export-step or use a "
                      "finished run's model/ directory.")
-  loaded = nnx.state(load_model(directory))
+  loaded = nnx.state(load_model(directory, scan_layers=False))  # the run's layout
   want = dict(jax.tree_util.tree_leaves_with_path(params))
   got = dict(jax.tree_util.tree_leaves_with_path(loaded))
   problems = [f"{jax.tree_util.keystr(k)} missing" for k in want.keys() - got.keys()]
