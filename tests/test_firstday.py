@@ -205,11 +205,12 @@ def test_the_demo_prints_each_row_once(tmp_path, monkeypatch, capsys):
 
 def _config(strategy: str = "low_confidence", steps: int = 16, **fields):
   """A SamplerConfig for labels (the one place this file builds strategies)."""
+  from lookum_jax.parsing import parse_strategy
   from lookum_jax.sampling import SamplerConfig
 
   params = {k: fields.pop(k) for k in ("tau", "gamma", "paths") if k in fields}
-  return SamplerConfig(gen_length=16, block_length=16, steps=steps, strategy=strategy,
-                       params=params or None, **fields)
+  return SamplerConfig(gen_length=16, block_length=16, steps=steps,
+                       strategy=parse_strategy(strategy, params), **fields)
 
 
 def test_sampler_labels_are_short_unique_and_say_what_matters():
