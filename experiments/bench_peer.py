@@ -196,6 +196,73 @@ def run_fastdllm(peer_generate, peer_model, ids: np.ndarray, *, gen: int, block:
   return dict(tokens=np.stack(rows), seconds=seconds, nfe=float(np.mean(nfes)))
 
 
+# --- one step, profiled ------------------------------------------------------------------------
+
+def median_time(fn, runs: int) -> float:
+  fn()
+  times = []
+  for _ in range(runs):
+    start = time.perf_counter()
+    fn()
+    times.append(time.perf_counter() - start)
+  return float(np.median(times))
+
+
+def profile_step(model, peer, ids: np.ndarray, *, block: int, cache: str, runs: int) -> dict:
+  """Seconds of one block-start forward and one cached step's forward, ours (each jitted
+  alone, with XLA's cost analysis) and Fast-dLLM's model (its own cached forward), on the
+  canvas of the second block's start."""
+  import torch
+
+  batch, prompt = ids.shape
+  total = prompt + 8 * block
+  mask_id = model.config.mask_token_id
+  canvas = np.full((batch, total), mask_id, np.int32)
+  canvas[:, :prompt] = ids
+  canvas[:, prompt:prompt + block] = ids[:, :block]  # a committed first block
+  start, end = prompt + block, prompt + 2 * block
+  graphdef, state = nnx.split(model)
+
+  def full(state, tokens):
+    return nnx.merge(graphdef, state).prefill(tokens, logits_window=(start, block))
+
+  def window(state, tokens, kv):
+    m = nnx.merge(graphdef, state)
+    if cache == "prefix":  # as our loop runs it: the window [P, T), fresh from the block start
+      return m.extend(tokens[:, None, prompt:], prompt, kv, logits_window=(start - prompt, block),
+                      fresh_from=start)
+    return m.extend(tokens[:, None, start:end], start, kv, logits_window=(0, block))
+
+  tokens = jnp.asarray(canvas)
+  full_c = jax.jit(full).lower(state, tokens).compile()
+  _, kv = full_c(state, tokens)
+  window_c = jax.jit(window).lower(state, tokens, kv).compile()
+  out = {}
+  for name, compiled, call in (
+      ("ours full", full_c, lambda: jax.block_until_ready(full_c(state, tokens))),
+      ("ours step", window_c, lambda: jax.block_until_ready(window_c(state, tokens, kv)))):
+    cost = compiled.cost_analysis()
+    cost = cost[0] if isinstance(cost, list) else cost
+    out[name] = dict(seconds=median_time(call, runs), gflop=cost.get("flops", 0.0) / 1e9,
+                     gbytes=cost.get("bytes accessed", 0.0) / 1e9)
+  if peer is not None:
+    x = torch.from_numpy(canvas.astype(np.int64))
+    with torch.no_grad():
+      past = peer(x, use_cache=True).past_key_values
+      if cache == "prefix":
+        prefix = [tuple(t[:, :, :start] for t in layer) for layer in past]
+        step = lambda: peer(x[:, start:], past_key_values=prefix, use_cache=True)  # noqa: E731
+      else:
+        replace = torch.zeros_like(x, dtype=torch.bool)
+        replace[:, start:end] = True
+        step = lambda: peer(x[:, start:end], past_key_values=past, use_cache=True,  # noqa: E731
+                            replace_position=replace)
+      if batch == 1:  # its dual cache indexes replace_position of row 0 only: batch 1
+        out["Fast-dLLM full"] = dict(seconds=median_time(lambda: peer(x, use_cache=True), runs))
+        out["Fast-dLLM step"] = dict(seconds=median_time(step, runs))
+  return out
+
+
 # --- the table ---------------------------------------------------------------------------------
 
 def compare(ours: np.ndarray, theirs: np.ndarray, prompt_length: int) -> str:
@@ -226,6 +293,10 @@ def main(argv: list[str] | None = None) -> int:
   parser.add_argument("--name", default="bench_peer",
                       help="result file stem under experiments/results/engine/")
   parser.add_argument("--no-save", action="store_true")
+  parser.add_argument("--profile-step", action="store_true",
+                      help="instead of decoding: time one block-start and one cached forward "
+                      "of ours (with XLA's FLOP and byte counts) and of Fast-dLLM's model")
+  parser.add_argument("--runs", type=int, default=5, help="timed calls per --profile-step forward")
   args = parser.parse_args(argv)
   import torch
 
@@ -261,6 +332,18 @@ def main(argv: list[str] | None = None) -> int:
     torch_model = None if args.no_port else TorchLLaDA.from_jax(model, torch.float32)
     if args.fastdllm_dir is not None:
       peer = build_fastdllm_model(model, model_class, config_class)
+    if args.profile_step:
+      for batch in args.batch:
+        for cache in args.cache:
+          ids = prompts(config, batch, args.prompt, seed=batch)
+          for name, value in profile_step(model, peer, ids, block=args.block, cache=cache,
+                                          runs=args.runs).items():
+            extra = (f", XLA cost analysis {value['gflop']:.2f} GFLOP, {value['gbytes']:.2f} GB "
+                     f"accessed ({value['gflop'] / value['seconds']:.1f} GFLOP/s)"
+                     if "gflop" in value else "")
+            print(f"{config_name} batch {batch} {cache}: {name} forward "
+                  f"{1e3 * value['seconds']:.1f} ms{extra}", flush=True)
+      continue
     for batch in args.batch:
       ids = prompts(config, batch, args.prompt, seed=batch)
       for strategy in args.strategy:
@@ -295,7 +378,7 @@ def main(argv: list[str] | None = None) -> int:
           print("| " + " | ".join(_cell(row[c]) for c in columns) + " |", flush=True)
   load = os.getloadavg()
   print(f"load average at the end: {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}")
-  if not args.no_save:
+  if not args.no_save and not args.profile_step:
     RESULTS.mkdir(parents=True, exist_ok=True)
     meta = dict(command=" ".join([Path(sys.argv[0]).name] + (argv or sys.argv[1:])),
                 fastdllm_commit=commit, threads=args.threads, prompt=args.prompt, gen=args.gen,
