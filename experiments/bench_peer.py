@@ -322,7 +322,7 @@ def main(argv: list[str] | None = None) -> int:
   columns = ["config", "params_M", "batch", "strategy", "cache", "ours_tok_s", "port_tok_s",
              "fastdllm_tok_s", "ours_vs_port", "ours_vs_fastdllm", "ours_nfe", "port_nfe",
              "fastdllm_nfe", "equal_port", "equal_fastdllm", "ours_compile_s", "ours_gflop_s",
-             "pct_peak"]
+             "pct_peak", "load_1min"]
   print("| " + " | ".join(columns) + " |")
   print("|" + "---|" * len(columns))
   rows = []
@@ -374,24 +374,27 @@ def main(argv: list[str] | None = None) -> int:
             row[f"ours_vs_{label}"] = row["ours_tok_s"] / row[f"{label}_tok_s"]
             row[f"{label}_nfe"] = theirs["nfe"]
             row[f"equal_{label}"] = compare(ours["tokens"], theirs["tokens"], args.prompt)
+          row["load_1min"] = os.getloadavg()[0]
           rows.append(row)
           print("| " + " | ".join(_cell(row[c]) for c in columns) + " |", flush=True)
+          if not args.no_save:  # after every row: a run cut short keeps what it measured
+            save(args, argv, rows, columns, commit, peak, torch.__version__)
   load = os.getloadavg()
   print(f"load average at the end: {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}")
-  if not args.no_save and not args.profile_step:
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    meta = dict(command=" ".join([Path(sys.argv[0]).name] + (argv or sys.argv[1:])),
-                fastdllm_commit=commit, threads=args.threads, prompt=args.prompt, gen=args.gen,
-                block=args.block, matmul_gflop_s=peak * 1e3 if peak else None,
-                jax=jax.__version__, torch=torch.__version__, cores=os.cpu_count(),
-                load_average_end=load)
-    (RESULTS / f"{args.name}.json").write_text(json.dumps(dict(meta=meta, rows=rows), indent=1))
-    with open(RESULTS / f"{args.name}.csv", "w", newline="") as f:
-      writer = csv.DictWriter(f, fieldnames=columns)
-      writer.writeheader()
-      writer.writerows(rows)
-    print(f"wrote {RESULTS / args.name}.json and .csv")
   return 0
+
+
+def save(args, argv, rows: list[dict], columns: list[str], commit, peak, torch_version) -> None:
+  RESULTS.mkdir(parents=True, exist_ok=True)
+  meta = dict(command=" ".join(["experiments/bench_peer.py"] + (argv or sys.argv[1:])),
+              fastdllm_commit=commit, threads=args.threads, prompt=args.prompt, gen=args.gen,
+              block=args.block, matmul_gflop_s=peak * 1e3 if peak else None,
+              jax=jax.__version__, torch=torch_version, cores=os.cpu_count())
+  (RESULTS / f"{args.name}.json").write_text(json.dumps(dict(meta=meta, rows=rows), indent=1))
+  with open(RESULTS / f"{args.name}.csv", "w", newline="") as f:
+    writer = csv.DictWriter(f, fieldnames=columns)
+    writer.writeheader()
+    writer.writerows(rows)
 
 
 def _cell(value) -> str:
