@@ -107,6 +107,13 @@ def main(argv: list[str] | None = None) -> int:
   parser.add_argument("--rows", type=int, nargs="+", required=True,
                       help="the rows bench_peer.py reported as differing")
   parser.add_argument("--cache", default="dual", choices=["dual", "prefix"])
+  parser.add_argument("--strategy", default="low_confidence",
+                      choices=["low_confidence", "threshold"],
+                      help="threshold: valid while it commits one token per step (the replay "
+                      "checks that no second position clears tau)")
+  parser.add_argument("--from-block", type=int, default=None,
+                      help="replay from this block and skip the port's own (slow) decode of the "
+                      "row (default: decode it, replay from the first differing token's block)")
   parser.add_argument("--prompt", type=int, default=512)
   parser.add_argument("--gen", type=int, default=256)
   parser.add_argument("--block", type=int, default=32)
@@ -118,32 +125,39 @@ def main(argv: list[str] | None = None) -> int:
   model = random_model(config)
   ids = prompts(config, args.batch, args.prompt, seed=args.batch)
   sampler = SamplerConfig(gen_length=args.gen, block_length=args.block, steps=args.gen,
-                          strategy=strategy_value("low_confidence"), cache=args.cache)
+                          strategy=strategy_value(args.strategy), cache=args.cache)
   batched = generate(model, ids, sampler, jax.random.key(0))
   tokens, order = np.asarray(batched.tokens), np.asarray(batched.unmask_order)
   ports = {name: TorchLLaDA.from_jax(model, dtype)
            for name, dtype in (("port f32", torch.float32), ("port f64", torch.float64))}
   p = args.prompt
   for row in args.rows:
-    print(f"== row {row} of {args.batch} ({args.config}, {args.cache}, low_confidence) ==")
+    print(f"== row {row} of {args.batch} ({args.config}, {args.cache}, {args.strategy}) ==")
     alone = generate(model, ids[row:row + 1], sampler, jax.random.key(0))
     alone_tokens = np.asarray(alone.tokens)[0]
-    port_alone, _ = torch_fastdllm_generate(
-        ports["port f32"], ids[row:row + 1].astype(np.int64), steps=args.gen,
-        gen_length=args.gen, block_length=args.block, mask_id=mask_id, cache=args.cache,
-        mask_is_candidate=False)
+    if args.from_block is None:
+      port_alone, _ = torch_fastdllm_generate(
+          ports["port f32"], ids[row:row + 1].astype(np.int64), steps=args.gen,
+          gen_length=args.gen, block_length=args.block, mask_id=mask_id, cache=args.cache,
+          threshold=0.9 if args.strategy == "threshold" else None, mask_is_candidate=False)
+    else:
+      port_alone = None
 
     def first_diff(a, b):
       diff = np.flatnonzero(a[p:] != b[p:])
       return "equal" if diff.size == 0 else f"differ from response position {diff[0]}"
 
     print(f"ours batched vs ours alone: {first_diff(tokens[row], alone_tokens)}")
-    print(f"ours alone vs port f32 alone: {first_diff(alone_tokens, port_alone[0])}")
-    print(f"ours batched vs port f32 alone: {first_diff(tokens[row], port_alone[0])}")
+    if port_alone is not None:
+      print(f"ours alone vs port f32 alone: {first_diff(alone_tokens, port_alone[0])}")
+      print(f"ours batched vs port f32 alone: {first_diff(tokens[row], port_alone[0])}")
     # Replay our batched trajectory and find the first step the port would decide otherwise
     # (from the block of the first differing token on: earlier blocks committed the same).
-    diff = np.flatnonzero(tokens[row, p:] != port_alone[0, p:])
-    from_block = int(diff[0]) // args.block if diff.size else args.gen // args.block
+    if port_alone is None:
+      from_block = args.from_block
+    else:
+      diff = np.flatnonzero(tokens[row, p:] != port_alone[0, p:])
+      from_block = int(diff[0]) // args.block if diff.size else args.gen // args.block
     found, kv, step_logits = {}, {}, {}
     for step in range(from_block * args.block, args.gen):
       block = step // args.block
@@ -159,7 +173,10 @@ def main(argv: list[str] | None = None) -> int:
         else:
           logits = port_step(torch_model, now[row], kv[name], start, end, args.cache)
         step_logits[name] = logits
-        pos, tok, _ = choice(logits, masked, mask_id)
+        pos, tok, log_conf = choice(logits, masked, mask_id)
+        if args.strategy == "threshold" and np.sum(log_conf >= np.log(0.9)) > 1:
+          print(f"  step {step}: {name} has two positions above tau: the replay's one-token "
+                "rule does not hold here")
         if (pos, tok) != (ours_pos, ours_tok) and name not in found:
           found[name] = (step, pos, tok)
       if "port f32" in found:
