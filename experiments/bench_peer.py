@@ -54,9 +54,7 @@ from flax import nnx
 from lookum_jax.sampling import SamplerConfig, generate
 from lookum_jax.sampling.strategies import LowConfidence, Threshold
 from lookum_jax.testing import random_model
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_forward import BENCH_CONFIGS, matmul_peak_tflops  # noqa: E402
+from lookum_jax.testing.bench_models import BENCH_CONFIGS, matmul_peak_tflops, random_prompts
 
 STRATEGIES = ("threshold", "low_confidence")
 CACHES = ("dual", "prefix")
@@ -66,13 +64,6 @@ RESULTS = Path(__file__).resolve().parent / "results" / "engine"
 
 def strategy_value(name: str):
   return Threshold(tau=TAU) if name == "threshold" else LowConfidence()
-
-
-def prompts(config, batch: int, length: int, seed: int) -> np.ndarray:
-  """Ordinary token ids, below the special ids at the top of the vocabulary."""
-  high = min(config.mask_token_id, config.eos_token_id, config.eot_token_id,
-             config.pad_token_id)
-  return np.random.default_rng(seed).integers(0, high, (batch, length)).astype(np.int32)
 
 
 def decode_flops(config, gen_length: int, block: int, nfe: float, forward_tokens: float,
@@ -335,7 +326,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.profile_step:
       for batch in args.batch:
         for cache in args.cache:
-          ids = prompts(config, batch, args.prompt, seed=batch)
+          ids = random_prompts(config, batch, args.prompt, seed=batch)
           for name, value in profile_step(model, peer, ids, block=args.block, cache=cache,
                                           runs=args.runs).items():
             extra = (f", XLA cost analysis {value['gflop']:.2f} GFLOP, {value['gbytes']:.2f} GB "
@@ -345,7 +336,7 @@ def main(argv: list[str] | None = None) -> int:
                   f"{1e3 * value['seconds']:.1f} ms{extra}", flush=True)
       continue
     for batch in args.batch:
-      ids = prompts(config, batch, args.prompt, seed=batch)
+      ids = random_prompts(config, batch, args.prompt, seed=batch)
       for strategy in args.strategy:
         for cache in args.cache:
           sampler = SamplerConfig(gen_length=args.gen, block_length=args.block, steps=args.gen,

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
 
 import jax
 import jax.numpy as jnp
@@ -32,17 +31,15 @@ import numpy as np
 import torch
 
 from lookum_jax.sampling import SamplerConfig, generate
+from lookum_jax.sampling.strategies import LowConfidence, Threshold
 from lookum_jax.testing import random_model
+from lookum_jax.testing.bench_models import BENCH_CONFIGS, random_prompts
 from lookum_jax.testing.torch_fastdllm import (
-    forward_with_kv,
-    partial_forward,
-    torch_fastdllm_generate,
+  forward_with_kv,
+  partial_forward,
+  torch_fastdllm_generate,
 )
 from lookum_jax.testing.torch_llada import TorchLLaDA
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_forward import BENCH_CONFIGS  # noqa: E402
-from bench_peer import prompts, strategy_value  # noqa: E402
 
 
 def canvas_at(tokens: np.ndarray, order: np.ndarray, step: int, mask_id: int) -> np.ndarray:
@@ -125,9 +122,10 @@ def main(argv: list[str] | None = None) -> int:
   config = BENCH_CONFIGS[args.config]()
   mask_id = config.mask_token_id
   model = random_model(config)
-  ids = prompts(config, args.batch, args.prompt, seed=args.batch)
+  ids = random_prompts(config, args.batch, args.prompt, seed=args.batch)
+  strategy = Threshold(tau=0.9) if args.strategy == "threshold" else LowConfidence()
   sampler = SamplerConfig(gen_length=args.gen, block_length=args.block, steps=args.gen,
-                          strategy=strategy_value(args.strategy), cache=args.cache)
+                          strategy=strategy, cache=args.cache)
   batched = generate(model, ids, sampler, jax.random.key(0))
   tokens, order = np.asarray(batched.tokens), np.asarray(batched.unmask_order)
   ports = {name: TorchLLaDA.from_jax(model, dtype)
