@@ -184,28 +184,31 @@ def _pair_log_probs(policy: UnmaskingPolicy, params: PolicyParams, inputs: Polic
 def _chunks(trajectory: Trajectory, attention_mask: jax.Array | None, chunk: int,
             per_row: dict[str, Any], per_pair: dict[str, Any] | None = None
             ) -> tuple[dict[str, Any], int]:
-  """The trajectory's (row, step) pairs, row-major, in `[C, chunk, ...]` chunks (padded by
-  repeating the last pair; `real` `[C, chunk]` marks the pairs that are not padding), with
-  the `per_row` `[B, ...]` arrays and `attention_mask` broadcast to each pair (None stays
-  None) and the `per_pair` `[B, S, ...]` arrays split like the trajectory's. Returns the
-  chunks and the pair count N."""
+  """The trajectory's N = B * S (row, step) pairs in C chunks `[C, chunk, ...]`, strided:
+  chunk k holds pairs k, k + C, k + 2C, ... (row-major pair order), so each chunk spans the
+  whole batch and a batch sharded over devices stays sharded within every chunk. N is padded
+  to C * chunk by repeating the last pair (`real` `[C, chunk]` marks the pairs that are not
+  padding). The `per_row` `[B, ...]` arrays and `attention_mask` are broadcast to each pair
+  (None stays None), the `per_pair` `[B, S, ...]` arrays split like the trajectory's.
+  Returns the chunks and N."""
   b, s, t = trajectory.actions.shape
   n = b * s
   num_chunks = -(-n // chunk)
-  index = jnp.minimum(jnp.arange(num_chunks * chunk), n - 1)
-  row = index // s
+  pad = num_chunks * chunk - n
 
   def split(x, rows=False):
     if x is None:
       return None
-    x = x[row] if rows else x.reshape((n,) + x.shape[2:])[index]
-    return x.reshape((num_chunks, chunk) + x.shape[1:])
+    x = jnp.repeat(x, s, axis=0) if rows else x.reshape((n,) + x.shape[2:])
+    if pad:
+      x = jnp.pad(x, [(0, pad)] + [(0, 0)] * (x.ndim - 1), mode="edge")
+    return jnp.swapaxes(x.reshape((chunk, num_chunks) + x.shape[1:]), 0, 1)
 
   pairs = {"features": split(trajectory.token_features), "masked": split(trajectory.masked),
            "time": split(trajectory.time), "actions": split(trajectory.actions),
            "eligible": split(trajectory.eligible & trajectory.valid[..., None]),
            "valid": split(trajectory.valid), "mask": split(attention_mask, rows=True),
-           "real": (jnp.arange(num_chunks * chunk) < n).reshape(num_chunks, chunk)}
+           "real": (jnp.arange(num_chunks * chunk) < n).reshape(chunk, num_chunks).T}
   pairs.update({k: split(v, rows=True) for k, v in per_row.items()})
   pairs.update({k: split(v) for k, v in (per_pair or {}).items()})
   return pairs, n
@@ -246,7 +249,8 @@ def trajectory_log_probs(policy: UnmaskingPolicy, params: PolicyParams, trajecto
     return _pair_log_probs(policy, params, inputs, c["mask"], c["actions"], c["eligible"],
                            c.get("expert"), mixture)
 
-  return jax.lax.map(one, pairs).reshape(-1, t)[:n].reshape(b, s, t)
+  chunked = jax.lax.map(one, pairs)  # [C, chunk, T], strided as `_chunks` splits
+  return jnp.swapaxes(chunked, 0, 1).reshape(-1, t)[:n].reshape(b, s, t)
 
 
 def grpo_loss(policy: UnmaskingPolicy, params: PolicyParams, config: GRPOConfig,

@@ -33,26 +33,27 @@ def setup():
   graphdef, policy_params = nnx.split(policy)
   trajectory = hand_built_trajectory(2, VALID, positions=5, eligible_rate=0.7)
   expert = expert_rows(2, CONFIG)
-  # Old log-probs off the current ones, so ratios differ from 1 and some are clipped.
-  current = jax.jit(lambda: trajectory_log_probs(policy, PolicyParams(), trajectory, None,
+  mask = jnp.ones((6, 5), bool).at[0, 0].set(False)  # a per-row attention mask follows its row
+  current = jax.jit(lambda: trajectory_log_probs(policy, PolicyParams(), trajectory, mask,
                                                  expert, CONFIG.mixture_weights))()
+  # Old log-probs off the current ones, so ratios differ from 1 and some are clipped.
   noise = 0.4 * jax.random.normal(jax.random.key(2), current.shape)
   old = current + jnp.where(trajectory.eligible & trajectory.valid[..., None], noise, 0.0)
   advantages = jnp.array([1.0, -0.5, 0.7, -1.2, 0.4, 0.9])
-  return graphdef, policy_params, trajectory, expert, old, advantages
+  return graphdef, policy_params, trajectory, mask, expert, current, old, advantages
 
 
 # Chunks that do not divide the 24 pairs: 4 chunks of 7 (4 padded), 5 chunks of 5 (1 padded).
 @pytest.mark.parametrize("ratio_level, chunk", [("step", 7), ("position", 5)])
 def test_chunked_update_equals_all_at_once(setup, ratio_level, chunk):
-  graphdef, policy_params, trajectory, expert, old, advantages = setup
+  graphdef, policy_params, trajectory, mask, expert, _, old, advantages = setup
   config = dataclasses.replace(CONFIG, ratio_level=ratio_level)
 
   @jax.jit
   def both(policy_params):
     return [grpo_loss_and_grad(graphdef, policy_params, PolicyParams(),
                                dataclasses.replace(config, update_chunk=chunk), trajectory,
-                               None, advantages, old, expert)
+                               mask, advantages, old, expert)
             for chunk in (None, chunk)]
 
   reference, chunked = both(policy_params)
@@ -63,13 +64,11 @@ def test_chunked_update_equals_all_at_once(setup, ratio_level, chunk):
 
 
 def test_chunked_log_probs_equal_all_at_once(setup):
-  graphdef, policy_params, trajectory, expert, _, _ = setup
+  graphdef, policy_params, trajectory, mask, expert, current, _, _ = setup
   policy = nnx.merge(graphdef, policy_params)
-  mask = jnp.ones((6, 5), bool).at[0, 0].set(False)  # a per-row attention mask follows its row
-  run = jax.jit(lambda chunk: trajectory_log_probs(policy, PolicyParams(), trajectory, mask,
-                                                   expert, CONFIG.mixture_weights, chunk),
-                static_argnums=0)  # 5 chunks of 5 pairs, the last padded
-  np.testing.assert_allclose(run(5), run(None), rtol=1e-6, atol=1e-7)
+  chunked = jax.jit(lambda: trajectory_log_probs(policy, PolicyParams(), trajectory, mask,
+                                                 expert, CONFIG.mixture_weights, chunk=5))()
+  np.testing.assert_allclose(chunked, current, rtol=1e-6, atol=1e-7)  # 5 x 5 pairs, 1 padded
 
 
 @pytest.mark.parametrize("chunk", [0, -4, 2.5, True, "512"])
