@@ -4,6 +4,7 @@ model `load_model` builds, AOT-compiled from abstract weights on an emulated dev
     python experiments/bench_memory.py                       # the full grid (slow: ~100 compiles)
     python experiments/bench_memory.py --batch 32 --strategy lookum --cache dual --devices 1
     python experiments/bench_memory.py --grpo-only
+    python experiments/bench_memory.py --grpo-only --update-only --update-chunk 0 2048 1024 512
 
 Nothing is allocated. The model is `abstract_model(llada_8b(), scan_layers=
 DEFAULT_SCAN_LAYERS)` in bf16, the layout and sharding `load_model(path, mesh=...)` gives
@@ -34,7 +35,9 @@ The GRPO step is the policy trainer's: a rollout (`Policy(record=True)`, the dLL
 8 prompts x 8 rollouts = 64 rows, on the same sharded 8B model) and one policy update on its
 whole recorded trajectory (all `gen` steps: the trainer truncates it to a power of two >= the
 steps taken, so this is its worst case), on one device as `policy_rl.train` runs it and
-data-parallel over the 8 devices (`data=8`).
+data-parallel over the 8 devices (`data=8`), all (row, step) pairs at once (`--update-chunk 0`)
+and in chunks of `GRPOConfig.update_chunk` pairs (default: the trainer's), with the
+no-gradient `old_log_probs` pass of the same chunking (one device).
 """
 
 from __future__ import annotations
@@ -63,6 +66,7 @@ from lookum_jax.sampling import SamplerConfig  # noqa: E402
 from lookum_jax.sampling.lookum import LookUM  # noqa: E402
 from lookum_jax.sampling.loop import _generate_jit  # noqa: E402
 from lookum_jax.sampling.strategies import LowConfidence, Threshold  # noqa: E402
+from policy_rl.grpo import GRPOConfig  # noqa: E402
 
 GIB, MIB = 1024 ** 3, 1024 ** 2
 STRATEGIES = ("low_confidence", "threshold", "lookum", "policy")
@@ -249,7 +253,8 @@ def main(argv: list[str] | None = None) -> None:
   parser.add_argument("--grpo-only", action="store_true")
   parser.add_argument("--update-only", action="store_true",
                       help="of the GRPO step, only the policy update (no 8B rollouts)")
-  parser.add_argument("--update-chunk", type=int, nargs="+", default=[0],
+  parser.add_argument("--update-chunk", type=int, nargs="+",
+                      default=[0, GRPOConfig().update_chunk],
                       help="GRPOConfig.update_chunk values to measure ((row, step) pairs per "
                       "chunk; 0: None, all pairs at once)")
   parser.add_argument("--no-grpo", action="store_true")
