@@ -13,10 +13,8 @@ peak: the time of a large matmul in the compute dtype.
 from __future__ import annotations
 
 import argparse
-import statistics
 import sys
 import time
-from collections.abc import Callable
 
 import jax
 import jax.numpy as jnp
@@ -25,7 +23,7 @@ from flax import nnx
 
 from lookum_jax.model.config import ModelConfig
 from lookum_jax.model.llada import LLaDA
-from lookum_jax.testing.bench_models import BENCH_CONFIGS
+from lookum_jax.testing.bench_models import BENCH_CONFIGS, matmul_peak_tflops, time_call
 
 
 def matmul_params(config: ModelConfig) -> int:
@@ -40,27 +38,6 @@ def forward_flops(config: ModelConfig, batch: int, seq_len: int) -> float:
   tokens = batch * seq_len
   attention = config.n_layers * 4 * batch * seq_len * seq_len * config.d_model
   return 2.0 * matmul_params(config) * tokens + attention
-
-
-def time_call(fn: Callable[[], jax.Array], runs: int, warmup: int) -> float:
-  """Median wall time (s) of `fn()` after `warmup` untimed calls."""
-  for _ in range(warmup):
-    jax.block_until_ready(fn())
-  times = []
-  for _ in range(runs):
-    start = time.perf_counter()
-    jax.block_until_ready(fn())
-    times.append(time.perf_counter() - start)
-  return statistics.median(times)
-
-
-def matmul_peak_tflops(dtype: jnp.dtype, size: int, runs: int = 10) -> float:
-  """Achieved TFLOP/s of a `size`^3 matmul in `dtype`: the practical peak to compare with."""
-  a = jax.random.normal(jax.random.key(1), (size, size), dtype)
-  b = jax.random.normal(jax.random.key(2), (size, size), dtype)
-  matmul = jax.jit(jnp.matmul)
-  seconds = time_call(lambda: matmul(a, b), runs, warmup=2)
-  return 2.0 * size ** 3 / seconds / 1e12
 
 
 def build_model(args: argparse.Namespace, dtype: jnp.dtype) -> tuple[ModelConfig, nnx.GraphDef,

@@ -4,6 +4,7 @@ model `load_model` builds, AOT-compiled from abstract weights on an emulated dev
     python experiments/bench_memory.py                       # the full grid (slow: ~100 compiles)
     python experiments/bench_memory.py --batch 32 --strategy lookum --cache dual --devices 1
     python experiments/bench_memory.py --grpo-only
+    python experiments/bench_memory.py --grpo-only --update-only --update-chunk 0 2048 1024 512
 
 Nothing is allocated. The model is `abstract_model(llada_8b(), scan_layers=
 DEFAULT_SCAN_LAYERS)` in bf16, the layout and sharding `load_model(path, mesh=...)` gives
@@ -34,7 +35,9 @@ The GRPO step is the policy trainer's: a rollout (`Policy(record=True)`, the dLL
 8 prompts x 8 rollouts = 64 rows, on the same sharded 8B model) and one policy update on its
 whole recorded trajectory (all `gen` steps: the trainer truncates it to a power of two >= the
 steps taken, so this is its worst case), on one device as `policy_rl.train` runs it and
-data-parallel over the 8 devices (`data=8`).
+data-parallel over the 8 devices (`data=8`), all (row, step) pairs at once (`--update-chunk 0`)
+and in chunks of `GRPOConfig.update_chunk` pairs (default: the trainer's), with the
+no-gradient `old_log_probs` pass of the same chunking (one device).
 """
 
 from __future__ import annotations
@@ -64,6 +67,7 @@ from lookum_jax.sampling import SamplerConfig  # noqa: E402
 from lookum_jax.sampling.lookum import LookUM  # noqa: E402
 from lookum_jax.sampling.loop import _generate_jit  # noqa: E402
 from lookum_jax.sampling.strategies import LowConfidence, Threshold  # noqa: E402
+from policy_rl.grpo import GRPOConfig  # noqa: E402
 
 GIB, MIB = 1024 ** 3, 1024 ** 2
 STRATEGIES = ("low_confidence", "threshold", "lookum", "policy")
@@ -154,13 +158,21 @@ def measure(model_config, sampler, batch, prompt, scan, mesh, dtype) -> dict:
   return row
 
 
-def measure_grpo(model_config, args, mesh, block: int, dtype) -> list[dict]:
-  """The two programs of one GRPO step: the recorded rollout and the policy update."""
-  from policy_rl import PolicyConfig, init_policy
-  from policy_rl.config import OptimConfig
-  from policy_rl.grpo import GRPOConfig, PolicyTrainState
-  from policy_rl.train import _update, make_optimizer
+def abstract_trajectory(rows: int, gen: int):
+  """The `ShapeDtypeStruct`s of a recorded trajectory of `rows` rows and all `gen` steps."""
+  from policy_rl import PolicyConfig
+  from policy_rl.strategy import Trajectory
 
+  sds = jax.ShapeDtypeStruct
+  features = len(PolicyConfig().features)
+  return Trajectory(token_features=sds((rows, gen, gen, features), jnp.float32),
+                    masked=sds((rows, gen, gen), jnp.bool_), time=sds((rows, gen), jnp.float32),
+                    eligible=sds((rows, gen, gen), jnp.bool_),
+                    actions=sds((rows, gen, gen), jnp.bool_), valid=sds((rows, gen), jnp.bool_))
+
+
+def measure_rollout(model_config, args, mesh, block: int, dtype) -> tuple[dict, object]:
+  """The recorded rollout of one GRPO step; (its row, its trajectory's shapes)."""
   rows = args.grpo_prompts * args.grpo_rollouts
   sampler = SamplerConfig(gen_length=args.gen, block_length=block, steps=args.gen,
                           strategy=strategy("policy", args.paths, record=True))
@@ -171,16 +183,35 @@ def measure_grpo(model_config, args, mesh, block: int, dtype) -> list[dict]:
     memory = compiled.memory_analysis()
     out.append(dict(compile_s=seconds, argument=memory.argument_size_in_bytes,
                     temp=memory.temp_size_in_bytes, output=memory.output_size_in_bytes))
-  rollout = out[0] | dict(temp_f32=out[1]["temp"])
-  trajectory = lowered.out_info.strategy_state.trajectory
+  return out[0] | dict(temp_f32=out[1]["temp"]), lowered.out_info.strategy_state.trajectory
+
+
+def measure_update(args, trajectory, chunk: int | None) -> list[dict]:
+  """The policy update on a whole recorded trajectory (all `gen` steps: the trainer truncates
+  it to a power of two >= the steps taken, so this is its worst case) in chunks of `chunk`
+  (row, step) pairs, on one device as `policy_rl.train` runs it and data-parallel over the 8
+  devices; then the no-gradient `old_log_probs` pass on one device."""
+  from policy_rl import PolicyConfig, init_policy
+  from policy_rl.config import OptimConfig
+  from policy_rl.grpo import GRPOConfig, PolicyTrainState
+  from policy_rl.strategy import Policy
+  from policy_rl.train import _log_probs, _update, make_optimizer
+
+  rows = args.grpo_prompts * args.grpo_rollouts
   graphdef, params = nnx.split(nnx.eval_shape(lambda: init_policy(PolicyConfig())))
-  grpo, optim = GRPOConfig(group_size=args.grpo_rollouts), OptimConfig()
+  grpo, optim = GRPOConfig(group_size=args.grpo_rollouts, update_chunk=chunk), OptimConfig()
   tx = make_optimizer(optim, 1000, grpo.updates_per_batch)
   state = jax.eval_shape(lambda p: PolicyTrainState(params=p, opt_state=tx.init(p),
                                                     step=jnp.zeros((), jnp.int32)), params)
   steps = trajectory.num_steps
-  updates = []
-  # As the trainer runs it (one device), and data-parallel over the 8 devices.
+  out = []
+
+  def row(compiled, start, cpu):
+    memory = compiled.memory_analysis()
+    return dict(compile_s=(time.perf_counter() - start, time.process_time() - cpu),
+                argument=memory.argument_size_in_bytes, temp=memory.temp_size_in_bytes,
+                temp_f32=memory.temp_size_in_bytes, output=memory.output_size_in_bytes)
+
   for update_mesh in (None, make_mesh(data=jax.device_count(), model=1)):
     split = None if update_mesh is None else NamedSharding(update_mesh, P(DATA_AXIS))
     sds = lambda shape, dtype, split=split: jax.ShapeDtypeStruct(shape, dtype, sharding=split)
@@ -188,13 +219,15 @@ def measure_grpo(model_config, args, mesh, block: int, dtype) -> list[dict]:
               sds((rows,), jnp.float32), sds((rows, steps, args.gen), jnp.float32),
               sds((rows,), jnp.bool_))
     start, cpu = time.perf_counter(), time.process_time()
-    compiled = _update.lower(graphdef, state, *inputs, params=sampler.strategy, grpo=grpo,
+    compiled = _update.lower(graphdef, state, *inputs, params=Policy(record=True), grpo=grpo,
                              optim=optim, num_steps=1000).compile()
-    memory = compiled.memory_analysis()
-    updates.append(dict(compile_s=(time.perf_counter() - start, time.process_time() - cpu),
-                        argument=memory.argument_size_in_bytes, temp=memory.temp_size_in_bytes,
-                        temp_f32=memory.temp_size_in_bytes, output=memory.output_size_in_bytes))
-  return [rollout, *updates]
+    out.append(row(compiled, start, cpu))
+  start, cpu = time.perf_counter(), time.process_time()
+  compiled = _log_probs.lower(graphdef, params, trajectory, None,
+                              jax.ShapeDtypeStruct((rows,), jnp.bool_), params=Policy(),
+                              mixture=grpo.mixture_weights, chunk=chunk).compile()
+  out.append(row(compiled, start, cpu))
+  return out
 
 
 def fmt(row: dict) -> str:
@@ -222,6 +255,12 @@ def main(argv: list[str] | None = None) -> None:
   parser.add_argument("--grpo-prompts", type=int, default=8)
   parser.add_argument("--grpo-rollouts", type=int, default=8)
   parser.add_argument("--grpo-only", action="store_true")
+  parser.add_argument("--update-only", action="store_true",
+                      help="of the GRPO step, only the policy update (no 8B rollouts)")
+  parser.add_argument("--update-chunk", type=int, nargs="+",
+                      default=[0, GRPOConfig().update_chunk],
+                      help="GRPOConfig.update_chunk values to measure ((row, step) pairs per "
+                      "chunk; 0: None, all pairs at once)")
   parser.add_argument("--no-grpo", action="store_true")
   args = parser.parse_args(argv)
   model_config, dtype = llada_8b(), jnp.dtype(jnp.bfloat16)
@@ -250,15 +289,19 @@ def main(argv: list[str] | None = None) -> None:
                   flush=True)
   if not args.no_grpo:
     rows = args.grpo_prompts * args.grpo_rollouts
-    for block in (args.block, args.gen):
+    trajectory = abstract_trajectory(rows, args.gen)
+    for block in () if args.update_only else (args.block, args.gen):
       kind = f"semi-AR blocks of {block}" if block < args.gen else "full diffusion"
-      rollout, update, update_dp = measure_grpo(model_config, args, meshes[8], block, dtype)
+      rollout, trajectory = measure_rollout(model_config, args, meshes[8], block, dtype)
       print(f"| {label[8]} | GRPO rollout, {kind} | none | {rows} | {fmt(rollout)}", flush=True)
-      if block == args.block:  # the update's shapes do not depend on the block length
-        print(f"| 1 dev | GRPO update ({args.gen} steps) | - | {rows} | {fmt(update)}")
-        print(f"| 8 dev (8x1) | GRPO update ({args.gen} steps) | - | {rows} | {fmt(update_dp)}",
-              flush=True)
-
+    # The update's shapes do not depend on the block length.
+    for chunk in args.update_chunk:
+      update, update_dp, old = measure_update(args, trajectory, chunk or None)
+      chunked = f", chunk {chunk}" if chunk else ""
+      print(f"| 1 dev | GRPO update ({args.gen} steps{chunked}) | - | {rows} | {fmt(update)}")
+      print(f"| 8 dev (8x1) | GRPO update ({args.gen} steps{chunked}) | - | {rows} | "
+            f"{fmt(update_dp)}")
+      print(f"| 1 dev | GRPO old log-probs{chunked} | - | {rows} | {fmt(old)}", flush=True)
 
 if __name__ == "__main__":
   main()

@@ -18,6 +18,7 @@ import numpy as np
 import optax
 from flax import nnx, struct
 
+from policy_rl.features import PolicyInput
 from policy_rl.policy import UnmaskingPolicy
 from policy_rl.strategy import PolicyParams, Trajectory, position_log_probs
 
@@ -51,6 +52,18 @@ class GRPOConfig:
     expert_steering: the legacy steering (the first of the G rollouts follows the expert,
       scored as on-policy; how the shipped toy policies were trained). Use `expert_rows`.
     expert_tau: the expert's confidence threshold.
+    update_chunk: (row, step) pairs per chunk of the update's policy forward (and of the
+      no-gradient `old_log_probs` pass): the loss is a sum over pairs, so `grpo_update`
+      scans over chunks of this many pairs, accumulating the gradients and the metrics'
+      numerators, and holds one chunk's activations instead of all `B * S` pairs'. A pair
+      count that it does not divide is padded with zero-weight pairs. None (or a chunk >=
+      the pair count) runs all pairs at once. Default 1024, from `experiments/bench_memory.py
+      --grpo-only --update-only`: the update's memory is ~8.2 MiB per pair in a chunk (the
+      default policy, T = 256): at 8 prompts x 8 rollouts x 256 steps (16384 pairs) one device
+      needs 130.5 GiB all at once, 16.5 GiB in chunks of 2048, 8.3 GiB in chunks of 1024,
+      4.2 GiB in 512, at the same compile time; 1024 is the largest that fits a 16 GiB chip
+      beside its 1.9 GiB share of 8B weights, and a chunk of 1024 x 256 tokens still fills
+      an accelerator. Smaller runs (pairs <= 1024) are unchanged.
   """
 
   group_size: int = 8
@@ -64,6 +77,7 @@ class GRPOConfig:
   mixture_correction: bool = True
   expert_steering: bool = False
   expert_tau: float = 0.9
+  update_chunk: int | None = 1024
 
   def __post_init__(self):
     for name in ("group_size", "updates_per_batch"):
@@ -88,6 +102,12 @@ class GRPOConfig:
     if (not isinstance(self.expert_rows, int) or isinstance(self.expert_rows, bool)
         or self.expert_rows < 0):
       raise ValueError(f"GRPOConfig.expert_rows must be an int >= 0, got {self.expert_rows!r}.")
+    if self.update_chunk is not None and (
+        not isinstance(self.update_chunk, int) or isinstance(self.update_chunk, bool)
+        or self.update_chunk <= 0):
+      raise ValueError(
+          f"GRPOConfig.update_chunk must be a positive int ((row, step) pairs per chunk of the "
+          f"update) or None (all pairs at once), got {self.update_chunk!r}.")
     if self.expert_rows and self.expert_steering:
       raise ValueError("GRPOConfig: expert_rows (E expert rows added to each group) and the "
                        "legacy expert_steering (the first rollout follows the expert) exclude "
@@ -153,26 +173,90 @@ def expert_rows(num_prompts: int, config: GRPOConfig) -> jax.Array:
   return within >= config.group_size
 
 
+def _pair_log_probs(policy: UnmaskingPolicy, params: PolicyParams, inputs: PolicyInput,
+                    mask: jax.Array | None, actions: jax.Array, eligible: jax.Array,
+                    expert: jax.Array | None, mixture: tuple[float, float] | None
+                    ) -> jax.Array:
+  """Log-probabilities `[N, T]` of N (row, step) pairs' decisions (`eligible`: of valid
+  steps only; `expert` `[N]`: the pair's row followed the expert)."""
+  log_probs = position_log_probs(params, policy(inputs, mask), actions, eligible)
+  if mixture is None or expert is None:
+    return log_probs
+  w_policy, w_expert = mixture
+  mixed = jnp.logaddexp(jnp.log(w_policy) + log_probs, jnp.log(w_expert))
+  return jnp.where(expert[:, None] & eligible, mixed, log_probs)
+
+
+def _chunks(trajectory: Trajectory, attention_mask: jax.Array | None, chunk: int,
+            per_row: dict[str, Any], per_pair: dict[str, Any] | None = None
+            ) -> tuple[dict[str, Any], int]:
+  """The trajectory's N = B * S (row, step) pairs in C chunks `[C, chunk, ...]`, strided:
+  chunk k holds pairs k, k + C, k + 2C, ... (row-major pair order), so each chunk spans the
+  whole batch and a batch sharded over devices stays sharded within every chunk. N is padded
+  to C * chunk by repeating the last pair (`real` `[C, chunk]` marks the pairs that are not
+  padding). The `per_row` `[B, ...]` arrays and `attention_mask` are broadcast to each pair
+  (None stays None), the `per_pair` `[B, S, ...]` arrays split like the trajectory's.
+  Returns the chunks and N."""
+  b, s, t = trajectory.actions.shape
+  n = b * s
+  num_chunks = -(-n // chunk)
+  pad = num_chunks * chunk - n
+
+  def split(x, rows=False):
+    if x is None:
+      return None
+    x = jnp.repeat(x, s, axis=0) if rows else x.reshape((n,) + x.shape[2:])
+    if pad:
+      x = jnp.pad(x, [(0, pad)] + [(0, 0)] * (x.ndim - 1), mode="edge")
+    return jnp.swapaxes(x.reshape((chunk, num_chunks) + x.shape[1:]), 0, 1)
+
+  pairs = {"features": split(trajectory.token_features), "masked": split(trajectory.masked),
+           "time": split(trajectory.time), "actions": split(trajectory.actions),
+           "eligible": split(trajectory.eligible & trajectory.valid[..., None]),
+           "valid": split(trajectory.valid), "mask": split(attention_mask, rows=True),
+           "real": (jnp.arange(num_chunks * chunk) < n).reshape(chunk, num_chunks).T}
+  pairs.update({k: split(v, rows=True) for k, v in per_row.items()})
+  pairs.update({k: split(v) for k, v in (per_pair or {}).items()})
+  return pairs, n
+
+
+def _check_chunk(chunk: Any) -> None:
+  if chunk is not None and (not isinstance(chunk, int) or isinstance(chunk, bool) or chunk <= 0):
+    raise ValueError(f"chunk must be a positive int ((row, step) pairs per chunk) or None (all "
+                     f"pairs at once), got {chunk!r}.")
+
+
 def trajectory_log_probs(policy: UnmaskingPolicy, params: PolicyParams, trajectory: Trajectory,
                          attention_mask: jax.Array | None, expert: jax.Array | None = None,
-                         mixture: tuple[float, float] | None = None) -> jax.Array:
+                         mixture: tuple[float, float] | None = None,
+                         chunk: int | None = None) -> jax.Array:
   """Log-probabilities `[B, S, T]` of the recorded decisions under `policy` (0 off the
   eligible positions of valid steps).
 
   With `expert` (`[B]` rows that followed the deterministic expert) and `mixture` =
   (w_policy, w_expert), those rows' decisions are scored under the mixture that drew them,
   `log(w_policy * pi(a) + w_expert)` (the expert gives its own decision probability 1).
+  `chunk`: run the policy over this many (row, step) pairs at a time (`lax.map`), as
+  `GRPOConfig.update_chunk`; None or a chunk >= B * S runs all pairs at once.
   """
+  _check_chunk(chunk)
   b, s, t = trajectory.actions.shape
-  mask = None if attention_mask is None else jnp.repeat(attention_mask, s, axis=0)
-  logits = policy(trajectory.step_inputs(), mask).reshape(b, s, t)
-  eligible = trajectory.eligible & trajectory.valid[..., None]
-  log_probs = position_log_probs(params, logits, trajectory.actions, eligible)
-  if mixture is None or expert is None:
-    return log_probs
-  w_policy, w_expert = mixture
-  mixed = jnp.logaddexp(jnp.log(w_policy) + log_probs, jnp.log(w_expert))
-  return jnp.where(expert[:, None, None] & eligible, mixed, log_probs)
+  if chunk is None or chunk >= b * s:
+    mask = None if attention_mask is None else jnp.repeat(attention_mask, s, axis=0)
+    eligible = (trajectory.eligible & trajectory.valid[..., None]).reshape(b * s, t)
+    pair_expert = None if expert is None else jnp.repeat(expert, s, axis=0)
+    return _pair_log_probs(policy, params, trajectory.step_inputs(), mask,
+                           trajectory.actions.reshape(b * s, t), eligible, pair_expert,
+                           mixture).reshape(b, s, t)
+  pairs, n = _chunks(trajectory, attention_mask, chunk, {"expert": expert})
+
+  def one(c):
+    inputs = PolicyInput(token_features=c["features"], masked=c["masked"], time=c["time"])
+    return _pair_log_probs(policy, params, inputs, c["mask"], c["actions"], c["eligible"],
+                           c.get("expert"), mixture)
+
+  chunked = jax.lax.map(one, pairs)  # [C, chunk, T], strided as `_chunks` splits
+  return jnp.swapaxes(chunked, 0, 1).reshape(-1, t)[:n].reshape(b, s, t)
 
 
 def grpo_loss(policy: UnmaskingPolicy, params: PolicyParams, config: GRPOConfig,
@@ -211,6 +295,73 @@ def grpo_loss(policy: UnmaskingPolicy, params: PolicyParams, config: GRPOConfig,
   return loss, metrics
 
 
+def _chunk_loss(policy: UnmaskingPolicy, params: PolicyParams, config: GRPOConfig,
+                c: dict[str, Any]) -> tuple[jax.Array, jax.Array]:
+  """One chunk's share of `grpo_loss` (its pairs' terms, each scaled by `c["scale"]`, the
+  row's 1 / (B * count)) and of the metrics' numerators `[clipped, ratio, kl]`."""
+  inputs = PolicyInput(token_features=c["features"], masked=c["masked"], time=c["time"])
+  new = _pair_log_probs(policy, params, inputs, c["mask"], c["actions"], c["eligible"],
+                        c.get("expert"), config.mixture_weights)  # [chunk, T]
+  if config.ratio_level == "step":
+    new, old, weight = new.sum(-1), c["old"].sum(-1), c["valid"] & c["real"]
+  else:
+    new, old, weight = new, c["old"], c["eligible"] & c["real"][:, None]
+  weight = weight.astype(jnp.float32)
+  ratio = jnp.exp(new - old)
+  expand = lambda x: x.reshape((-1,) + (1,) * (ratio.ndim - 1))
+  adv = expand(c["advantages"])
+  clipped = jnp.clip(ratio, 1.0 - config.clip_eps, 1.0 + config.clip_eps)
+  surrogate = jnp.minimum(ratio * adv, clipped * adv)
+  loss = -(surrogate * weight * expand(c["scale"])).sum()
+  is_clipped = (jnp.abs(ratio - 1.0) > config.clip_eps).astype(jnp.float32)
+  return loss, jnp.stack([(is_clipped * weight).sum(), (ratio * weight).sum(),
+                          ((old - new) * weight).sum()])
+
+
+def grpo_loss_and_grad(graphdef: nnx.GraphDef, policy_params: nnx.State, params: PolicyParams,
+                       config: GRPOConfig, trajectory: Trajectory,
+                       attention_mask: jax.Array | None, advantages: jax.Array,
+                       old_log_probs: jax.Array, expert: jax.Array | None = None
+                       ) -> tuple[tuple[jax.Array, dict[str, jax.Array]], nnx.State]:
+  """`((loss, metrics), grads)` of `grpo_loss` with respect to `policy_params`.
+
+  With `config.update_chunk` smaller than the B * S (row, step) pairs, the policy runs on
+  one chunk of pairs at a time (`lax.scan`), each chunk's gradient added to the total: the
+  loss is a mean over rows of per-row sums divided by the row's own count (valid steps or
+  decided positions), a count that does not depend on the parameters, so it is a sum over
+  pairs. Equal to the unchunked value up to float summation order.
+  """
+  b, s, _ = trajectory.actions.shape
+  chunk = config.update_chunk
+  if chunk is None or chunk >= b * s:
+    def loss_fn(policy_params):
+      return grpo_loss(nnx.merge(graphdef, policy_params), params, config, trajectory,
+                       attention_mask, advantages, old_log_probs, expert)
+
+    return jax.value_and_grad(loss_fn, has_aux=True)(policy_params)
+  decided = trajectory.eligible & trajectory.valid[..., None]
+  weight = (trajectory.valid if config.ratio_level == "step" else decided).astype(jnp.float32)
+  count = jnp.maximum(weight.sum(tuple(range(1, weight.ndim))), 1.0)  # [B]
+  total = jnp.maximum(weight.sum(), 1.0)
+  pairs, _ = _chunks(trajectory, attention_mask, chunk,
+                     {"expert": expert, "advantages": jnp.asarray(advantages, jnp.float32),
+                      "scale": 1.0 / (b * count)}, {"old": old_log_probs})
+
+  def body(carry, c):
+    grads, sums = carry
+    (loss, numerators), g = jax.value_and_grad(
+        lambda p: _chunk_loss(nnx.merge(graphdef, p), params, config, c), has_aux=True)(
+            policy_params)
+    return (jax.tree.map(jnp.add, grads, g), sums + jnp.concatenate([loss[None], numerators])
+            ), None
+
+  zeros = (jax.tree.map(jnp.zeros_like, policy_params), jnp.zeros((4,), jnp.float32))
+  (grads, sums), _ = jax.lax.scan(body, zeros, pairs)
+  metrics = {"clip_fraction": sums[1] / total, "ratio": sums[2] / total,
+             "approx_kl": sums[3] / total}
+  return (sums[0], metrics), grads
+
+
 @struct.dataclass
 class PolicyTrainState:
   """The policy's parameters, optimizer state and completed train steps (a checkpoint)."""
@@ -225,14 +376,11 @@ def grpo_update(graphdef: nnx.GraphDef, tx: optax.GradientTransformation, params
                 attention_mask: jax.Array | None, advantages: jax.Array,
                 old_log_probs: jax.Array, expert: jax.Array | None = None
                 ) -> tuple[PolicyTrainState, dict[str, Any]]:
-  """One optimizer update of the policy on a batch of rollouts (pure; does not count a step)."""
-
-  def loss_fn(policy_params):
-    policy = nnx.merge(graphdef, policy_params)
-    return grpo_loss(policy, params, config, trajectory, attention_mask, advantages,
-                     old_log_probs, expert)
-
-  (loss, metrics), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
+  """One optimizer update of the policy on a batch of rollouts (pure; does not count a step;
+  in chunks of `config.update_chunk` (row, step) pairs)."""
+  (loss, metrics), grads = grpo_loss_and_grad(graphdef, state.params, params, config,
+                                              trajectory, attention_mask, advantages,
+                                              old_log_probs, expert)
   updates, opt_state = tx.update(grads, state.opt_state, state.params)
   state = state.replace(params=optax.apply_updates(state.params, updates), opt_state=opt_state)
   return state, {"loss": loss, "grad_norm": optax.tree.norm(grads), **metrics}

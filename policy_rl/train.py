@@ -76,11 +76,11 @@ def make_optimizer(optim: OptimConfig, num_steps: int,
                   mask=lambda params: jax.tree.map(lambda p: p.ndim > 1, params)))
 
 
-@functools.partial(jax.jit, static_argnames=("graphdef", "params"))
+@functools.partial(jax.jit, static_argnames=("graphdef", "params", "chunk"))
 def _log_probs(graphdef, policy_params, trajectory, attention_mask, expert, *, params,
-               mixture):
+               mixture, chunk=None):
   return trajectory_log_probs(nnx.merge(graphdef, policy_params), params, trajectory,
-                              attention_mask, expert, mixture)
+                              attention_mask, expert, mixture, chunk)
 
 
 @functools.partial(jax.jit, static_argnames=("graphdef", "params", "grpo", "optim", "num_steps"))
@@ -158,7 +158,8 @@ class PolicyTrainer:
     """`[B, S, T]` log-probabilities of a trajectory's decisions under the state's policy
     (the `expert` rows' under the GRPO config's mixture, when it has one)."""
     return _log_probs(self.graphdef, state.params, trajectory, attention_mask, expert,
-                      params=self.params, mixture=self.grpo.mixture_weights)
+                      params=self.params, mixture=self.grpo.mixture_weights,
+                      chunk=self.grpo.update_chunk)
 
   def rollout(self, state: PolicyTrainState, step: int) -> Rollout:
     """Decodes the step's prompts `group_size` times each under the current policy, plus

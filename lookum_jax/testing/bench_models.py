@@ -9,6 +9,7 @@ from collections.abc import Callable
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from flax import nnx
 
 from lookum_jax.model.config import ModelConfig, llada_8b, tiny
@@ -62,6 +63,33 @@ def prompt_vocab(config: ModelConfig) -> int:
   126336 lies inside its vocabulary, and a prompt may not hold it)."""
   special = [config.mask_token_id, config.eos_token_id, config.eot_token_id]
   return min(i for i in special if i is not None)
+
+
+def random_prompts(config: ModelConfig, batch: int, length: int, seed: int) -> np.ndarray:
+  """`[batch, length]` int32 ordinary token ids, below every special id (padding included)."""
+  high = min(i for i in (prompt_vocab(config), config.pad_token_id) if i is not None)
+  return np.random.default_rng(seed).integers(0, high, (batch, length)).astype(np.int32)
+
+
+def time_call(fn: Callable[[], jax.Array], runs: int, warmup: int) -> float:
+  """Median wall time (s) of `fn()` after `warmup` untimed calls."""
+  for _ in range(warmup):
+    jax.block_until_ready(fn())
+  times = []
+  for _ in range(runs):
+    start = time.perf_counter()
+    jax.block_until_ready(fn())
+    times.append(time.perf_counter() - start)
+  return statistics.median(times)
+
+
+def matmul_peak_tflops(dtype: jnp.dtype, size: int, runs: int = 10) -> float:
+  """Achieved TFLOP/s of a `size`^3 matmul in `dtype`: the practical peak to compare with."""
+  a = jax.random.normal(jax.random.key(1), (size, size), dtype)
+  b = jax.random.normal(jax.random.key(2), (size, size), dtype)
+  matmul = jax.jit(jnp.matmul)
+  seconds = time_call(lambda: matmul(a, b), runs, warmup=2)
+  return 2.0 * size ** 3 / seconds / 1e12
 
 
 def median_seconds(fn: Callable[[], object], runs: int, sync: Callable[[], None]) -> float:
