@@ -42,6 +42,11 @@ RULES = [
     (r"^lookum train policy", {"skip": "70 s even at 2 steps; run by tests/test_policy_rl.py "
                                        "(main(['train', 'policy', ...]))"}),
     (r"integrations\.toy_tasks", {"sub": [("200", "4")]}),
+    (r"experiments/bench_memory\.py",
+     {"skip": "AOT-compiles LLaDA-8B programs (minutes each on 2 cores); its code paths run in "
+              "tests/test_sharded_decoding.py and tests/test_grpo_chunks.py"}),
+    (r"experiments/bench_peer\.py",
+     {"skip": "a benchmark of minutes that needs a Fast-dLLM checkout (--fastdllm-dir)"}),
 ]
 
 
