@@ -96,6 +96,21 @@ def test_a_corrupt_checkpoint_is_one_line_naming_the_file(case, tmp_path, capsys
   assert "re-copy it" in err
 
 
+def test_a_truncated_hugging_face_checkpoint_is_one_line_naming_the_file(tmp_path, capsys):
+  from helpers import write_hf_checkpoint
+
+  from lookum_jax.model import tiny
+
+  hf_dir = tmp_path / "hf"
+  write_hf_checkpoint(hf_dir, tiny(n_layers=1))
+  shard = _truncate(next(hf_dir.glob("*.safetensors")))
+  assert main(["generate", "--model", str(hf_dir), "--prompt", "12", "--gen-length", "8"]) == 2
+  err = capsys.readouterr().err.strip()
+  assert len(err.splitlines()) == 1, err
+  assert err.startswith("lookum generate: error: "), err
+  assert f"{shard} is truncated or corrupt" in err and "re-export it" in err
+
+
 # ---- eval resumes after Ctrl-C --------------------------------------------------------------
 
 def _interrupt_after(monkeypatch, batches: int):
