@@ -4,8 +4,8 @@ and sampler fields -> a `SamplerConfig`.
 Names exist only here, for command lines and config files. The CLI (`--strategy`/`--param`),
 lm-eval's `model_args`, benchmark configs and presets and the experiments all call
 `parse_strategy` / `parse_sampler`; the engine takes values. Packages above the library
-(`policy_rl`) add their strategies with `register_strategy` from the edges that offer them
-(`lookum_jax.cli.sampler_args.register_policy_strategies`), so the library never names them.
+(`policy_rl`) add their strategies with `register_strategy` (`policy_rl.register_strategies`,
+called by the edges that offer those names), so this parser never names them.
 
     parse_strategy("threshold", {"tau": "0.8"})        # Threshold(tau=0.8)
     parse_strategy("lookum", {"paths": 3, "base": "threshold"})

@@ -1,13 +1,13 @@
 """Fixtures shared by test modules: the random test model with its PyTorch twin, and with a
 small random learned policy. Tests name strategies through the parser, with `policy_rl`'s
-names registered as the command line registers them."""
+names registered as the command line registers them (`policy_rl.register_strategies`)."""
 
 import pytest
 
-from lookum_jax.cli.sampler_args import register_policy_strategies
 from lookum_jax.testing import MODEL_CONFIG, random_model
+from policy_rl import register_strategies
 
-register_policy_strategies()
+register_strategies()
 
 
 @pytest.fixture(scope="module")

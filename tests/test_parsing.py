@@ -115,18 +115,19 @@ def test_parse_sampler_changes_a_base():
 
 
 def test_the_library_names_no_policy_rl_until_an_edge_registers_it():
-  """The parser and the benchmark configs load without `policy_rl`; the CLI edge registers
-  its names, and naming one imports it then."""
+  """The parser and the benchmark configs load without `policy_rl`; an edge that offers its
+  names (here a preset, then the CLI again) registers them through
+  `policy_rl.register_strategies`, and registering twice is harmless."""
   code = textwrap.dedent("""
       import sys
-      import lookum_jax.benchmarks.presets, lookum_jax.parsing as parsing
+      import lookum_jax.benchmarks.presets as presets, lookum_jax.parsing as parsing
       assert "policy" not in parsing.strategy_names(), parsing.strategy_names()
       parsing.parse_strategy("lookum", {"paths": 2})
       assert "policy_rl" not in sys.modules
+      assert presets.preset("llada:gsm8k:policy").needs_policy
+      assert "policy_rl" in sys.modules and "policy" in parsing.strategy_names()
       from lookum_jax.cli import sampler_args
-      assert "policy_rl" not in sys.modules and "policy" in parsing.strategy_names()
       assert parsing.parse_strategy("policy", {"mode": "deterministic"}).needs_policy
-      assert "policy_rl" in sys.modules
   """)
   done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                         env={**os.environ, "JAX_PLATFORMS": "cpu"}, timeout=120)

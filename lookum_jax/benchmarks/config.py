@@ -42,8 +42,17 @@ def is_placeholder(value: str | None) -> bool:
   return isinstance(value, str) and value.startswith("<set ")
 
 
+def offer_policy_strategies() -> None:
+  """Lets benchmark configs, presets and overrides name `policy_rl`'s strategies ("policy",
+  "policy_lookum"); imported here, at the edge, so the parser never names `policy_rl`."""
+  import policy_rl
+
+  policy_rl.register_strategies()
+
+
 def sampler_from_dict(values: Mapping[str, Any]) -> SamplerConfig:
   """`sampler_summary`'s inverse; parameters read back from JSON (lists) get their types."""
+  offer_policy_strategies()
   return parse_sampler(values, what="sampler", params_what="params")
 
 
@@ -199,5 +208,6 @@ def _override_sampler(sampler: SamplerConfig, overrides: Sequence[str]) -> Sampl
                        "sampler.strategy, sampler.params.<parameter>.")
   if "strategy" in values:
     values["strategy"] = str(values["strategy"])
+  offer_policy_strategies()
   return parse_sampler({**values, "params": params}, base=sampler, what="--override",
                        params_what="--override sampler.params")

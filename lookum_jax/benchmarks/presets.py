@@ -25,6 +25,7 @@ from lookum_jax.benchmarks.config import (
     DEFAULT_SAMPLER,
     POLICY_PATH_PLACEHOLDER,
     BenchmarkConfig,
+    offer_policy_strategies,
 )
 from lookum_jax.parsing import parse_sampler
 from lookum_jax.sampling.lookum import LookUM
@@ -76,6 +77,7 @@ def preset(name: str, **changes: Any) -> BenchmarkConfig:
     if part not in table:
       raise ValueError(f"unknown preset {kind} {part!r} in {name!r}; valid: "
                        f"{', '.join(table)}.")
+  offer_policy_strategies()
   sampler_config = parse_sampler(SAMPLERS[sampler], base=DEFAULT_SAMPLER, what="preset")
   fields = dict(benchmark=benchmark, sampler_name=sampler, sampler=sampler_config,
                 prompt_buckets=BUCKETS[benchmark], **MODELS[model])

@@ -7,24 +7,13 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+import policy_rl
 from lookum_jax.configfile import parse_key_values
-from lookum_jax.parsing import parse_sampler, register_strategy, strategy_names
+from lookum_jax.parsing import parse_sampler, strategy_names
 from lookum_jax.sampling.config import CACHE_MODES, SamplerConfig
 from lookum_jax.sampling.strategies import Strategy
 
-# `policy_rl`'s strategies by name, imported when first named (the CLI starts without it).
-POLICY_STRATEGIES = {"policy": "policy_rl.strategy:Policy",
-                     "policy_lookum": "policy_rl.lookum:PolicyLookUM"}
-
-
-def register_policy_strategies() -> None:
-  """Adds `policy_rl`'s strategy names to the parser (the CLI, lm-eval and benchmark
-  configs offer them; the library itself never names `policy_rl`)."""
-  for name, factory in POLICY_STRATEGIES.items():
-    register_strategy(name, factory)
-
-
-register_policy_strategies()
+policy_rl.register_strategies()  # --strategy policy / policy_lookum
 
 # Shortcut flags for common strategy parameters: flag -> params key.
 _SHORTCUTS = {"paths": "paths", "pool_size": "pool_size", "tau": "tau", "gamma": "gamma"}

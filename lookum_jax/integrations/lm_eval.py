@@ -51,7 +51,7 @@ from lm_eval.api.model import LM
 from lm_eval.api.registry import register_model
 from tqdm.auto import tqdm
 
-from lookum_jax.cli.sampler_args import register_policy_strategies
+import policy_rl
 from lookum_jax.loading import apply_chat_template, load_model, load_tokenizer, resolve_path
 from lookum_jax.parsing import parse_sampler, sampler_fields
 from lookum_jax.sampling import SamplerConfig, generate
@@ -62,7 +62,7 @@ from lookum_jax.toylab import read_task_spec
 MODEL_NAME = "lookum"
 # Under lm_eval's logger, so its command line shows our lines (mean NFE) with its own.
 logger = logging.getLogger("lm_eval.models.lookum")
-register_policy_strategies()  # model_args strategy=policy / policy_lookum
+policy_rl.register_strategies()  # model_args strategy=policy / policy_lookum
 
 _DEFAULT_GEN_LENGTH = 128
 
