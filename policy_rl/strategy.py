@@ -73,10 +73,7 @@ class CarriesPolicy(Strategy):
       raise ValueError(
           f"strategy {self.name!r} needs the learned policy: a policy_rl.UnmaskingPolicy (or "
           f"a SteeredPolicy), got {type(policy).__name__}.")
-    if module.config.features != self.features:
-      raise ValueError(
-          f"the policy was built for features {module.config.features} but the strategy's "
-          f"params give {self.features}; set params={{'features': {module.config.features}}}.")
+    check_features(module, self.features)
     graphdef, weights = nnx.split(policy)
     return dataclasses.replace(self, graphdef=graphdef, weights=weights)
 
@@ -232,6 +229,15 @@ def action_log_prob(params: Policy, logits: jax.Array, actions: jax.Array,
   return jnp.sum(position_log_probs(params, logits, actions, eligible), axis=-1)
 
 
+def check_features(policy: UnmaskingPolicy, features: tuple[str, ...]) -> None:
+  """Raises ValueError when `policy` was built for other input features than the strategy's
+  (`features`), naming the params that match it."""
+  if policy.config.features != features:
+    raise ValueError(
+        f"the policy was built for features {policy.config.features} but the strategy's params "
+        f"give {features}; set params={{'features': {policy.config.features}}}.")
+
+
 def policy_and_expert_rows(policy_module, params: Policy, batch: int, strategy: str = "policy"
                            ) -> tuple[UnmaskingPolicy, jax.Array]:
   """The carried policy and the rows `[B]` that follow the expert instead."""
@@ -248,10 +254,7 @@ def policy_and_expert_rows(policy_module, params: Policy, batch: int, strategy: 
         f"strategy {strategy!r} needs the learned policy: pass .with_policy(policy) "
         f"with a policy_rl.UnmaskingPolicy (or a SteeredPolicy), got "
         f"{type(policy_module).__name__}.")
-  if policy.config.features != params.features:
-    raise ValueError(
-        f"the policy was built for features {policy.config.features} but the strategy's params "
-        f"give {params.features}; set params={{'features': {policy.config.features}}}.")
+  check_features(policy, params.features)
   if params.mode == "expert":
     expert_rows = jnp.ones((batch,), bool)
   return policy, expert_rows
