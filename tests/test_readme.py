@@ -50,13 +50,14 @@ RULES = [
 ]
 
 
-def _no_decoding(model, ids, config, key, mask=None, *, policy=None, targets=None):
-  """Every response all EOS after `steps` steps, compiling nothing."""
+def _no_decoding(model, ids, config, key, mask=None, *, targets=None):
+  """`generate`'s stand-in: every response all EOS after `steps` steps, compiling nothing
+  (shared by the tests that run the demo)."""
   import numpy as np
 
   import lookum_jax as lj
 
-  del key, mask, policy, targets
+  del key, mask, targets
   eos = np.full((ids.shape[0], config.gen_length), model.config.eos_token_id, np.int32)
   count = np.full((ids.shape[0],), config.steps)
   return lj.GenerationResult(tokens=np.concatenate([ids, eos], 1), nfe=count,

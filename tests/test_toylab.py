@@ -4,7 +4,6 @@ import json
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 import pytest
 
 import lookum_jax as lj
@@ -69,14 +68,9 @@ def test_demo_runs_end_to_end(tmp_path, monkeypatch):
   """The demo's line-up, table, files and plot; its samplers' decoding is stubbed (every
   response left EOS) so that the test compiles none of the 13 programs."""
 
-  def no_decoding(model, ids, config, key, mask=None, *, policy=None, targets=None):
-    del key, mask, policy, targets
-    eos = np.full((ids.shape[0], config.gen_length), model.config.eos_token_id, np.int32)
-    count = np.full((ids.shape[0],), config.steps)
-    return lj.GenerationResult(tokens=np.concatenate([ids, eos], 1), nfe=count,
-                               num_steps=count, unmask_order=None, forward_tokens=count)
+  from test_readme import _no_decoding
 
-  monkeypatch.setattr("lookum_jax.decoding.generate", no_decoding)
+  monkeypatch.setattr("lookum_jax.decoding.generate", _no_decoding)
   out = tmp_path / "demo"
   assert main(["demo", "--limit", "4", "--batch-size", "4", "--no-progress",
                "--out-dir", str(out)]) == 0
