@@ -5,7 +5,8 @@
 The top floor: it imports the library and `policy_rl`, and nothing below imports it. Only the
 module of the command being run registers its full parser (the others are listed by name), and
 JAX is imported only when a command runs, so `lookum --help` is fast. Strategy names go through
-the one parser (`lookum_jax.parsing`); `policy_rl`'s are registered with it in `sampler_args`.
+the one parser (`lookum_jax.parsing`); `sampler_args` registers `policy_rl`'s with it
+(`policy_rl.register_strategies`).
 """
 
 from __future__ import annotations
