@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import json
 import os
+import types
 from pathlib import Path
 
 import jax
+import jax.numpy as jnp
 import ml_dtypes
 import numpy as np
 from flax import nnx
@@ -131,3 +133,28 @@ def hand_built_trajectory(seed: int, valid, positions: int, eligible_rate: float
       masked=jnp.ones(shape, bool), time=jnp.zeros((b, s)),
       eligible=jnp.asarray(rng.random(shape) < eligible_rate).at[..., 0].set(True),
       actions=jnp.asarray(rng.random(shape) < 0.5), valid=valid)
+
+
+def window_forwards(model: nnx.Module, tokens: jax.Array, mask: jax.Array, start: int, end: int,
+                    changed_at: int, width: int, *, offset: int = 0,
+                    fresh_from: int | None = None) -> types.SimpleNamespace:
+  """The cached-window check the LLaDA and Dream cache tests share.
+
+  Two candidate windows `[start, end)` per row go through `model.extend`: candidate 0 is the
+  canvas's own, candidate 1 changes positions `[changed_at, changed_at + width)`. Both are
+  scored, over window positions `[offset, offset + width)`, against the old canvas's cache
+  (`got`) and against the changed canvas's cache (`fresh`). Prefill and extend are jitted (one
+  compile each instead of eager op-by-op dispatch). Also returns both canvases' full logits
+  (`full`, `changed_full`), the old `cache` and the `windows`.
+  """
+  prefill = jax.jit(lambda canvas: model.prefill(canvas, mask))
+  extend = jax.jit(lambda windows, cache: model.extend(
+      windows, start, cache, mask, logits_window=(offset, width), fresh_from=fresh_from))
+  full, cache = prefill(tokens)
+  part = slice(changed_at, changed_at + width)
+  changed = tokens.at[:, part].set((tokens[:, part] + 7) % 90)
+  windows = jnp.stack([tokens[:, start:end], changed[:, start:end]], axis=1)  # [B, 2, w]
+  changed_full, new_cache = prefill(changed)
+  return types.SimpleNamespace(full=full, changed_full=changed_full, cache=cache,
+                               windows=windows, got=extend(windows, cache),
+                               fresh=extend(windows, new_cache))

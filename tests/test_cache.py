@@ -13,6 +13,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from helpers import window_forwards
 
 import lookum_jax as lj
 from lookum_jax.parsing import parse_strategy
@@ -33,20 +34,12 @@ def test_window_forward_against_a_fresh_cache_is_exact(models, mode):
   mask = jnp.asarray(np.arange(24)[None] >= np.array([[0], [5]]))  # row 1 left-padded
   start, width = 12, 6
   end = start + width if mode == "dual" else 24
-  # Jitted: one compile each instead of eager op-by-op dispatch (several times slower).
-  prefill = jax.jit(lambda tokens: model.prefill(tokens, mask))
-  extend = jax.jit(lambda windows, cache: model.extend(windows, start, cache, mask,
-                                                       logits_window=(0, width)))
-  full, cache = prefill(tokens)
   # Two candidate windows per row; candidate 1 changes the window's tokens.
-  changed = tokens.at[:, start:start + width].set((tokens[:, start:start + width] + 7) % 90)
-  windows = jnp.stack([tokens[:, start:end], changed[:, start:end]], axis=1)  # [B, 2, w]
-  got = extend(windows, cache)
-  np.testing.assert_allclose(got[:, 0], full[:, start:start + width], atol=2e-5, rtol=1e-5)
+  run = window_forwards(model, tokens, mask, start, end, start, width)
+  got, fresh = run.got, run.fresh
+  np.testing.assert_allclose(got[:, 0], run.full[:, start:start + width], atol=2e-5, rtol=1e-5)
   # Against a cache of the changed canvas, the changed candidate is exact too...
-  changed_full, new_cache = prefill(changed)
-  fresh = extend(windows, new_cache)
-  np.testing.assert_allclose(fresh[:, 1], changed_full[:, start:start + width],
+  np.testing.assert_allclose(fresh[:, 1], run.changed_full[:, start:start + width],
                              atol=2e-5, rtol=1e-5)
   # ...and against the old canvas's cache it is not (bidirectional keys outside the window
   # saw the old window), so the checks above can fail.

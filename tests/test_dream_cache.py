@@ -19,6 +19,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from helpers import window_forwards
 
 from lookum_jax.model import tiny
 from lookum_jax.sampling import SamplerConfig, generate
@@ -78,17 +79,11 @@ def test_window_forward_against_a_fresh_cache_is_exact(dream, mode):
   # before the block attending through the cache (as the loop's prefix mode).
   start, end = (block, block + width) if mode == "dual" else (8, length)
   offset = block - start
-  prefill = jax.jit(lambda tokens: model.prefill(tokens, mask))  # one compile, not op by op
-  extend = jax.jit(lambda windows, cache: model.extend(
-      windows, start, cache, mask, logits_window=(offset, width), fresh_from=block))
-  full, cache = prefill(tokens)
-  changed = tokens.at[:, block:block + width].set((tokens[:, block:block + width] + 7) % 90)
-  windows = jnp.stack([tokens[:, start:end], changed[:, start:end]], axis=1)  # [B, 2, w]
-  got = extend(windows, cache)
+  run = window_forwards(model, tokens, mask, start, end, block, width, offset=offset,
+                        fresh_from=block)
+  got, fresh, full, cache, windows = run.got, run.fresh, run.full, run.cache, run.windows
   np.testing.assert_allclose(got[:, 0], full[:, block:block + width], atol=2e-5, rtol=1e-5)
-  changed_full, new_cache = prefill(changed)
-  fresh = extend(windows, new_cache)
-  np.testing.assert_allclose(fresh[:, 1], changed_full[:, block:block + width],
+  np.testing.assert_allclose(fresh[:, 1], run.changed_full[:, block:block + width],
                              atol=2e-5, rtol=1e-5)
   # Against the old canvas's cache the changed candidate's first position reads the cached
   # output of the position before the block (so it equals the old canvas's logits there),

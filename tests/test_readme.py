@@ -110,7 +110,7 @@ def in_scratch(tmp_path, monkeypatch):
 @pytest.mark.parametrize("words", readme_commands(), ids=_ids(readme_commands()))
 def test_readme_command_runs(words, in_scratch, monkeypatch):
   _, rule = rule_for(words)
-  if "skip" in rule:
+  if "skip" in rule:  # needs weights, an accelerator or a peer checkout: RULES says which
     pytest.skip(rule["skip"])
   for old, new in rule.get("sub", []):
     words = [new if w == old else w for w in words]
