@@ -21,10 +21,8 @@ def test_log_odds_separates_probabilities_that_round_to_one():
 def test_low_confidence_commits_the_more_certain_of_two_near_one_positions():
   logits = jnp.asarray([[25.0, 0, 0, 0], [30.0, 0, 0, 0], [2.0, 0, 0, 0]], jnp.float32)
   candidates = jnp.zeros((3,), jnp.int32)
-  view = StepView(
-      logits=logits, candidates=candidates,
-      confidence=scores.token_probability(logits, candidates),
-      certainty=scores.log_odds(logits, candidates), eligible=jnp.ones(3, bool),
+  view = StepView.of_logits(
+      logits, candidates, eligible=jnp.ones(3, bool),
       masked=jnp.ones(3, bool), demoted=jnp.zeros(3, bool), num_transfer=jnp.int32(1),
       positions=jnp.arange(3))
   # By probability positions 0 and 1 tie at 1.0 and the lower index would win.

@@ -16,10 +16,8 @@ def make_view(logits, eligible=None, demoted=None, num_transfer=0, start=0):
   length = logits.shape[0]
   candidates = jnp.argmax(logits, axis=-1).astype(jnp.int32)
   eligible = jnp.ones(length, bool) if eligible is None else jnp.asarray(eligible, bool)
-  return StepView(
-      logits=logits, candidates=candidates,
-      confidence=scores.token_probability(logits, candidates),
-      certainty=scores.log_odds(logits, candidates),
+  return StepView.of_logits(
+      logits, candidates,
       eligible=eligible, masked=eligible,
       demoted=jnp.zeros(length, bool) if demoted is None else jnp.asarray(demoted, bool),
       num_transfer=jnp.int32(num_transfer),

@@ -113,6 +113,8 @@ class StepView:
     certainty: `[W]` log-odds of `candidates`, `log p - log(1 - p)`, computed from the
       logits so that probabilities that round to 1.0 in float32 still rank apart. Rank by
       this; compare `confidence` with thresholds.
+    entropy: `[W]` Shannon entropy (nats) of each position's predictive distribution.
+    margin: `[W]` top-1 minus top-2 softmax probability of each position.
     eligible: `[W]` masked and inside the current block: the only committable positions.
     masked: `[W]` positions still masked (eligible or in a later block).
     demoted: `[W]` positions to commit only after every other eligible one
@@ -128,12 +130,23 @@ class StepView:
   candidates: jax.Array
   confidence: jax.Array
   certainty: jax.Array
+  entropy: jax.Array
+  margin: jax.Array
   eligible: jax.Array
   masked: jax.Array
   demoted: jax.Array
   num_transfer: jax.Array
   positions: jax.Array
   mask_token_id: int | None = struct.field(pytree_node=False, default=None)
+
+  @classmethod
+  def of_logits(cls, logits: jax.Array, candidates: jax.Array, **fields: Any) -> StepView:
+    """A view whose per-position statistics (confidence, certainty, entropy, margin) are
+    computed from `logits [..., W, V]` and `candidates [..., W]`; `fields` gives the rest."""
+    return cls(logits=logits, candidates=candidates,
+               confidence=scores.token_probability(logits, candidates),
+               certainty=scores.log_odds(logits, candidates),
+               entropy=scores.entropy(logits), margin=scores.margin(logits), **fields)
 
 
 @struct.dataclass
@@ -360,10 +373,8 @@ class StepContext:
       demoted = jnp.zeros_like(candidates, dtype=bool)
     index = jnp.minimum(state.step_in_block, self.schedule.shape[0] - 1)
     batch = candidates.shape[0]
-    return StepView(
-        logits=state.logits, candidates=candidates,
-        confidence=scores.token_probability(state.logits, candidates),
-        certainty=scores.log_odds(state.logits, candidates),
+    return StepView.of_logits(
+        state.logits, candidates,
         eligible=self.eligible(state), masked=self.window_masked(state), demoted=demoted,
         num_transfer=self.schedule[index],
         positions=jnp.broadcast_to(positions, (batch, positions.shape[0])),

@@ -63,10 +63,10 @@ class Margin(Rule):
   name = "margin"
 
   def score(self, view):
-    return scores.margin(view.logits)
+    return view.margin
 
   def proposal_log_score(self, view):
-    return jnp.log(jnp.maximum(scores.margin(view.logits), 1e-20))
+    return jnp.log(jnp.maximum(view.margin, 1e-20))
 
 
 @pytree_dataclass
@@ -76,7 +76,7 @@ class Entropy(Rule):
   name = "entropy"
 
   def score(self, view):
-    return -scores.entropy(view.logits)
+    return -view.entropy
 
 
 @pytree_dataclass
@@ -127,7 +127,7 @@ class EntropyBounded(Rule):
     check_number("entropy_bounded", "gamma", self.gamma, lambda v: v >= 0, ">= 0")
 
   def score(self, view):
-    return -scores.entropy(view.logits)
+    return -view.entropy
 
   @property
   def uses_schedule(self) -> bool:
