@@ -67,6 +67,15 @@ def compute_features(features: tuple[str, ...], logits: jax.Array, masked: jax.A
       probabilities of the best real tokens (under the full softmax), i.e. at temperature 0
       the probability of the token the sampler would commit.
   """
+  return policy_input(token_features(features, logits, banned_token), masked, num_steps,
+                      gen_length)
+
+
+def token_features(features: tuple[str, ...], logits: jax.Array,
+                   banned_token: int | None = None) -> jax.Array:
+  """`[..., T, F]` float32 per-position features of logits `[..., T, V]`, one column per name
+  of `features` (see `compute_features`). The sampling loop computes them right after each
+  forward (`Policy.observe`), so the logits are not carried to the step."""
   logits = logits.astype(jnp.float32)
   log_norm = jax.nn.logsumexp(logits, axis=-1)
   real = logits if banned_token is None else logits.at[..., banned_token].set(-jnp.inf)
@@ -81,7 +90,13 @@ def compute_features(features: tuple[str, ...], logits: jax.Array, masked: jax.A
       columns.append(scores.entropy(logits))
     else:
       raise ValueError(f"unknown policy feature {name!r}; choose from {TOKEN_FEATURES}.")
+  return jnp.stack(columns, axis=-1)
+
+
+def policy_input(token_features: jax.Array, masked: jax.Array, num_steps: jax.Array,
+                 gen_length: int) -> PolicyInput:
+  """The policy input of a step from its token features `[B, T, F]` (`token_features`)."""
   return PolicyInput(
-      token_features=jnp.stack(columns, axis=-1),
+      token_features=token_features,
       masked=masked.astype(bool),
       time=num_steps.astype(jnp.float32) / gen_length)

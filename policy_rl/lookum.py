@@ -72,6 +72,8 @@ class PolicyLookUM(CarriesPolicy):
   """
 
   name = "policy_lookum"
+  # The at-least-one fallback ranks by certainty; the verifier's entropy_cost reads entropy.
+  reads = frozenset({"certainty", "entropy"})
   paths: int = static_field(2)
   beta: float = 1.0
   temperature: float = 1.0
@@ -152,7 +154,7 @@ def _unmask_probabilities(ctx: StepContext, state: LoopState, view, params: Poli
   policy, _ = policy_and_expert_rows(params.policy_module(),
                                      params.policy_params("deterministic"),
                                      state.tokens.shape[0], strategy="policy_lookum")
-  logits = policy(policy_inputs(ctx, state, view, params.features))
+  logits = policy(policy_inputs(ctx, state, view))
   return (unmask_probability(params.policy_params("deterministic"), logits),
           unmask_probability(params.policy_params("scaled"), logits))
 

@@ -1,6 +1,7 @@
 """The `policy` strategy: a learned policy decides which masked positions to commit.
 
-Each step the loop's logits give the policy's input (`policy_rl.features`); the policy gives a
+Each forward's logits give the policy's input (`policy_rl.features`, computed right after the
+forward and carried to the step: `CarriesPolicy.observe`); the policy gives a
 logit per position, and every masked position of the current block (eligible) is unmasked
 independently with probability `sigmoid(logit / temperature)` (mode "sample"), that
 probability scaled to `min(1, beta * p)` ("scaled", test-time scaling), or when it is at least
@@ -47,7 +48,13 @@ from lookum_jax.sampling.types import (
     pytree_dataclass,
     static_field,
 )
-from policy_rl.features import DEFAULT_FEATURES, PolicyInput, compute_features, validate_features
+from policy_rl.features import (
+    DEFAULT_FEATURES,
+    PolicyInput,
+    policy_input,
+    token_features,
+    validate_features,
+)
 from policy_rl.policy import UnmaskingPolicy, load_policy
 
 MODES = ("sample", "deterministic", "scaled", "expert")
@@ -60,6 +67,11 @@ class CarriesPolicy(Strategy):
   the architecture) and `weights` (traced leaves)."""
 
   needs_policy = True
+
+  def observe(self, ctx, logits):
+    """The policy's token features of each forward (`features.token_features`), carried to
+    the next step instead of the logits."""
+    return token_features(self.features, logits, banned_token=ctx.mask_token_id)
 
   @classmethod
   def load(cls, directory: str | os.PathLike, **params: Any) -> Strategy:
@@ -115,6 +127,8 @@ class Policy(CarriesPolicy):
   """
 
   name = "policy"
+  # The at-least-one fallback ranks by certainty; the threshold expert reads confidence.
+  reads = frozenset({"certainty", "confidence"})
   mode: str = static_field("sample")
   beta: float = 1.0
   temperature: float = 1.0
@@ -288,11 +302,10 @@ def _record(trajectory: Trajectory, index: jax.Array, active: jax.Array, inputs:
       valid=write(trajectory.valid, active))
 
 
-def policy_inputs(ctx: StepContext, state: LoopState, view, features: tuple[str, ...]
-                  ) -> PolicyInput:
-  """The policy's observation of the window at this step."""
-  return compute_features(features, view.logits, view.masked, state.num_steps,
-                          ctx.config.gen_length, banned_token=ctx.mask_token_id)
+def policy_inputs(ctx: StepContext, state: LoopState, view) -> PolicyInput:
+  """The policy's observation of the window at this step: the token features the loop
+  computed after the forward (`CarriesPolicy.observe`)."""
+  return policy_input(view.observed, view.masked, state.num_steps, ctx.config.gen_length)
 
 
 def policy_step(params: Policy, ctx: StepContext, state: LoopState) -> LoopState:
@@ -301,7 +314,7 @@ def policy_step(params: Policy, ctx: StepContext, state: LoopState) -> LoopState
   policy, expert_rows = policy_and_expert_rows(params.policy_module(), params, batch)
   noise_keys, draw_keys = ctx.step_keys(state)
   view = ctx.view(state, noise_keys)
-  inputs = policy_inputs(ctx, state, view, params.features)
+  inputs = policy_inputs(ctx, state, view)
   logits = policy(inputs)  # [B, W]
   if params.mode == "deterministic":
     drawn = unmask_probability(params, logits) >= 0.5

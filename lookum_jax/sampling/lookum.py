@@ -61,6 +61,7 @@ class Pool:
   """Which eligible positions LookUM's drawn candidates may commit."""
 
   name: ClassVar[str] = ""
+  reads: ClassVar[frozenset[str]] = frozenset()  # the view statistics `members` reads
 
   def members(self, view: StepView, rank: jax.Array, count: jax.Array) -> jax.Array:
     """`[W]` pool membership, given the base rule's `rank` and the step's commit `count`."""
@@ -88,6 +89,7 @@ class AboveThreshold(Pool):
   as many as a step commits."""
 
   name = "threshold"
+  reads = frozenset({"confidence"})
   threshold: float = 0.5
 
   def members(self, view, rank, count):
@@ -114,7 +116,8 @@ class Proposal:
     temperature: sharpness of the draw, probability proportional to `score ** (1 / T)`
       (traced).
     sample_tokens: drawn candidates write tokens sampled from the model's distribution
-      instead of its argmax.
+      instead of its argmax (at the step, from `view.logits`: the loop then carries the
+      logits).
   """
 
   pool: Pool = TopK()
@@ -123,6 +126,10 @@ class Proposal:
 
   def __post_init__(self):
     check_number("proposal_temperature", "", self.temperature, lambda v: v > 0, "> 0")
+
+  def statistics(self, base: Rule) -> frozenset[str]:
+    """The view statistics the base rule, its proposal score and the pool read."""
+    return base.statistics() | base.proposal_reads | self.pool.reads
 
   def pool_of(self, base: Rule, view: StepView) -> tuple[jax.Array, jax.Array, jax.Array]:
     """The base rule's commit set `[W]`, the pool `[W]` and the step's commit count."""
@@ -247,8 +254,9 @@ def distinct_candidates(cand: Candidates) -> jax.Array:
 def keep_chosen(ctx: StepContext, state: LoopState, cand: Candidates, selector: Selector,
                 choice_keys: jax.Array, row_choice: jax.Array, dedupe: bool = True
                 ) -> LoopState:
-  """Commits each row's candidate chosen by `selector` and keeps its look-ahead logits as
-  the next step's, so a step costs K forwards: one per distinct candidate with `dedupe`.
+  """Commits each row's candidate chosen by `selector` and keeps its look-ahead window
+  statistics as the next step's, so a step costs K forwards: one per distinct candidate with
+  `dedupe`.
 
   `row_choice` `[B]`: rows whose K candidates can differ. A row without a choice is charged
   what its base step would cost (one forward, none if the commit finished its block), so a
@@ -266,8 +274,9 @@ def keep_chosen(ctx: StepContext, state: LoopState, cand: Candidates, selector: 
   state = ctx.commit(state, chosen_of(cand.commits), chosen_of(cand.tokens))
   forwards = jnp.where(row_choice, paths, ctx.active(state).astype(jnp.int32)) * active
   state = ctx.charge(state, forwards)
-  return state.replace(logits=jnp.where(active[:, None, None], chosen_of(cand.logits),
-                                        state.logits))
+  keep = lambda new, old: jnp.where(active.reshape((batch,) + (1,) * (old.ndim - 1)),
+                                    chosen_of(new), old)
+  return state.replace(window=jax.tree.map(keep, cand.window, state.window))
 
 
 # ---------------------------------------------------------------------- LookUM
@@ -356,6 +365,16 @@ class LookUM(FlatForm, Strategy):
     """The oracle control reads the reference answers (`generate(..., targets=...)`)."""
     return self.selector.needs_targets
 
+  def statistics(self) -> frozenset[str]:
+    """The base rule's and the proposal's statistics, and the entropy the verifier's
+    `entropy_cost` charges (traced, so always computed)."""
+    return self.proposal.statistics(self.base) | {"entropy"}
+
+  def carries_logits(self, config) -> bool:
+    """Its own `needs_logits`, its base's, or drawn tokens (`Proposal.sample_tokens`)."""
+    return (self.needs_logits or self.base.carries_logits(config)
+            or self.proposal.sample_tokens)
+
   def base_step(self, ctx: StepContext, state: LoopState) -> LoopState:
     return ctx.select_step(state, self.base.select)
 
@@ -435,6 +454,19 @@ class SMC(FlatForm, Strategy):
   def uses_schedule(self) -> bool:
     return self.base.uses_schedule
 
+  def statistics(self) -> frozenset[str]:
+    return self.proposal.statistics(self.base)
+
+  def carries_logits(self, config) -> bool:
+    """Under sampling, a resampled particle continues another's path but draws its
+    candidates with its own noise key (`LoopState.ROW_OWN`), which only the logits allow."""
+    return (config.sampled or self.needs_logits or self.base.carries_logits(config)
+            or self.proposal.sample_tokens)
+
+  def observe(self, ctx, logits):
+    """The verifier's per-position certainty of each forward (its particle weights)."""
+    return self.verifier.metric(logits)
+
   def init_state(self, ctx, batch_size):
     return {"log_weight": jnp.zeros((batch_size,), jnp.float32)}
 
@@ -470,7 +502,10 @@ def smc_step(smc: SMC, ctx: StepContext, state: LoopState) -> LoopState:
   state = ctx.refresh_logits(ctx.commit(state, particle_set(commits), particle_set(tokens)))
   # One path per particle: the "common" scope is its "masked" scope.
   scope = smc.verifier.scope(ctx, before, ctx.window_masked(state)[:, None])
-  score = smc.verifier.mean_certainty(state.logits[:, None], scope)[:, 0]
+  window = state.window
+  certainty = (window.observed if window.logits is None
+               else smc.verifier.metric(window.logits))  # [B, W], of the fresh forward
+  score = smc.verifier.mean_over(certainty[:, None], scope)[:, 0]
   # Rows that just finished their block have no fresh forward and nothing left to judge:
   # their weight stops changing.
   log_weight = state.strategy_state["log_weight"] + jnp.where(

@@ -8,8 +8,8 @@ others catch up, so its tokens and NFE do not depend on its batch.
 
 Each block starts with one full forward. Its logits serve the block's first step and, under
 a KV cache (`SamplerConfig.cache`), it stores every layer's keys and values. Every later step
-selects positions from the carried logits, commits them and runs the forward for the new
-canvas:
+selects positions from the carried window statistics, commits them and runs the forward for
+the new canvas:
 
   * cache "none": the whole sequence, with the LM head over the response only;
   * cache "prefix": the response against the cached prompt and finished blocks, whose keys
@@ -18,11 +18,15 @@ canvas:
     the finished blocks' queries are computed and dropped);
   * cache "dual": the block only, against the cached prefix and suffix (Fast-dLLM).
 
-The carried logits, and every per-position array a strategy sees (`StepView`), cover a
+The loop does not carry the logits. Right after each forward it computes what the strategy
+reads per position (`WindowStats`: the candidate token, drawn with the Gumbel noise of the
+step that reads it, and the statistics the strategy names in `Strategy.reads`) and carries
+that; only a strategy that declares `Strategy.needs_logits` carries the `[B, W, V]` logits.
+The carried statistics, and every per-position array a strategy sees (`StepView`), cover a
 *window* of response positions: the whole response without a cache, the current block with
 one. Prompt positions are never in it, so nothing is computed or drawn for them. A strategy
-such as LookUM that already ran the model on the chosen canvas hands those logits back
-instead, so its look-ahead forward doubles as the next step's forward.
+such as LookUM that already ran the model on the chosen canvas hands that forward's
+statistics back instead, so its look-ahead forward doubles as the next step's forward.
 
 Randomness: a row's key is folded with its own step count each step (noise and strategy keys)
 and per-position draws with the response position, so a row's samples depend only on its key
@@ -43,7 +47,7 @@ from flax import nnx, struct
 
 from lookum_jax.model.llada import KVCache
 from lookum_jax.sampling.config import SamplerConfig
-from lookum_jax.sampling.types import LoopState, StepContext, row_keys_from
+from lookum_jax.sampling.types import LoopState, StepContext, WindowStats, row_keys_from
 
 ForwardFn = Callable[[jax.Array, jax.Array | None], jax.Array]
 
@@ -165,21 +169,24 @@ def init_decode(model: Any, prompt_ids: jax.Array, prompt_mask: jax.Array | None
       stop_token_ids=stop_token_ids, schedule=jnp.asarray(schedule, jnp.int32),
       targets=None if targets is None else jnp.asarray(targets, jnp.int32))
   zeros = jnp.zeros((batch,), jnp.int32)
+  blank = _blank_state(canvas, config, zeros, row_keys_from(key, batch), WindowStats(), None)
+
+  def first_forward():
+    logits, cache = ctx._full_forward(blank)
+    return ctx.window_stats(blank, logits), cache
+
   # Placeholders with the shapes the first block's forward fills in.
-  logits_shape = jax.eval_shape(lambda: ctx._full_forward(_blank_state(
-      canvas, config, zeros, key, None, None)))
-  logits = jnp.zeros(logits_shape[0].shape, logits_shape[0].dtype)
-  cache = (None if logits_shape[1] is None
-           else jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), logits_shape[1]))
-  state = _blank_state(canvas, config, zeros, row_keys_from(key, batch), logits, cache)
-  state = state.replace(strategy_state=strategy.init_state(ctx, batch))
+  window, cache = jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype),
+                               jax.eval_shape(first_forward))
+  state = blank.replace(window=window, cache=cache,
+                        strategy_state=strategy.init_state(ctx, batch))
   return ctx, state
 
 
-def _blank_state(canvas, config, zeros, row_keys, logits, cache) -> LoopState:
+def _blank_state(canvas, config, zeros, row_keys, window, cache) -> LoopState:
   batch = canvas.shape[0]
   return LoopState(
-      tokens=canvas, logits=logits,
+      tokens=canvas, window=window,
       masked=jnp.ones((batch, config.gen_length), bool),
       unmask_order=jnp.full((batch, config.gen_length), -1, jnp.int32),
       step_in_block=zeros, num_steps=zeros, nfe=zeros, forward_tokens=zeros,

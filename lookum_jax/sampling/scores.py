@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import jax
 import jax.numpy as jnp
 
@@ -71,3 +73,14 @@ def entropy(logits: jax.Array) -> jax.Array:
   p = jnp.exp(logp)
   # Tokens banned with -inf logits contribute 0 (not 0 * -inf = nan).
   return -jnp.sum(jnp.where(p > 0, p * logp, 0.0), axis=-1)
+
+
+# The per-position statistics a step view offers (`types.StepView`), each a function of the
+# logits `[..., W, V]` and the candidate tokens `[..., W]`. A strategy names the ones it reads
+# (`Strategy.reads`); the loop computes only those, once per forward.
+STATISTICS: dict[str, Callable[[jax.Array, jax.Array], jax.Array]] = {
+    "confidence": token_probability,
+    "certainty": log_odds,
+    "entropy": lambda logits, tokens: entropy(logits),
+    "margin": lambda logits, tokens: margin(logits),
+}

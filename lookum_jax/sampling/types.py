@@ -101,12 +101,21 @@ def check_unit_interval(owner: str, name: str, value: Any) -> None:
 
 # ---------------------------------------------------------------------- what a step sees
 
+ALL_STATISTICS: frozenset[str] = frozenset(scores.STATISTICS)
+
+
 @struct.dataclass
 class StepView:
   """What a per-sequence strategy sees at one step, over the window of W response positions.
 
+  The loop computes the per-position statistics a strategy reads (`Strategy.reads`) once,
+  right after each forward, and carries them (`WindowStats`) instead of the logits; a
+  statistic the strategy does not read is None. A strategy that declares `needs_logits`
+  gets the logits (and every statistic, computed from them each step).
+
   Attributes:
-    logits: `[W, V]` float32 logits of the current canvas (after CFG / EOS options).
+    logits: `[W, V]` float32 logits of the current canvas (after CFG / EOS options), only
+      for a strategy that carries them (`Strategy.carries_logits`); else None.
     candidates: `[W]` the token each position would receive (argmax, Gumbel-noised
       when temperature > 0; never the mask token).
     confidence: `[W]` softmax probability of `candidates`.
@@ -123,20 +132,23 @@ class StepView:
     positions: `[W]` int32 response index of each window position (0 = first response
       token); key per-position randomness on it (`scores.position_uniform`) so that a draw
       does not depend on the window's extent or the batch's padding.
+    observed: what the strategy computes of each forward's logits itself
+      (`Strategy.observe`, e.g. a learned policy's input features), or None.
     mask_token_id: the mask token (never a candidate).
   """
 
-  logits: jax.Array
+  logits: jax.Array | None
   candidates: jax.Array
-  confidence: jax.Array
-  certainty: jax.Array
-  entropy: jax.Array
-  margin: jax.Array
+  confidence: jax.Array | None
+  certainty: jax.Array | None
+  entropy: jax.Array | None
+  margin: jax.Array | None
   eligible: jax.Array
   masked: jax.Array
   demoted: jax.Array
   num_transfer: jax.Array
   positions: jax.Array
+  observed: Any = None
   mask_token_id: int | None = struct.field(pytree_node=False, default=None)
 
   @classmethod
@@ -144,9 +156,36 @@ class StepView:
     """A view whose per-position statistics (confidence, certainty, entropy, margin) are
     computed from `logits [..., W, V]` and `candidates [..., W]`; `fields` gives the rest."""
     return cls(logits=logits, candidates=candidates,
-               confidence=scores.token_probability(logits, candidates),
-               certainty=scores.log_odds(logits, candidates),
-               entropy=scores.entropy(logits), margin=scores.margin(logits), **fields)
+               **statistics_of(logits, candidates, ALL_STATISTICS), **fields)
+
+
+def statistics_of(logits: jax.Array, candidates: jax.Array, names: frozenset[str]
+                  ) -> dict[str, jax.Array | None]:
+  """The statistics `names` of `logits [..., W, V]` and `candidates [..., W]` (`[..., W]`
+  each), None for the others."""
+  return {name: (function(logits, candidates) if name in names else None)
+          for name, function in scores.STATISTICS.items()}
+
+
+@struct.dataclass
+class WindowStats:
+  """What the loop keeps of one forward's window logits `[..., W, V]` until the next step's
+  view, per position (`[..., W]`).
+
+  A lean window (the default): the candidate tokens, the statistics the strategy reads
+  (`Strategy.reads`; the others None) and what it observes (`Strategy.observe`), all computed
+  right after the forward, with the Gumbel noise of the step that will read them. Nothing
+  vocabulary-sized is carried. A strategy that carries the logits (`carries_logits`) keeps
+  `logits` alone, and its view computes everything from them (as the loop always did).
+  """
+
+  candidates: jax.Array | None = None  # [..., W] int32
+  confidence: jax.Array | None = None
+  certainty: jax.Array | None = None
+  entropy: jax.Array | None = None
+  margin: jax.Array | None = None
+  observed: Any = None
+  logits: jax.Array | None = None  # [..., W, V] float32, only when carried
 
 
 @struct.dataclass
@@ -154,7 +193,7 @@ class LoopState:
   """Carried through the loop. B rows, G = gen_length, W = window, T = prompt + G."""
 
   tokens: jax.Array  # [B, T] int32 canvas
-  logits: jax.Array  # [B, W, V] float32, model output over the window for `tokens`
+  window: WindowStats  # [B, W] statistics of the model's output over the window for `tokens`
   masked: jax.Array  # [B, G] bool, response positions still to decode
   unmask_order: jax.Array  # [B, G] int32, step at which committed; -1 uncommitted
   step_in_block: jax.Array  # [B] int32
@@ -174,8 +213,9 @@ class LoopState:
 
   def take_paths(self, source: jax.Array) -> LoopState:
     """Each row `i` continues the path of row `source[i]`: every field but `ROW_OWN` (the
-    canvas, logits, masks, step counters, KV cache, and any field added later) is gathered
-    with a tree map."""
+    canvas, window statistics, masks, step counters, KV cache, and any field added later) is
+    gathered with a tree map. The window's candidates were drawn with the source row's noise
+    key, so a strategy that resamples under sampling carries the logits (`SMC`)."""
     rows = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)
             if f.name not in self.ROW_OWN and f.name != "cache"}
     moved = jax.tree.map(lambda a: a[source], rows)
@@ -211,13 +251,26 @@ class Strategy:
   over the batch. A strategy that needs more (look-ahead forwards, a learned policy, its own
   carried state) overrides `step(ctx, state)`, and `init_state` for its carried state.
 
+  What the loop carries for it between a forward and the next step's view is what it reads:
+  the candidate tokens, the statistics named in `reads` (computed once, right after each
+  forward) and what `observe` returns. Only a strategy that declares `needs_logits` pays for
+  the full distribution (`[B, W, V]` float32 carried through the loop).
+
   Class attributes:
     name: the strategy's name at the command line and in configs.
     needs_policy: the strategy reads a learned policy's weights, which the value must carry.
+    needs_logits: the strategy reads `view.logits` (the full distribution, e.g. a KL between
+      steps): the loop carries the window's float32 logits, and the view computes every
+      statistic from them. Otherwise `view.logits` is None and nothing `[B, W, V]` is carried.
+    reads: the `StepView` statistics the strategy reads, of "confidence", "certainty",
+      "entropy", "margin" (`scores.STATISTICS`); the others are None in its view. Default:
+      all of them.
   """
 
   name: ClassVar[str] = ""
   needs_policy: ClassVar[bool] = False
+  needs_logits: ClassVar[bool] = False
+  reads: ClassVar[frozenset[str]] = ALL_STATISTICS
 
   @property
   def uses_schedule(self) -> bool:
@@ -233,6 +286,25 @@ class Strategy:
     """One batched step; it must add the forward passes it spends to `state.nfe`.
     Default: `select`, commit, forward."""
     return ctx.select_step(state, self.select)
+
+  def statistics(self) -> frozenset[str]:
+    """The statistics the loop computes after each forward (default `reads`; a strategy
+    built from parts, such as LookUM, unites its parts')."""
+    return self.reads
+
+  def carries_logits(self, config: SamplerConfig) -> bool:
+    """Whether the loop carries the window's logits for this strategy under `config`: it
+    declares `needs_logits`, or the configuration needs them (SMC's resampling under
+    sampling; LookUM drawing tokens from the distribution)."""
+    del config
+    return self.needs_logits
+
+  def observe(self, ctx: StepContext, logits: jax.Array) -> Any:
+    """What the strategy computes of a forward's logits `[..., W, V]` beyond the shared
+    statistics (a pytree of `[..., W, ...]` arrays, e.g. a policy's input features), carried
+    to the next step's `view.observed`. Default: nothing."""
+    del ctx, logits
+    return None
 
   def init_state(self, ctx: StepContext, batch_size: int) -> Any:
     """The strategy's own state carried through the loop (default: none)."""
@@ -290,7 +362,7 @@ class Strategy:
 class StepContext:
   """Everything a step needs besides the loop state, built once per trace: the config, the
   model as a forward function, the window's geometry and the step parts strategies compose
-  (`view`, `commit`, `lookahead`, `refresh_logits`, `charge`).
+  (`view`, `commit`, `lookahead`, `window_stats`, `refresh_logits`, `charge`).
 
   `static_block` is the block index when blocks run in a Python loop (the eager reference),
   else None and the block index is `state.block`.
@@ -353,32 +425,77 @@ class StepContext:
     return jnp.any(self.eligible(state), axis=-1)
 
   # ------------------------------------------------------------------ step parts
-  def step_keys(self, state: LoopState) -> tuple[jax.Array, jax.Array]:
+  def step_keys(self, state: LoopState, num_steps: jax.Array | None = None
+                ) -> tuple[jax.Array, jax.Array]:
     """Per-row keys for this step: (noise key, strategy key), from the row key and the row's
-    own step count."""
+    own step count (`num_steps`, default the state's)."""
+    num_steps = state.num_steps if num_steps is None else num_steps
     keys = jax.vmap(lambda k, n: jax.random.split(jax.random.fold_in(k, n)))(
-        state.row_keys, state.num_steps)
+        state.row_keys, num_steps)
     return keys[:, 0], keys[:, 1]
 
-  def view(self, state: LoopState, noise_keys: jax.Array) -> StepView:
-    """Candidates and scores of the window from the carried logits (batched `[B, ...]`)."""
+  @property
+  def lean(self) -> bool:
+    """The loop carries statistics, not logits (see `WindowStats`)."""
+    return not self.config.strategy.carries_logits(self.config)
+
+  def _candidates(self, state: LoopState, logits: jax.Array, noise_keys: jax.Array
+                  ) -> jax.Array:
+    """Candidate tokens `[B, (K,) W]` of window logits `[B, (K,) W, V]`, one noise key per
+    row (shared by a row's K look-aheads)."""
     cfg = self.config
     positions = self.window_positions(state)
-    candidates = jax.vmap(
-        lambda lg, k: scores.gumbel_argmax(lg, cfg.noise_temperature, k, positions,
-                                           self.mask_token_id))(state.logits, noise_keys)
+    draw = lambda lg, k: scores.gumbel_argmax(lg, cfg.noise_temperature, k, positions,
+                                              self.mask_token_id)
+    if logits.ndim == 4:
+      draw = jax.vmap(draw, in_axes=(0, None))
+    return jax.vmap(draw)(logits, noise_keys)
+
+  def window_stats(self, state: LoopState, logits: jax.Array,
+                   num_steps: jax.Array | None = None) -> WindowStats:
+    """What the loop carries of a forward's window logits `[B, (K,) W, V]` (`WindowStats`):
+    the logits themselves for a strategy that carries them; else the candidates, drawn with
+    the noise key of the step that will read them (the row's step count `num_steps`, default
+    the state's), the strategy's statistics and what it observes."""
+    if not self.lean:
+      return WindowStats(logits=logits)
+    strategy = self.config.strategy
+    noise_keys, _ = self.step_keys(state, num_steps)
+    candidates = self._candidates(state, logits, noise_keys)
+    return WindowStats(candidates=candidates,
+                       **statistics_of(logits, candidates, strategy.statistics()),
+                       observed=strategy.observe(self, logits))
+
+  def entropy(self, state: LoopState) -> jax.Array:
+    """`[B, W]` entropy of the current window (carried, or from the carried logits); the
+    strategy must read "entropy"."""
+    window = state.window
+    return window.entropy if window.logits is None else scores.entropy(window.logits)
+
+  def view(self, state: LoopState, noise_keys: jax.Array) -> StepView:
+    """Candidates and statistics of the window (batched `[B, ...]`): the carried ones, or,
+    when the logits are carried, computed from them with `noise_keys`."""
+    cfg, window = self.config, state.window
+    positions = self.window_positions(state)
+    if window.logits is None:
+      candidates, observed = window.candidates, window.observed
+      statistics = {name: getattr(window, name) for name in scores.STATISTICS}
+    else:
+      candidates = self._candidates(state, window.logits, noise_keys)
+      observed = cfg.strategy.observe(self, window.logits)
+      statistics = statistics_of(window.logits, candidates, ALL_STATISTICS)
     if cfg.confidence_eos_eot_inf:
       demoted = jnp.isin(candidates, jnp.asarray(self.stop_token_ids))
     else:
       demoted = jnp.zeros_like(candidates, dtype=bool)
     index = jnp.minimum(state.step_in_block, self.schedule.shape[0] - 1)
     batch = candidates.shape[0]
-    return StepView.of_logits(
-        state.logits, candidates,
+    return StepView(
+        logits=window.logits, candidates=candidates, **statistics,
         eligible=self.eligible(state), masked=self.window_masked(state), demoted=demoted,
         num_transfer=self.schedule[index],
         positions=jnp.broadcast_to(positions, (batch, positions.shape[0])),
-        mask_token_id=self.mask_token_id)
+        observed=observed, mask_token_id=self.mask_token_id)
 
   def commit(self, state: LoopState, commit: jax.Array, candidates: jax.Array) -> LoopState:
     """Writes committed candidates `[B, W]` into the canvas; advances step bookkeeping."""
@@ -448,7 +565,8 @@ class StepContext:
 
   def refresh_logits(self, state: LoopState) -> LoopState:
     """The forward for the canvas after a commit, unless no row is still in its block: the
-    window against the cache, or a full refresh when one is due (`cache_refresh`)."""
+    window against the cache, or a full refresh when one is due (`cache_refresh`); the
+    state keeps its `window_stats`."""
     cfg = self.config
     active = self.active(state)
 
@@ -463,9 +581,14 @@ class StepContext:
         return step_forward(state)
       return jax.lax.cond(due, self._full_forward, step_forward, state)
 
-    logits, cache = jax.lax.cond(jnp.any(active), run, lambda s: (s.logits, s.cache), state)
+    def run_window(state):
+      logits, cache = run(state)
+      return self.window_stats(state, logits), cache
+
+    window, cache = jax.lax.cond(jnp.any(active), run_window, lambda s: (s.window, s.cache),
+                                 state)
     tokens = jnp.where(due, state.tokens.shape[1], self.step_tokens())
-    return self.charge(state.replace(logits=logits, cache=cache), active, tokens)
+    return self.charge(state.replace(window=window, cache=cache), active, tokens)
 
   def select_step(self, state: LoopState,
                   select: Callable[[StepView, jax.Array], jax.Array]) -> LoopState:
@@ -489,7 +612,8 @@ class StepContext:
                           step_in_block=jnp.zeros_like(state.step_in_block))
     logits, cache = self._full_forward(state)
     every_row = jnp.ones(state.nfe.shape, jnp.int32)  # every row's block starts masked
-    return self.charge(state.replace(logits=logits, cache=cache), every_row,
+    window = self.window_stats(state, logits)
+    return self.charge(state.replace(window=window, cache=cache), every_row,
                        state.tokens.shape[1])
 
   def block_continues(self, state: LoopState) -> jax.Array:

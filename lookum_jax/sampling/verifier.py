@@ -20,6 +20,7 @@ from lookum_jax.sampling import scores
 from lookum_jax.sampling.types import (
     LoopState,
     StepContext,
+    WindowStats,
     check_number,
     pytree_dataclass,
     static_field,
@@ -137,13 +138,20 @@ class Verifier:
     scope = self.scope(ctx, state, ctx.window_masked(state)[:, None] & ~commits)
     score = self.mean_certainty(logits, scope)
     # The information-gain form: pay for the uncertainty committed (0 leaves score as is).
-    committed = jnp.sum(jnp.where(commits, scores.entropy(state.logits)[:, None], 0.0), -1)
+    committed = jnp.sum(jnp.where(commits, ctx.entropy(state)[:, None], 0.0), -1)
     score = score - self.entropy_cost * committed
-    return Candidates(commits=commits, tokens=tokens, logits=logits, score=score)
+    # What the kept candidate's row carries to its next step (after the commit, whose step
+    # count keys the next candidates' noise); the K look-ahead logits are not kept.
+    window = ctx.window_stats(state, logits, state.num_steps + 1)
+    return Candidates(commits=commits, tokens=tokens, window=window, score=score)
 
   def mean_certainty(self, logits: jax.Array, scope: jax.Array) -> jax.Array:
     """Mean certainty of look-ahead logits `[..., W, V]` over `scope` `[..., W]` -> `[...]`."""
-    certainty = self.metric(logits)
+    return self.mean_over(self.metric(logits), scope)
+
+  @staticmethod
+  def mean_over(certainty: jax.Array, scope: jax.Array) -> jax.Array:
+    """Mean of per-position `certainty` `[..., W]` over `scope` `[..., W]` -> `[...]`."""
     total = jnp.sum(jnp.where(scope, certainty, 0.0), axis=-1)
     return total / jnp.maximum(jnp.sum(scope, axis=-1), 1)
 
@@ -154,5 +162,5 @@ class Candidates:
 
   commits: jax.Array  # [B, K, W] bool, positions each candidate commits
   tokens: jax.Array  # [B, K, W] int32, the tokens it writes there
-  logits: jax.Array  # [B, K, W, V] look-ahead logits
+  window: WindowStats  # [B, K, W] what each look-ahead's row would carry (`window_stats`)
   score: jax.Array  # [B, K] verifier score (higher = more certain)

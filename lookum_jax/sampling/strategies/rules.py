@@ -3,6 +3,8 @@ Fast-dLLM's confidence threshold and the EB-Sampler."""
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 import jax
 import jax.numpy as jnp
 
@@ -22,7 +24,12 @@ from lookum_jax.sampling.types import StepView
 class Rule(Strategy):
   """A per-sequence commit rule: `score` ranks the eligible positions (most committable
   first) and `select` commits some of them. LookUM takes any rule as its base: its greedy
-  candidate is the rule's commit set, its other candidates draw from the rule's ranking."""
+  candidate is the rule's commit set, its other candidates draw from the rule's ranking.
+
+  `reads` names the statistics `score` and `select` read, `proposal_reads` those
+  `proposal_log_score` reads (LookUM's draws)."""
+
+  proposal_reads: ClassVar[frozenset[str]] = frozenset({"certainty"})
 
   def score(self, view: StepView) -> jax.Array:
     """`[W]` ranking score (higher = commit first); default the candidates' log-odds."""
@@ -43,6 +50,7 @@ class LowConfidence(Rule):
   """Commit the scheduled number of most confident positions (LLaDA's default)."""
 
   name = "low_confidence"
+  reads = frozenset({"certainty"})
 
 
 @pytree_dataclass
@@ -50,6 +58,7 @@ class RandomOrder(Strategy):
   """Commit the scheduled number of eligible positions chosen uniformly (LLaDA's "random")."""
 
   name = "random"
+  reads = frozenset()
 
   def select(self, view, key):
     score = scores.position_uniform(key, view.positions)
@@ -61,6 +70,8 @@ class Margin(Rule):
   """Commit the scheduled number of positions with the largest top-1 minus top-2 probability."""
 
   name = "margin"
+  reads = frozenset({"margin"})
+  proposal_reads = frozenset({"margin"})
 
   def score(self, view):
     return view.margin
@@ -74,6 +85,7 @@ class Entropy(Rule):
   """Commit the scheduled number of lowest-entropy positions."""
 
   name = "entropy"
+  reads = frozenset({"entropy"})
 
   def score(self, view):
     return -view.entropy
@@ -90,6 +102,7 @@ class Threshold(Rule):
   """
 
   name = "threshold"
+  reads = frozenset({"confidence", "certainty"})
   tau: float = 0.9
 
   def __post_init__(self):
@@ -121,6 +134,7 @@ class EntropyBounded(Rule):
   """
 
   name = "entropy_bounded"
+  reads = frozenset({"entropy"})
   gamma: float = 0.1
 
   def __post_init__(self):
