@@ -141,8 +141,9 @@ def test_thresholds_are_traced():
 def test_gap_is_in_logits_without_the_mask_token():
   logits = np.array([[2.0, 0.5, -1.0, 9.0], [0.0, 0.0, -3.0, 9.0]], np.float32)
   unused = np.zeros(2)  # the gap reads the logits only
-  view = StepView(logits, unused, unused, unused, unused, unused, unused, unused, unused,
-                  unused, unused, mask_token_id=3)
+  view = StepView(logits=logits, candidates=unused, confidence=unused, certainty=unused,
+                  entropy=unused, margin=unused, eligible=unused, masked=unused,
+                  demoted=unused, num_transfer=unused, positions=unused, mask_token_id=3)
   np.testing.assert_allclose(np.asarray(jax.jit(logit_gap)(view)), [1.5, 0.0])
 
 

@@ -55,7 +55,8 @@ class Prophet(Strategy):
     * The commit is of the current block's positions: a strategy commits within its block
       (`StepContext.commit`), and a cached step has no logits past it. Each later block
       opens with its own forward and is judged again (its progress is then further on). With
-      full diffusion (one block) this is the paper's rule exactly.
+      full diffusion (one block) the early commit takes the whole remaining response, as in
+      the paper.
 
   Attributes:
     base: the rule that steps until the early commit (any `Rule`; traced numbers).
