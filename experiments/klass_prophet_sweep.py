@@ -6,8 +6,9 @@ parameter (issue 23's side-by-side, small).
 
 KLASS sweeps its KL threshold at the authors' LLaDA confidence threshold (0.6, history 2);
 Prophet (over one-token-a-step top-k confidence) scales its three staged gap thresholds
-(7.5 / 5.0 / 2.5 at scale 1). Every sampler decodes the same problems with the same key, so
-rows are paired. Writes OUT/results.json, results.csv and accuracy_vs_nfe.png.
+(7.5 / 5.0 / 2.5 at scale 1; `--reduce mean` averages the gaps). Every sampler decodes the
+same problems with the same key, so rows are paired. Writes OUT/results.json, results.csv
+and accuracy_vs_nfe.png.
 """
 
 from __future__ import annotations
@@ -28,15 +29,16 @@ from lookum_jax.toylab import open_task_model
 
 
 def line_up(gen_length: int, block_length: int, taus: list[float], kls: list[float],
-            conf: float, scales: list[float]) -> list[tuple[str, SamplerConfig]]:
+            conf: float, scales: list[float], reduce: str = "min"
+            ) -> list[tuple[str, SamplerConfig]]:
   base = SamplerConfig(gen_length=gen_length, block_length=block_length, steps=gen_length)
   out = [("low_confidence 1/step", base)]
   out += [(f"threshold tau={tau:g}", base.replace(strategy=Threshold(tau=tau))) for tau in taus]
   out += [(f"klass conf={conf:g} kl={kl:g}", base.replace(
       strategy=KLASS(conf_threshold=conf, kl_threshold=kl))) for kl in kls]
-  out += [(f"prophet x{scale:g}", base.replace(strategy=Prophet(
-      base=LowConfidence(), early=7.5 * scale, mid=5.0 * scale, late=2.5 * scale)))
-          for scale in scales]
+  out += [(f"prophet {reduce} x{scale:g}", base.replace(strategy=Prophet(
+      base=LowConfidence(), early=7.5 * scale, mid=5.0 * scale, late=2.5 * scale,
+      reduce=reduce))) for scale in scales]
   return out
 
 
@@ -50,6 +52,8 @@ def main(argv: list[str] | None = None) -> int:
   parser.add_argument("--kls", type=float, nargs="+", default=[0.001, 0.01, 0.05, 0.2, 1.0])
   parser.add_argument("--conf", type=float, default=0.6)
   parser.add_argument("--scales", type=float, nargs="+", default=[0.25, 0.5, 1.0, 2.0])
+  parser.add_argument("--reduce", choices=("min", "mean"), default="min",
+                      help="how Prophet combines the remaining positions' gaps")
   parser.add_argument("--out", required=True)
   args = parser.parse_args(argv)
   opened = open_task_model(args.model, limit=args.limit)
@@ -58,7 +62,7 @@ def main(argv: list[str] | None = None) -> int:
   results = []
   print(format_table([]), flush=True)
   for label, config in line_up(opened.gen_length, opened.block_length, args.taus, args.kls,
-                               args.conf, args.scales):
+                               args.conf, args.scales, args.reduce):
     result = evaluate(opened.model, opened.tokenizer, opened.task, opened.examples, config,
                       jax.random.key(args.seed), batch_size=args.batch_size, label=label,
                       progress=False)
