@@ -34,6 +34,8 @@ from lookum_jax.sampling.strategies import (
     Strategy,
     Threshold,
 )
+from lookum_jax.sampling.strategies.klass import KLASS
+from lookum_jax.sampling.strategies.prophet import Prophet
 
 # A strategy class, a "module:attr" reference to one (imported on first use, so naming a
 # strategy never imports its package up front), or a function `(**params) -> Strategy`.
@@ -47,6 +49,8 @@ _STRATEGIES: dict[str, Factory] = {
     "threshold": Threshold,
     "entropy_bounded": EntropyBounded,
     "lookum": LookUM,
+    "klass": KLASS,
+    "prophet": Prophet,
 }
 
 # Parameter types converted from text; other annotations are passed through to the strategy.

@@ -12,6 +12,10 @@ tokens, semi-autoregressive blocks of 32, temperature 0. Samplers:
   (`LookUM.paper()`: pool of the 5 most certain positions, whole-response verifier),
   128 steps (two tokens per step, the reported default);
 - `policy`: a learned unmasking policy (`--policy DIR`).
+- `klass`: KLASS, confidence 0.6, KL 0.015, history 2 (its authors' LLaDA GSM8K setting,
+  which they run in blocks of 64);
+- `prophet`: Prophet early commit over top-k confidence, 256 steps, gap thresholds
+  7.5 / 5.0 / 2.5 (its authors' defaults).
 
 Model and data paths are placeholders the user overrides (`--override model_path=...`).
 """
@@ -30,6 +34,8 @@ from lookum_jax.benchmarks.config import (
 from lookum_jax.parsing import parse_sampler
 from lookum_jax.sampling.lookum import LookUM
 from lookum_jax.sampling.strategies import LowConfidence, Threshold
+from lookum_jax.sampling.strategies.klass import KLASS
+from lookum_jax.sampling.strategies.prophet import Prophet
 
 MODELS: dict[str, dict[str, Any]] = {
     "llada": dict(model_name="llada-8b-instruct"),
@@ -46,6 +52,9 @@ SAMPLERS: dict[str, dict[str, Any]] = {
     "lookum2": dict(strategy=LookUM.paper(paths=2), steps=128),
     "lookum3": dict(strategy=LookUM.paper(paths=3), steps=128),
     "policy": dict(strategy="policy", steps=256),
+    "klass": dict(strategy=KLASS(conf_threshold=0.6, kl_threshold=0.015, history=2),
+                  steps=256),
+    "prophet": dict(strategy=Prophet(base=LowConfidence()), steps=256),
 }
 
 # Prompt lengths per benchmark (tokens, chat template included) -> buckets that fit them.
