@@ -47,6 +47,8 @@ _STRATEGIES: dict[str, Factory] = {
     "threshold": Threshold,
     "entropy_bounded": EntropyBounded,
     "lookum": LookUM,
+    "pc_sampler": "lookum_jax.sampling.strategies.pc_sampler:PCSampler",
+    "dus": "lookum_jax.sampling.strategies.dus:DUS",
 }
 
 # Parameter types converted from text; other annotations are passed through to the strategy.
