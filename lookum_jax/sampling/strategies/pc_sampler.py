@@ -68,8 +68,9 @@ def load_prior(path: str | os.PathLike) -> np.ndarray:
   try:
     prior = np.load(path, allow_pickle=False)
   except FileNotFoundError:
-    raise ValueError(f"pc_sampler prior file {str(path)!r} does not exist; build one with "
-                     "experiments/token_prior.py (or token_frequency_prior + save_prior).") from None
+    raise ValueError(
+        f"pc_sampler prior file {str(path)!r} does not exist; build one with "
+        "experiments/token_prior.py (or token_frequency_prior + save_prior).") from None
   except ValueError as e:
     raise ValueError(f"pc_sampler prior file {str(path)!r} is not a .npy array ({e}); save "
                      "the prior with numpy.save or save_prior.") from None
