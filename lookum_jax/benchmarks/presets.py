@@ -12,6 +12,10 @@ tokens, semi-autoregressive blocks of 32, temperature 0. Samplers:
   (`LookUM.paper()`: pool of the 5 most certain positions, whole-response verifier),
   128 steps (two tokens per step, the reported default);
 - `policy`: a learned unmasking policy (`--policy DIR`).
+- `pcsampler`: PC-Sampler in its authors' setting (full diffusion, 256 steps, decay 0.25,
+  clip 10); calibration is off until a prior is given
+  (`--override sampler.params.prior=PRIOR.npy`, the model vocabulary's token frequencies).
+- `dus`: the dilated unmasking schedule, base 2 (log2(32) = 5 steps per block of 32).
 
 Model and data paths are placeholders the user overrides (`--override model_path=...`).
 """
@@ -30,6 +34,8 @@ from lookum_jax.benchmarks.config import (
 from lookum_jax.parsing import parse_sampler
 from lookum_jax.sampling.lookum import LookUM
 from lookum_jax.sampling.strategies import LowConfidence, Threshold
+from lookum_jax.sampling.strategies.dus import DUS
+from lookum_jax.sampling.strategies.pc_sampler import PCSampler
 
 MODELS: dict[str, dict[str, Any]] = {
     "llada": dict(model_name="llada-8b-instruct"),
@@ -46,6 +52,8 @@ SAMPLERS: dict[str, dict[str, Any]] = {
     "lookum2": dict(strategy=LookUM.paper(paths=2), steps=128),
     "lookum3": dict(strategy=LookUM.paper(paths=3), steps=128),
     "policy": dict(strategy="policy", steps=256),
+    "pcsampler": dict(strategy=PCSampler(decay=0.25, clip=10.0), steps=256, block_length=256),
+    "dus": dict(strategy=DUS(base=2)),
 }
 
 # Prompt lengths per benchmark (tokens, chat template included) -> buckets that fit them.

@@ -142,6 +142,8 @@ def demo_samplers(gen_length: int, block_length: int) -> list[tuple[str, Any]]:
       RandomOrder,
       Threshold,
   )
+  from lookum_jax.sampling.strategies.dus import DUS
+  from lookum_jax.sampling.strategies.pc_sampler import PCSampler
 
   base = SamplerConfig(gen_length=gen_length, block_length=block_length, steps=gen_length)
   num_blocks = gen_length // block_length
@@ -161,6 +163,8 @@ def demo_samplers(gen_length: int, block_length: int) -> list[tuple[str, Any]]:
       ("entropy_bounded g=1", base.replace(strategy=EntropyBounded(gamma=1.0))),
       ("lookum K=2 2/step", base.replace(steps=half, strategy=LookUM(paths=2))),
       ("lookum K=2 2/step paper", base.replace(steps=half, strategy=LookUM.paper(paths=2))),
+      ("pc_sampler 2/step", base.replace(steps=half, strategy=PCSampler())),
+      ("dus base=2", base.replace(strategy=DUS(base=2))),
   ]
 
 
