@@ -188,6 +188,8 @@ def test_plot_draws_one_line_per_sampler_family(tmp_path):
       "threshold": ["threshold tau=0.7", "threshold tau=0.9"],
       "entropy_bounded": ["entropy_bounded g=1", "entropy_bounded g=0.1"],
       "policy": ["policy alpha=2.0", "policy alpha=0.5"],
+      "pc_sampler": ["pc_sampler 2/step"],
+      "dus": ["dus base=2"],
   }
 
 
