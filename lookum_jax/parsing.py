@@ -51,6 +51,8 @@ _STRATEGIES: dict[str, Factory] = {
     "lookum": LookUM,
     "klass": KLASS,
     "prophet": Prophet,
+    "pc_sampler": "lookum_jax.sampling.strategies.pc_sampler:PCSampler",
+    "dus": "lookum_jax.sampling.strategies.dus:DUS",
 }
 
 # Parameter types converted from text; other annotations are passed through to the strategy.

@@ -18,6 +18,7 @@ SWEPT = {
     "low_confidence": ("steps",), "margin": ("steps",), "entropy": ("steps",),
     "random": ("steps",), "threshold": ("tau",), "entropy_bounded": ("gamma",),
     "lookum": ("paths", "steps"),
+    "pc_sampler": ("decay", "steps"), "dus": ("base", "skip"),
 }
 _NOT_COMPARED = ("steps",)  # top-level sampler fields that only move a point along its line
 MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*", "h", "<", ">", "p")

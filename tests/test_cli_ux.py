@@ -190,6 +190,8 @@ def test_plot_draws_one_line_per_sampler_family(tmp_path):
       "policy": ["policy alpha=2.0", "policy alpha=0.5"],
       "klass": ["klass conf=0.6 kl=0.015"],
       "prophet": ["prophet 1/step"],
+      "pc_sampler": ["pc_sampler 2/step"],
+      "dus": ["dus base=2"],
   }
 
 

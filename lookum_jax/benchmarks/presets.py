@@ -16,6 +16,10 @@ tokens, semi-autoregressive blocks of 32, temperature 0. Samplers:
   which they run in blocks of 64);
 - `prophet`: Prophet early commit over top-k confidence, 256 steps, gap thresholds
   7.5 / 5.0 / 2.5 (its authors' defaults).
+- `pcsampler`: PC-Sampler in its authors' setting (full diffusion, 256 steps, decay 0.25,
+  clip 10); calibration is off until a prior is given
+  (`--override sampler.params.prior=PRIOR.npy`, the model vocabulary's token frequencies).
+- `dus`: the dilated unmasking schedule, base 2 (log2(32) = 5 steps per block of 32).
 
 Model and data paths are placeholders the user overrides (`--override model_path=...`).
 """
@@ -36,6 +40,8 @@ from lookum_jax.sampling.lookum import LookUM
 from lookum_jax.sampling.strategies import LowConfidence, Threshold
 from lookum_jax.sampling.strategies.klass import KLASS
 from lookum_jax.sampling.strategies.prophet import Prophet
+from lookum_jax.sampling.strategies.dus import DUS
+from lookum_jax.sampling.strategies.pc_sampler import PCSampler
 
 MODELS: dict[str, dict[str, Any]] = {
     "llada": dict(model_name="llada-8b-instruct"),
@@ -55,6 +61,8 @@ SAMPLERS: dict[str, dict[str, Any]] = {
     "klass": dict(strategy=KLASS(conf_threshold=0.6, kl_threshold=0.015, history=2),
                   steps=256),
     "prophet": dict(strategy=Prophet(base=LowConfidence()), steps=256),
+    "pcsampler": dict(strategy=PCSampler(decay=0.25, clip=10.0), steps=256, block_length=256),
+    "dus": dict(strategy=DUS(base=2)),
 }
 
 # Prompt lengths per benchmark (tokens, chat template included) -> buckets that fit them.

@@ -144,6 +144,8 @@ def demo_samplers(gen_length: int, block_length: int) -> list[tuple[str, Any]]:
   )
   from lookum_jax.sampling.strategies.klass import KLASS
   from lookum_jax.sampling.strategies.prophet import Prophet
+  from lookum_jax.sampling.strategies.dus import DUS
+  from lookum_jax.sampling.strategies.pc_sampler import PCSampler
 
   base = SamplerConfig(gen_length=gen_length, block_length=block_length, steps=gen_length)
   num_blocks = gen_length // block_length
@@ -166,6 +168,8 @@ def demo_samplers(gen_length: int, block_length: int) -> list[tuple[str, Any]]:
       ("klass conf=0.6 kl=0.015", base.replace(strategy=KLASS(conf_threshold=0.6,
                                                                kl_threshold=0.015))),
       ("prophet 1/step", base.replace(strategy=Prophet())),
+      ("pc_sampler 2/step", base.replace(steps=half, strategy=PCSampler())),
+      ("dus base=2", base.replace(strategy=DUS(base=2))),
   ]
 
 
