@@ -26,7 +26,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from lookum_jax.sampling import LookUM, SamplerConfig, Threshold, generate
+from lookum_jax.parsing import parse_strategy
+from lookum_jax.sampling import SamplerConfig, Threshold, generate
 from lookum_jax.testing import random_model
 from lookum_jax.testing.bench_models import BENCH_CONFIGS
 
@@ -37,7 +38,7 @@ STRATEGIES = {
                                                       strategy=Threshold(tau=0.9)),
     "lookum K=2": lambda gen, block: SamplerConfig(
         gen_length=gen, block_length=block, steps=gen,
-        strategy=LookUM(paths=2, verifier_scope="block")),
+        strategy=parse_strategy("lookum", {"paths": 2, "verifier_scope": "block"})),
 }
 
 
