@@ -3,6 +3,8 @@
     python experiments/bench_cache.py                       # small random model, CPU shapes
     python experiments/bench_cache.py --prompt 64 512 --gen 256 512 --batch 1 8
     python experiments/bench_cache.py --model toy-chain     # a shipped (or local) model
+    python experiments/bench_cache.py --prompt 512 --gen 256 --strategy low_confidence \
+        --cache none dual --refresh never adaptive:0.5 vicinity+adaptive:0.5
 
 Every row decodes the same prompts with one sampler and reports generated tokens per second
 of decode wall time (compile excluded: the first call compiles, then the median of `--runs`
@@ -14,6 +16,12 @@ one run, so their ratios share the machine's state.
 The random model's predictions are not a trained model's: threshold decoding's parallelism
 (how many positions clear tau) and LookUM's branching depend on the model, so those rows'
 step counts are only meaningful on a trained model (`--model`).
+
+`--refresh` runs each cached row under each cache refresh schedule: `never` (block starts
+only, Fast-dLLM), `N` (every N steps), `adaptive:T` (drift threshold T), and any of them
+prefixed `vicinity+` (the vicinity block start; `vicinity` alone: with no other refresh).
+On the random model the drift, and so how often the adaptive refresh fires, is not a trained
+model's: read those rows' speed against their NFE and forward tokens.
 """
 
 from __future__ import annotations
@@ -26,7 +34,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from lookum_jax.sampling import LookUM, SamplerConfig, Threshold, generate
+from lookum_jax.parsing import parse_strategy
+from lookum_jax.sampling import SamplerConfig, Threshold, generate
 from lookum_jax.testing import random_model
 from lookum_jax.testing.bench_models import BENCH_CONFIGS
 
@@ -37,7 +46,7 @@ STRATEGIES = {
                                                       strategy=Threshold(tau=0.9)),
     "lookum K=2": lambda gen, block: SamplerConfig(
         gen_length=gen, block_length=block, steps=gen,
-        strategy=LookUM(paths=2, verifier_scope="block")),
+        strategy=parse_strategy("lookum", {"paths": 2, "verifier_scope": "block"})),
 }
 
 
@@ -84,6 +93,22 @@ def time_generation(model, ids, config, runs: int) -> tuple[float, float, dict]:
   return first, statistics.median(times), counts
 
 
+def refresh_fields(schedule: str) -> dict:
+  """`SamplerConfig` fields of a `--refresh` schedule (`never`, `N`, `adaptive:T`, each
+  optionally prefixed `vicinity+`)."""
+  fields = {}
+  if schedule == "vicinity" or schedule.startswith("vicinity+"):
+    fields["block_start"] = "vicinity"
+    schedule = schedule[len("vicinity+"):] or "never"
+  if schedule.startswith("adaptive:"):
+    fields.update(cache_refresh="adaptive", refresh_threshold=float(schedule.split(":")[1]))
+  elif schedule != "never":
+    if not schedule.isdigit():
+      raise ValueError(f"--refresh {schedule!r}: use never, N, adaptive:T, or vicinity+ any.")
+    fields["cache_refresh"] = int(schedule)
+  return fields
+
+
 def main(argv: list[str] | None = None) -> None:
   parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                    formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -99,6 +124,9 @@ def main(argv: list[str] | None = None) -> None:
   parser.add_argument("--only", nargs="+", metavar="STRATEGY/CACHE",
                       help="run only these rows, e.g. 'low_confidence/none' 'lookum K=2/dual' "
                       "(the reference row low_confidence/none is always run)")
+  parser.add_argument("--refresh", nargs="+", default=["never"], metavar="SCHEDULE",
+                      help="cache refresh schedules for the cached rows: never, N, adaptive:T, "
+                      "each optionally prefixed vicinity+ (module docstring)")
   parser.add_argument("--runs", type=int, default=1)
   parser.add_argument("--scan", action="store_true", help="stacked layers under lax.scan")
   args = parser.parse_args(argv)
@@ -119,15 +147,18 @@ def main(argv: list[str] | None = None) -> None:
             wanted = args.only is None or f"{strategy}/{cache}" in args.only
             if not wanted and (strategy, cache) != ("low_confidence", "none"):
               continue
-            config = STRATEGIES[strategy](gen, args.block).replace(cache=cache)
-            first, seconds, counts = time_generation(model, ids, config, args.runs)
-            tokens_per_s = batch * gen / seconds
-            if strategy == "low_confidence" and cache == "none":
-              reference = tokens_per_s
-            ratio = f"{tokens_per_s / reference:.1f}x" if reference else "-"
-            print(f"| {prompt_length} | {gen} | {batch} | {strategy} | {cache} | "
-                  f"{tokens_per_s:.1f} | {ratio} | {counts['nfe']:.0f} | "
-                  f"{counts['forward_tokens']:.0f} | {first:.1f} |", flush=True)
+            for schedule in ["never"] if cache == "none" else args.refresh:
+              config = STRATEGIES[strategy](gen, args.block).replace(
+                  cache=cache, **refresh_fields(schedule))
+              first, seconds, counts = time_generation(model, ids, config, args.runs)
+              tokens_per_s = batch * gen / seconds
+              if strategy == "low_confidence" and cache == "none":
+                reference = tokens_per_s
+              ratio = f"{tokens_per_s / reference:.1f}x" if reference else "-"
+              label = cache if schedule == "never" else f"{cache}, {schedule}"
+              print(f"| {prompt_length} | {gen} | {batch} | {strategy} | {label} | "
+                    f"{tokens_per_s:.1f} | {ratio} | {counts['nfe']:.0f} | "
+                    f"{counts['forward_tokens']:.0f} | {first:.1f} |", flush=True)
 
 
 if __name__ == "__main__":

@@ -201,6 +201,8 @@ def parse_sampler(values: Mapping[str, Any], *, base: SamplerConfig | None = Non
   for key, value in values.items():
     if isinstance(value, str) and str not in _allowed_types(fields[key]):
       value = parse_value(value)
+    elif isinstance(value, str) and int in _allowed_types(fields[key]):
+      value = int(value) if value.strip().isdigit() else value  # cache_refresh: "2" or a mode
     try:
       changes[key] = coerce(key, fields[key], value, key)
     except ValueError:

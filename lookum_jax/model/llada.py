@@ -50,12 +50,32 @@ class KVCache:
   `hidden`: for a model with shifted logits (Dream) the last layer's output `[1, B, T, D]`
   (before the final norm), else None. Dream's logits at position i come from position i - 1,
   so the first position of a window reads the state of the position before it from here.
+  `drift`: `[1, B]` float32, the sampler's adaptive refresh's measure of how far the cache is
+  from the canvas (`lookum_jax.sampling.refresh`), or None; the model never reads it.
   Every leaf keeps the batch on axis 1, so gathering rows (`a[:, rows]`) applies to all.
   """
 
   k: jax.Array
   v: jax.Array
   hidden: jax.Array | None = None
+  drift: jax.Array | None = None
+
+  def write(self, start: int | jax.Array, k: jax.Array, v: jax.Array,
+            hidden: jax.Array | None = None, keep: jax.Array | None = None) -> KVCache:
+    """This cache with positions `[start, start + w)` replaced by a window's fresh keys and
+    values `k`, `v` `[n_layers, B, w, kv, hd]` (and Dream's outputs `hidden [B, w, D]`),
+    where `keep [w]` (default: everywhere) is true; `start` may be traced."""
+    def put(old, new):
+      if keep is not None:
+        current = jax.lax.dynamic_slice_in_dim(old, start, new.shape[2], axis=2)
+        shape = (1, 1, -1) + (1,) * (new.ndim - 3)
+        new = jnp.where(keep.reshape(shape), new.astype(old.dtype), current)
+      return jax.lax.dynamic_update_slice_in_dim(old, new.astype(old.dtype), start, axis=2)
+
+    out = self.replace(k=put(self.k, k), v=put(self.v, v))
+    if self.hidden is not None and hidden is not None:
+      out = out.replace(hidden=put(self.hidden, hidden[None]))
+    return out
 
 
 class RMSNorm(nnx.Module):
@@ -154,14 +174,15 @@ class Block(nnx.Module):
 
   def window(self, x: jax.Array, cos: jax.Array, sin: jax.Array, start: jax.Array,
              cached_k: jax.Array, cached_v: jax.Array, key_mask: jax.Array | None,
-             fresh_from: jax.Array) -> jax.Array:
+             fresh_from: jax.Array) -> tuple[jax.Array, tuple[jax.Array, jax.Array]]:
     """A window of `w` positions per candidate, `x [B, K, w, D]` at `[start, start + w)`,
     against a cache `[B, T, kv, hd]`: window positions from `fresh_from` on use their own
     fresh keys/values; every other position (before `fresh_from`, after the window) uses the
     cached ones.
 
     The two key sets are scored separately and normalised together (one softmax over
-    `T + w` keys), so the cache is never copied, not even once per candidate.
+    `T + w` keys), so the cache is never copied, not even once per candidate. Also returns
+    the window's fresh keys and values `[B, K, w, kv, hd]`.
     """
     b, paths, w, d = x.shape
     kv, hd = self.n_kv_heads, self.head_dim
@@ -186,7 +207,7 @@ class Block(nnx.Module):
     out = (jnp.einsum("bpkgqs,bskh->bpqkgh", probs[..., :t], cached_v)
            + jnp.einsum("bpkgqs,bpskh->bpqkgh", probs[..., t:], v))
     x = x + self.attn_out(out.reshape(b, paths, w, self.n_heads * hd))
-    return self.mlp(x)
+    return self.mlp(x), (k, v)
 
 
 def shift_logits(logits: jax.Array) -> jax.Array:
@@ -342,7 +363,8 @@ class LLaDA(nnx.Module):
   def extend(self, tokens: jax.Array, start: int | jax.Array, cache: KVCache,
              attention_mask: jax.Array | None = None, *,
              logits_window: tuple[int | jax.Array, int] | None = None,
-             fresh_from: int | jax.Array | None = None) -> jax.Array:
+             fresh_from: int | jax.Array | None = None, return_kv: bool = False
+             ) -> jax.Array | tuple[jax.Array, KVCache]:
     """Logits of a window of positions against a cache: `[B, K, length, V]` float32.
 
     Args:
@@ -359,6 +381,10 @@ class LLaDA(nnx.Module):
         their cached keys/values, not fresh ones (default `start`: all fresh). Fast-dLLM's
         prefix cache is the window `[P, T)` with `fresh_from = block_start`: one static
         shape for every block, the cached prefix exactly as theirs.
+      return_kv: also return the window's own keys and values, a `KVCache` whose leaves are
+        `[n_layers, B, K, w, ...]` (`hidden`: the last layer's output `[B, K, w, D]`, for
+        every model), to measure a cache's drift or write the window into it
+        (`KVCache.write`). Positions before `fresh_from` hold values computed but unused.
 
     Dream (shifted logits): a window position's logits come from the position before it,
     fresh when that position is fresh, else its output as of the cache's forward
@@ -380,15 +406,20 @@ class LLaDA(nnx.Module):
     positions = jnp.repeat(positions, paths, axis=0)  # [B * K, w]
     cos, sin = rope_angles(positions, self.config.head_dim, self.config.rope_theta)
     x = jnp.take(self.wte[...], tokens, axis=0).astype(self.dtype)  # [B, K, w, D]
-    x, _ = self._layers(
-        lambda block, x, kv: block.window(x, cos, sin, start, kv[0], kv[1], key_mask,
-                                          fresh_from), x,
-        (cache.k, cache.v))
+    def layer(block, x, kv):
+      x, fresh = block.window(x, cos, sin, start, kv[0], kv[1], key_mask, fresh_from)
+      return (x, fresh) if return_kv else x
+
+    x, fresh = self._layers(layer, x, (cache.k, cache.v))
     offset, length = (0, w) if logits_window is None else logits_window
     if self.shifts_logits:
-      return self._logits(self._shifted_window_hidden(x, cache.hidden[0], start, offset,
-                                                      length, fresh_from))
-    return self._logits(jax.lax.dynamic_slice_in_dim(x, offset, length, axis=2))
+      logits = self._logits(self._shifted_window_hidden(x, cache.hidden[0], start, offset,
+                                                        length, fresh_from))
+    else:
+      logits = self._logits(jax.lax.dynamic_slice_in_dim(x, offset, length, axis=2))
+    if return_kv:
+      return logits, KVCache(k=fresh[0], v=fresh[1], hidden=x)
+    return logits
 
   @staticmethod
   def _shifted_window_hidden(x: jax.Array, cached: jax.Array, start, offset, length: int,

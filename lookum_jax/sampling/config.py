@@ -12,6 +12,7 @@ from lookum_jax.sampling.strategies import LowConfidence, Strategy
 from lookum_jax.sampling.types import check_number, concrete, pytree_dataclass, static_field
 
 CACHE_MODES = ("none", "prefix", "dual")
+BLOCK_STARTS = ("full", "vicinity")
 
 
 @pytree_dataclass
@@ -36,7 +37,18 @@ class SamplerConfig:
       then steps forward `x[block_start:]` against the cached prefix) or "dual" (Fast-dLLM's
       dual cache: steps forward only the current block against cached prefix and suffix).
     cache_refresh: with a cache, also refresh it (a full forward) every `cache_refresh`
-      steps inside a block; 0 refreshes only at block starts (Fast-dLLM).
+      steps inside a block; 0 refreshes only at block starts (Fast-dLLM); "adaptive"
+      refreshes a row's cache when its drift passes `refresh_threshold`
+      (`lookum_jax.sampling.refresh`).
+    refresh_threshold: the adaptive refresh's drift threshold (the relative change of the
+      window's keys/values since the cache was built, at the worst measured layer). Traced:
+      a sweep over it compiles once.
+    refresh_from_layer: the adaptive refresh measures the drift on layers from this one on
+      (0 = all; the deeper layers drift most).
+    block_start: "full" (each block starts with a full forward, Fast-dLLM) or "vicinity"
+      (blocks after the first recompute only the block just finished and this one against
+      the cached rest, dInfer-style; with cache "prefix" the response from the finished
+      block on).
     logits_eos_inf: never predict EOS (LLaDA option).
     confidence_eos_eot_inf: commit positions predicting EOS/EOT only after every
       other position of the block (LLaDA option; see `StepView.demoted`).
@@ -50,7 +62,10 @@ class SamplerConfig:
   cfg_scale: float = 0.0
   strategy: Strategy = LowConfidence()
   cache: str = static_field("none")
-  cache_refresh: int = static_field(0)
+  cache_refresh: int | str = static_field(0)
+  refresh_threshold: float = 0.1
+  refresh_from_layer: int = static_field(0)
+  block_start: str = static_field("full")
   logits_eos_inf: bool = static_field(False)
   confidence_eos_eot_inf: bool = static_field(False)
   mask_token_id: int | None = static_field(None)
@@ -75,13 +90,9 @@ class SamplerConfig:
     object.__setattr__(self, "guided", cfg_scale is None or cfg_scale > 0)
     if self.cache not in CACHE_MODES:
       raise ValueError(f"SamplerConfig.cache must be one of {CACHE_MODES}, got {self.cache!r}.")
-    if (not isinstance(self.cache_refresh, int) or isinstance(self.cache_refresh, bool)
-        or self.cache_refresh < 0):
-      raise ValueError(f"SamplerConfig.cache_refresh must be an int >= 0, got "
-                       f"{self.cache_refresh!r}.")
-    if self.cache_refresh and self.cache == "none":
-      raise ValueError("SamplerConfig.cache_refresh needs a cache; set cache='prefix' or "
-                       "'dual', or cache_refresh=0.")
+    from lookum_jax.sampling.refresh import check_refresh
+
+    check_refresh(self)
     if not isinstance(self.strategy, Strategy):
       raise ValueError(
           f"SamplerConfig.strategy must be a strategy value (e.g. Threshold(tau=0.9)), got "
@@ -105,6 +116,11 @@ class SamplerConfig:
   def noise_temperature(self) -> Any:
     """The candidates' Gumbel temperature, a concrete 0 when not `sampled` (plain argmax)."""
     return self.temperature if self.sampled else 0.0
+
+  @property
+  def adaptive_refresh(self) -> bool:
+    """Whether the cache is refreshed when it drifts (`cache_refresh="adaptive"`)."""
+    return self.cache_refresh == "adaptive"
 
   @property
   def num_blocks(self) -> int:

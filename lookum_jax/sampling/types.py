@@ -20,7 +20,7 @@ import jax.numpy as jnp
 from flax import struct
 
 from lookum_jax.model.llada import KVCache
-from lookum_jax.sampling import scores
+from lookum_jax.sampling import refresh, scores
 
 if TYPE_CHECKING:
   from lookum_jax.sampling.config import SamplerConfig
@@ -568,6 +568,8 @@ class StepContext:
     window against the cache, or a full refresh when one is due (`cache_refresh`); the
     state keeps its `window_stats`."""
     cfg = self.config
+    if cfg.adaptive_refresh:
+      return refresh.step_forward(self, state)
     active = self.active(state)
 
     def step_forward(state):
@@ -602,19 +604,17 @@ class StepContext:
   # ------------------------------------------------------------------ blocks
   def _full_forward(self, state: LoopState) -> tuple[jax.Array, KVCache | None]:
     """The window's logits and (with a cache) every position's keys/values."""
-    return self.forward.full(
-        state.tokens, self.attention_mask, self.prompt_length + self.window_start(state),
-        self.window_length, with_cache=self.config.cache != "none")
+    return refresh.full_forward(self, state)
 
   def start_block(self, state: LoopState, block: jax.Array | int) -> LoopState:
-    """Enters `block`: one full forward (storing the cache) serves its first step."""
+    """Enters `block`: one full forward (storing the cache) serves its first step, or the
+    vicinity's (`SamplerConfig.block_start`)."""
     state = state.replace(block=jnp.asarray(block, jnp.int32), block_step=jnp.int32(0),
                           step_in_block=jnp.zeros_like(state.step_in_block))
-    logits, cache = self._full_forward(state)
+    logits, cache, tokens = refresh.start_block(self, state)
     every_row = jnp.ones(state.nfe.shape, jnp.int32)  # every row's block starts masked
     window = self.window_stats(state, logits)
-    return self.charge(state.replace(window=window, cache=cache), every_row,
-                       state.tokens.shape[1])
+    return self.charge(state.replace(window=window, cache=cache), every_row, tokens)
 
   def block_continues(self, state: LoopState) -> jax.Array:
     """Whether the block's loop runs another step: a row still in it, step budget left."""
@@ -622,7 +622,7 @@ class StepContext:
 
   def step(self, state: LoopState) -> LoopState:
     """One iteration of a block's loop: the strategy's step, then the iteration count."""
-    state = self.config.strategy.step(self, state)
+    state = refresh.after_step(self, self.config.strategy.step(self, state))
     return state.replace(block_step=state.block_step + 1)
 
 

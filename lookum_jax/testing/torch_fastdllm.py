@@ -85,6 +85,21 @@ forward, whose logits serve that step (committing in the current block only, as 
 step it replaces) and whose K/V refresh the whole cache. NFE stays one per step;
 `refresh_every=1` makes every forward a full one, i.e. exact uncached decoding.
 
+Our extension: the adaptive refresh and the vicinity block start
+---------------------------------------------------------------
+The eager reference of `lookum_jax.sampling.refresh`, written from its rule, not its code.
+`refresh_threshold=t`: after each cached step forward, a row's drift is the largest, over
+layers from `refresh_from_layer` on, of the relative L2 change of the slice's fresh keys and
+values (together) against those the last full forward computed at the same positions; every
+row still holding a mask in its block whose drift exceeds `t` gets a full forward at once:
+its logits (over the same slice) and its cache are replaced; the other rows keep theirs. NFE
+counts the cached forward and, when some row refreshed, the full one (batch-level).
+`vicinity=True`: each block after the first starts with a cached forward over the previous
+block and this one (dual; prefix: from the previous block to the canvas end) instead of a
+full forward; its keys/values replace the cache's at those positions (and the drift's
+reference), its logits over the block serve the block's first step, committing in the block
+only.
+
 Dream mode (our semantics, not Fast-dLLM's Dream code)
 ------------------------------------------------------
 For a Dream model (`config.architecture == "dream"`: q/k/v biases, optionally a tied head)
@@ -273,11 +288,47 @@ def _transfer_index(logits: torch.Tensor, eligible: torch.Tensor, current: torch
   return x0, transfer
 
 
+def _drift(fresh: KVCache, full_kv: KVCache, start: int, first_layer: int) -> torch.Tensor:
+  """`[B]` the largest, over layers from `first_layer` on, relative L2 change of a slice's
+  fresh keys and values (positions from `start`) against the last full forward's."""
+  worst = None
+  for (k, v), (old_k, old_v) in list(zip(fresh, full_kv, strict=True))[first_layer:]:
+    length = k.shape[2]
+    old_k, old_v = old_k[:, :, start:start + length], old_v[:, :, start:start + length]
+    change = (k - old_k).pow(2).sum(dim=(1, 2, 3)) + (v - old_v).pow(2).sum(dim=(1, 2, 3))
+    size = old_k.pow(2).sum(dim=(1, 2, 3)) + old_v.pow(2).sum(dim=(1, 2, 3))
+    ratio = (change / size).sqrt()
+    worst = ratio if worst is None else torch.maximum(worst, ratio)
+  return worst
+
+
+def _vicinity(model: TorchLLaDA, x: torch.Tensor, kv: KVCache, full_kv: KVCache,
+              outputs: torch.Tensor | None, cache: str, lo: int, block_start: int,
+              block_end: int) -> tuple[torch.Tensor, KVCache, KVCache, torch.Tensor | None]:
+  """The vicinity block start: a cached forward of `[lo, block_end)` (prefix: `[lo, T)`),
+  whose keys/values replace the cache's there. Returns the block's logits (prefix: from the
+  block to the end), the attended cache, the drift's reference cache and Dream's outputs
+  (`outputs` is None for a model whose logits are not shifted)."""
+  end = x.shape[1] if cache == "prefix" else block_end
+  logits, fresh, out = _forward(model, x[:, lo:end], lo, kv)
+  if outputs is not None:  # Dream: the slice's first position reads the output before it
+    logits = _shift(logits, _head(model, outputs[:, lo - 1]))
+    outputs = torch.cat([outputs[:, :lo], out, outputs[:, end:]], dim=1)
+  put = lambda old, new: torch.cat([old[:, :, :lo], new, old[:, :, end:]], dim=2)
+  full_kv = [(put(k, nk), put(v, nv)) for (k, v), (nk, nv) in zip(full_kv, fresh, strict=True)]
+  if cache == "prefix":
+    kv = [(k[:, :, :block_start], v[:, :, :block_start]) for k, v in full_kv]
+  else:
+    kv = full_kv
+  return logits[:, block_start - lo:], kv, full_kv, outputs
+
+
 @torch.inference_mode()
 def torch_fastdllm_generate(
     model: TorchLLaDA, prompt: np.ndarray | torch.Tensor, *, steps: int, gen_length: int,
     block_length: int, mask_id: int, cache: str, threshold: float | None = None,
     temperature: float = 0.0, refresh_every: int | None = None, mask_is_candidate: bool = True,
+    refresh_threshold: float | None = None, refresh_from_layer: int = 0, vicinity: bool = False,
 ) -> tuple[np.ndarray, int]:
   """Fast-dLLM's `generate_with_prefix_cache` / `generate_with_dual_cache`, batched.
 
@@ -287,7 +338,9 @@ def torch_fastdllm_generate(
   makes every `refresh_every`-th step of a block a full, cache-refreshing forward;
   `mask_is_candidate=False` keeps the mask token out of the argmax (this project's
   deviation; Fast-dLLM's default is True). A Dream model decodes with shifted logits
-  (module docstring, "Dream mode"). Semantics and corner cases: module docstring.
+  (module docstring, "Dream mode"). `refresh_threshold`, `refresh_from_layer` and `vicinity`:
+  the adaptive refresh and the vicinity block start (module docstring, our extension).
+  Semantics and corner cases: module docstring.
   """
   if temperature != 0:
     raise ValueError(f"only temperature 0 (argmax) is ported, got {temperature}.")
@@ -307,6 +360,8 @@ def torch_fastdllm_generate(
         "step after the block-start step and reads num_transfer_tokens[:, 1] (IndexError).")
   if refresh_every is not None and refresh_every < 1:
     raise ValueError(f"refresh_every must be None or >= 1, got {refresh_every}.")
+  if refresh_threshold is not None and refresh_every is not None:
+    raise ValueError("give refresh_every or refresh_threshold, not both.")
 
   device = model.device
   prompt = _as_long(prompt, device)
@@ -318,8 +373,18 @@ def torch_fastdllm_generate(
   stall_limit = 2 * (refresh_every or 2)
   nfe = 0
   kv: KVCache = []
+  full_kv: KVCache = []  # every position's keys/values as of the last full forward
   shifted = model.config.architecture == "dream"
   outputs = None  # Dream: every position's last-layer output at the last full forward
+
+  def full_forward(block_start):
+    logits, fresh, out = _forward(model, x, 0, None)
+    if shifted:
+      logits = _shift(logits, None)
+    attended = fresh if cache == "dual" else [(k[:, :, :block_start], v[:, :, :block_start])
+                                              for k, v in fresh]
+    return logits, attended, fresh, out
+
   for block in range(num_blocks):
     block_start = prompt_length + block * block_length
     block_end = block_start + block_length
@@ -332,19 +397,36 @@ def torch_fastdllm_generate(
             f"block {block} still has mask tokens after its {steps_per_block} scheduled steps "
             "(the mask token was committed as a candidate); Fast-dLLM raises IndexError here.")
       is_full = step == 0 or (refresh_every is not None and step % refresh_every == 0)
-      if is_full:
-        logits, kv, outputs = _forward(model, x, 0, None)
-        if shifted:
-          logits = _shift(logits, None)
-        if cache == "prefix":
-          kv = [(k[:, :, :block_start], v[:, :, :block_start]) for k, v in kv]
+      if step == 0 and vicinity and block > 0:
+        logits, kv, full_kv, outputs = _vicinity(model, x, kv, full_kv,
+                                                 outputs if shifted else None, cache,
+                                                 block_start - block_length, block_start,
+                                                 block_end)
+        window_start, window_end = block_start, total if cache == "prefix" else block_end
+      elif is_full:
+        logits, kv, full_kv, outputs = full_forward(block_start)
         window_start, window_end = 0, total
       else:
         window_start = block_start
         window_end = total if cache == "prefix" else block_end
-        logits = partial_forward(model, x[:, window_start:window_end], window_start, kv)
+        logits, fresh, _ = _forward(model, x[:, window_start:window_end], window_start, kv)
         if shifted:  # the slice's first position reads the cached output before it
           logits = _shift(logits, _head(model, outputs[:, window_start - 1]))
+        if refresh_threshold is not None:
+          drift = _drift(fresh, full_kv, window_start, refresh_from_layer)
+          still = (x[:, block_start:block_end] == mask_id).any(dim=1)
+          due = still & (drift > refresh_threshold)
+          if bool(due.any()):
+            nfe += 1
+            new_logits, new_kv, new_full, new_outputs = full_forward(block_start)
+            logits = torch.where(due[:, None, None],
+                                 new_logits[:, window_start:window_end], logits)
+            pick = lambda new, old, due=due: torch.where(due[:, None, None, None], new, old)
+            kv = [(pick(nk, k), pick(nv, v)) for (nk, nv), (k, v) in zip(new_kv, kv, strict=True)]
+            full_kv = [(pick(nk, k), pick(nv, v))
+                       for (nk, nv), (k, v) in zip(new_full, full_kv, strict=True)]
+            if shifted:
+              outputs = torch.where(due[:, None, None], new_outputs, outputs)
       nfe += 1
       window = x[:, window_start:window_end]  # a view: commits below write into x
       eligible = window == mask_id
