@@ -342,7 +342,8 @@ class LLaDA(nnx.Module):
   def extend(self, tokens: jax.Array, start: int | jax.Array, cache: KVCache,
              attention_mask: jax.Array | None = None, *,
              logits_window: tuple[int | jax.Array, int] | None = None,
-             fresh_from: int | jax.Array | None = None) -> jax.Array:
+             fresh_from: int | jax.Array | None = None,
+             cache_keys: int | None = None) -> jax.Array:
     """Logits of a window of positions against a cache: `[B, K, length, V]` float32.
 
     Args:
@@ -359,6 +360,11 @@ class LLaDA(nnx.Module):
         their cached keys/values, not fresh ones (default `start`: all fresh). Fast-dLLM's
         prefix cache is the window `[P, T)` with `fresh_from = block_start`: one static
         shape for every block, the cached prefix exactly as theirs.
+      cache_keys: attend to the cache's first `cache_keys` positions only (static; default:
+        all T). Every position from it on must be a fresh window position: the window ends
+        at the canvas end and starts, as does `fresh_from`, at or before `cache_keys`. The
+        prefix cache's window `[T - L, T)` with `cache_keys = block_start` spans T keys, as
+        Fast-dLLM's `x[block_start:]` against its cached prefix does, not T + L.
 
     Dream (shifted logits): a window position's logits come from the position before it,
     fresh when that position is fresh, else its output as of the cache's forward
@@ -372,6 +378,15 @@ class LLaDA(nnx.Module):
     fresh_from = start if fresh_from is None else fresh_from
     if cache.k.shape[1] != b:
       raise ValueError(f"tokens have {b} rows but the cache holds {cache.k.shape[1]}.")
+    keys = t if cache_keys is None else int(cache_keys)
+    if not 0 < keys <= t:
+      raise ValueError(f"cache_keys={cache_keys} must be in [1, {t}] (the cache's length).")
+    bounds = (start, fresh_from)
+    if keys < t and all(isinstance(x, int) for x in bounds) and (
+        start + w != t or max(bounds) > keys):
+      raise ValueError(f"cache_keys={keys} drops cached positions [{keys}, {t}) that the window "
+                       f"[{start}, {start + w}) fresh from {fresh_from} does not recompute; "
+                       "the window must end at the canvas end and start at or before it.")
     if self.shifts_logits and cache.hidden is None:
       raise ValueError("this model's logits are shifted (Dream): extend needs a cache from its "
                        "own prefill, which keeps every position's output (KVCache.hidden).")
@@ -381,7 +396,8 @@ class LLaDA(nnx.Module):
     cos, sin = rope_angles(positions, self.config.head_dim, self.config.rope_theta)
     x = jnp.take(self.wte[...], tokens, axis=0).astype(self.dtype)  # [B, K, w, D]
     x, _ = self._layers(
-        lambda block, x, kv: block.window(x, cos, sin, start, kv[0], kv[1], key_mask,
+        lambda block, x, kv: block.window(x, cos, sin, start, kv[0][:, :keys], kv[1][:, :keys],
+                                          None if key_mask is None else key_mask[:, :keys],
                                           fresh_from), x,
         (cache.k, cache.v))
     offset, length = (0, w) if logits_window is None else logits_window
