@@ -22,8 +22,9 @@ import functools
 from typing import NamedTuple
 
 # One window shape per block up to this many blocks (8 = G 256 / block 32 exactly); past it,
-# blocks share lengths (compile time grows with the number of shapes, see experiments/
-# bench_peer.py --prefix-shapes).
+# blocks share lengths. Compile time grows with the number of shapes (a program compiled
+# before a change of this number keeps its shapes; `experiments/bench_peer.py
+# --prefix-shapes N` sets it for one run).
 MAX_PREFIX_SHAPES = 8
 
 
@@ -41,20 +42,26 @@ class PrefixWindows(NamedTuple):
     return tuple(self.lengths[i] for i in self.shape_of)
 
 
-@functools.lru_cache(maxsize=64)
 def prefix_windows(gen_length: int, block_length: int,
-                   max_shapes: int = MAX_PREFIX_SHAPES) -> PrefixWindows:
-  """The window lengths of the prefix cache's steps (see the module docstring).
+                   max_shapes: int | None = None) -> PrefixWindows:
+  """The window lengths of the prefix cache's steps (see the module docstring); at most
+  `max_shapes` of them (default `MAX_PREFIX_SHAPES`, read at the call).
 
   `cached_response[i]` is the number of response positions before the latest block start
   of shape i's group: its window attends to the cache up to there (`LLaDA.extend`'s
   `cache_keys = P + cached_response[i]`) and recomputes the rest.
   """
+  max_shapes = MAX_PREFIX_SHAPES if max_shapes is None else max_shapes
   if gen_length <= 0 or block_length <= 0 or gen_length % block_length:
     raise ValueError(f"gen_length {gen_length} must be a positive multiple of block_length "
                      f"{block_length}.")
   if max_shapes < 1:
     raise ValueError(f"max_shapes must be >= 1, got {max_shapes}.")
+  return _grouped(gen_length, block_length, max_shapes)
+
+
+@functools.lru_cache(maxsize=64)
+def _grouped(gen_length: int, block_length: int, max_shapes: int) -> PrefixWindows:
   n = gen_length // block_length
   remaining = [gen_length - b * block_length for b in range(n)]  # decreasing
   groups = min(max_shapes, n)
