@@ -51,7 +51,8 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from lookum_jax.sampling import SamplerConfig, generate
+from lookum_jax.sampling import SamplerConfig, generate, prefix_window
+from lookum_jax.sampling.prefix_window import prefix_windows
 from lookum_jax.sampling.strategies import LowConfidence, Threshold
 from lookum_jax.testing import random_model
 from lookum_jax.testing.bench_models import BENCH_CONFIGS, matmul_peak_tflops, random_prompts
@@ -219,9 +220,12 @@ def profile_step(model, peer, ids: np.ndarray, *, block: int, cache: str, runs: 
 
   def window(state, tokens, kv):
     m = nnx.merge(graphdef, state)
-    if cache == "prefix":  # as our loop runs it: the window [P, T), fresh from the block start
-      return m.extend(tokens[:, None, prompt:], prompt, kv, logits_window=(start - prompt, block),
-                      fresh_from=start)
+    if cache == "prefix":  # as our loop runs it in block 1: the canvas tail from its window
+      windows = prefix_windows(total - prompt, block)
+      shape = windows.shape_of[1]
+      first = total - windows.lengths[shape]
+      return m.extend(tokens[:, None, first:], first, kv, logits_window=(start - first, block),
+                      fresh_from=start, cache_keys=prompt + windows.cached_response[shape])
     return m.extend(tokens[:, None, start:end], start, kv, logits_window=(0, block))
 
   tokens = jnp.asarray(canvas)
@@ -288,7 +292,12 @@ def main(argv: list[str] | None = None) -> int:
                       help="instead of decoding: time one block-start and one cached forward "
                       "of ours (with XLA's FLOP and byte counts) and of Fast-dLLM's model")
   parser.add_argument("--runs", type=int, default=5, help="timed calls per --profile-step forward")
+  parser.add_argument("--prefix-shapes", type=int, default=None,
+                      help="static window lengths of our prefix cache's steps (default "
+                      f"{prefix_window.MAX_PREFIX_SHAPES}: one per block up to that many)")
   args = parser.parse_args(argv)
+  if args.prefix_shapes is not None:
+    prefix_window.MAX_PREFIX_SHAPES = args.prefix_shapes  # before any program is compiled
   import torch
 
   from lookum_jax.testing.torch_llada import TorchLLaDA
@@ -310,6 +319,11 @@ def main(argv: list[str] | None = None) -> int:
   print("Fast-dLLM: " + (f"NVlabs/Fast-dLLM @ {commit} (its own generate.py and LLaDAModelLM, "
                          "one call per prompt)" if commit else
                          "not run (no --fastdllm-dir): ours and the port only"))
+  if "prefix" in args.cache:
+    windows = prefix_windows(args.gen, args.block)
+    print(f"our prefix steps: window lengths {list(windows.length_of)} per block "
+          f"({len(windows.lengths)} static shapes; Fast-dLLM forwards "
+          f"{[args.gen - b * args.block for b in range(args.gen // args.block)]})")
   columns = ["config", "params_M", "batch", "strategy", "cache", "ours_tok_s", "port_tok_s",
              "fastdllm_tok_s", "ours_vs_port", "ours_vs_fastdllm", "ours_nfe", "port_nfe",
              "fastdllm_nfe", "equal_port", "equal_fastdllm", "ours_compile_s", "ours_gflop_s",

@@ -146,8 +146,8 @@ def test_forward_tokens_count_the_window(models):
   assert int(none.forward_tokens[0]) == 8 * total
   # 4 blocks x (one full forward + 1 window forward of the block)
   assert int(dual.forward_tokens[0]) == 4 * (total + 4)
-  # prefix: the whole response (16) per window forward, one static shape for every block
-  assert int(prefix.forward_tokens[0]) == 4 * total + 4 * 16
+  # prefix: the queries from the block start to the end (16, 12, 8, 4) per window forward
+  assert int(prefix.forward_tokens[0]) == 4 * total + (16 + 12 + 8 + 4)
 
 
 def test_unsupported_combinations_raise_before_work(models):

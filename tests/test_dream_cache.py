@@ -113,10 +113,12 @@ def test_token_parity_with_the_eager_reference(dream, name, cache):
     assert np.all(nfe <= expected_nfe) and np.all(nfe >= GEN // BLOCK)
     return
   np.testing.assert_array_equal(nfe, expected_nfe)
-  # Forward tokens as for LLaDA: 2 blocks x (one full forward + 3 window forwards).
+  # Forward tokens as for LLaDA: 2 blocks x (one full forward + 3 window forwards); a prefix
+  # window runs from its block's start to the end (16, then 8 positions).
   total = PROMPT + GEN
-  window = BLOCK if cache == "dual" else GEN
-  np.testing.assert_array_equal(np.asarray(result.forward_tokens), 2 * (total + 3 * window))
+  windows = (BLOCK, BLOCK) if cache == "dual" else (GEN, GEN - BLOCK)
+  np.testing.assert_array_equal(np.asarray(result.forward_tokens),
+                                2 * total + 3 * sum(windows))
 
 
 @pytest.mark.parametrize("name, cache", [("low_confidence", "prefix"), ("threshold", "dual")])

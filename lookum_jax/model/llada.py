@@ -363,8 +363,8 @@ class LLaDA(nnx.Module):
   def extend(self, tokens: jax.Array, start: int | jax.Array, cache: KVCache,
              attention_mask: jax.Array | None = None, *,
              logits_window: tuple[int | jax.Array, int] | None = None,
-             fresh_from: int | jax.Array | None = None, return_kv: bool = False
-             ) -> jax.Array | tuple[jax.Array, KVCache]:
+             fresh_from: int | jax.Array | None = None, return_kv: bool = False,
+             cache_keys: int | None = None) -> jax.Array | tuple[jax.Array, KVCache]:
     """Logits of a window of positions against a cache: `[B, K, length, V]` float32.
 
     Args:
@@ -385,6 +385,11 @@ class LLaDA(nnx.Module):
         `[n_layers, B, K, w, ...]` (`hidden`: the last layer's output `[B, K, w, D]`, for
         every model), to measure a cache's drift or write the window into it
         (`KVCache.write`). Positions before `fresh_from` hold values computed but unused.
+      cache_keys: attend to the cache's first `cache_keys` positions only (static; default:
+        all T). Every position from it on must be a fresh window position: the window ends
+        at the canvas end and starts, as does `fresh_from`, at or before `cache_keys`. The
+        prefix cache's window `[T - L, T)` with `cache_keys = block_start` spans T keys, as
+        Fast-dLLM's `x[block_start:]` against its cached prefix does, not T + L.
 
     Dream (shifted logits): a window position's logits come from the position before it,
     fresh when that position is fresh, else its output as of the cache's forward
@@ -398,6 +403,15 @@ class LLaDA(nnx.Module):
     fresh_from = start if fresh_from is None else fresh_from
     if cache.k.shape[1] != b:
       raise ValueError(f"tokens have {b} rows but the cache holds {cache.k.shape[1]}.")
+    keys = t if cache_keys is None else int(cache_keys)
+    if not 0 < keys <= t:
+      raise ValueError(f"cache_keys={cache_keys} must be in [1, {t}] (the cache's length).")
+    bounds = (start, fresh_from)
+    if keys < t and all(isinstance(x, int) for x in bounds) and (
+        start + w != t or max(bounds) > keys):
+      raise ValueError(f"cache_keys={keys} drops cached positions [{keys}, {t}) that the window "
+                       f"[{start}, {start + w}) fresh from {fresh_from} does not recompute; "
+                       "the window must end at the canvas end and start at or before it.")
     if self.shifts_logits and cache.hidden is None:
       raise ValueError("this model's logits are shifted (Dream): extend needs a cache from its "
                        "own prefill, which keeps every position's output (KVCache.hidden).")
@@ -407,7 +421,8 @@ class LLaDA(nnx.Module):
     cos, sin = rope_angles(positions, self.config.head_dim, self.config.rope_theta)
     x = jnp.take(self.wte[...], tokens, axis=0).astype(self.dtype)  # [B, K, w, D]
     def layer(block, x, kv):
-      x, fresh = block.window(x, cos, sin, start, kv[0], kv[1], key_mask, fresh_from)
+      x, fresh = block.window(x, cos, sin, start, kv[0][:, :keys], kv[1][:, :keys],
+                              None if key_mask is None else key_mask[:, :keys], fresh_from)
       return (x, fresh) if return_kv else x
 
     x, fresh = self._layers(layer, x, (cache.k, cache.v))

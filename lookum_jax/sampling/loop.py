@@ -131,7 +131,7 @@ class Forward:
 
   def window(self, tokens: jax.Array, start, cache: KVCache,
              attention_mask: jax.Array | None, length: int, *, fresh_from=None,
-             offset=0) -> jax.Array:
+             offset=0, cache_keys: int | None = None) -> jax.Array:
     """Logits `[B, K, length, V]` of candidate windows `[B, K, w]` at `start` against
     `cache`, for window positions `[offset, offset + length)` (`LLaDA.extend`)."""
     if self.config.guided:
@@ -139,7 +139,8 @@ class Forward:
       attention_mask = (None if attention_mask is None
                         else jnp.concatenate([attention_mask] * 2, axis=0))
     logits = self.model.extend(tokens, start, cache, attention_mask,
-                               logits_window=(offset, length), fresh_from=fresh_from)
+                               logits_window=(offset, length), fresh_from=fresh_from,
+                               cache_keys=cache_keys)
     return self._finish(logits)
 
 

@@ -21,6 +21,7 @@ from flax import struct
 
 from lookum_jax.model.llada import KVCache
 from lookum_jax.sampling import refresh, scores
+from lookum_jax.sampling.prefix_window import prefix_windows
 
 if TYPE_CHECKING:
   from lookum_jax.sampling.config import SamplerConfig
@@ -531,16 +532,41 @@ class StepContext:
       logits, _ = self.forward.full(canvases.reshape(batch * paths, -1), mask, start, w)
       return logits.reshape(batch, paths, w, -1)
     if cfg.cache == "prefix":
-      # Queries over the whole response [P, T) (one static shape for every block); the
-      # prompt and the finished blocks attend through their cached keys/values, the block
-      # and everything after it fresh: Fast-dLLM's prefix cache. The finished blocks'
-      # query outputs are computed and dropped.
-      response = jnp.broadcast_to(state.tokens[:, None, p:], (batch, paths, cfg.gen_length))
-      response = jax.lax.dynamic_update_slice_in_dim(
-          response, window_tokens, self.window_start(state), axis=2)
-      return self.forward.window(response, p, state.cache, self.attention_mask, w,
-                                 fresh_from=start, offset=self.window_start(state))
+      return self._prefix_window(state, window_tokens)
     return self.forward.window(window_tokens, start, state.cache, self.attention_mask, w)
+
+  def _prefix_window(self, state: LoopState, window_tokens: jax.Array) -> jax.Array:
+    """Fast-dLLM's prefix cache step: the queries from the block start to the canvas end,
+    fresh, against the cached prompt and finished blocks. The query count shrinks block by
+    block; `prefix_window.prefix_windows` groups the blocks into a few static window lengths
+    `L` (the canvas tail `[T - L, T)`), chosen per block by `lax.switch`. Window positions
+    before the block start (when a block shares a longer length) attend through their
+    cached keys/values and their outputs are dropped."""
+    cfg, p = self.config, self.prompt_length
+    batch, paths, w = window_tokens.shape
+    windows = prefix_windows(cfg.gen_length, cfg.block_length)
+    block_start = self.block_start(state)
+
+    def shape(i: int) -> Callable[[jax.Array], jax.Array]:
+      first = cfg.gen_length - windows.lengths[i]  # response index of the window's start
+
+      def run(window_tokens: jax.Array) -> jax.Array:
+        response = jnp.broadcast_to(state.tokens[:, None, p + first:],
+                                    (batch, paths, windows.lengths[i]))
+        response = jax.lax.dynamic_update_slice_in_dim(response, window_tokens,
+                                                       block_start - first, axis=2)
+        return self.forward.window(response, p + first, state.cache, self.attention_mask, w,
+                                   fresh_from=p + block_start, offset=block_start - first,
+                                   cache_keys=p + windows.cached_response[i])
+      return run
+
+    if len(windows.lengths) == 1:
+      return shape(0)(window_tokens)
+    block = self.block_of(state)
+    if isinstance(block, int):  # the eager reference: the block is known
+      return shape(windows.shape_of[block])(window_tokens)
+    index = jnp.asarray(windows.shape_of, jnp.int32)[block]
+    return jax.lax.switch(index, [shape(i) for i in range(len(windows.lengths))], window_tokens)
 
   def lookahead(self, state: LoopState, commits: jax.Array, tokens: jax.Array) -> jax.Array:
     """Logits `[B, K, W, V]` of K look-ahead canvases per row, all in one model call:
@@ -548,19 +574,24 @@ class StepContext:
     window_tokens = jnp.where(commits, tokens, self.canvas_window(state)[:, None])
     return self._forward_window(state, window_tokens)
 
-  def step_tokens(self) -> int:
-    """Query positions a (non-refresh) step forward processes per canvas."""
+  def step_tokens(self, state: LoopState) -> int | jax.Array:
+    """Query positions a (non-refresh) step forward processes per canvas in the current
+    block (prefix cache: its window's length, from the block start or a little before)."""
     cfg, total = self.config, self.prompt_length + self.config.gen_length
     if cfg.cache == "none":
       return total
-    return cfg.block_length if cfg.cache == "dual" else cfg.gen_length
+    if cfg.cache == "dual":
+      return cfg.block_length
+    lengths = prefix_windows(cfg.gen_length, cfg.block_length).length_of
+    block = self.block_of(state)
+    return lengths[block] if isinstance(block, int) else jnp.asarray(lengths, jnp.int32)[block]
 
   def charge(self, state: LoopState, forwards: jax.Array,
              tokens: jax.Array | int | None = None) -> LoopState:
     """Adds `forwards [B]` forwards (each times the CFG cost) to each row's NFE, each of
     `tokens` query positions (default: a step forward's, `step_tokens()`)."""
     n = forwards.astype(jnp.int32) * self.forward_cost
-    tokens = self.step_tokens() if tokens is None else tokens
+    tokens = self.step_tokens(state) if tokens is None else tokens
     return state.replace(nfe=state.nfe + n, forward_tokens=state.forward_tokens + n * tokens)
 
   def refresh_logits(self, state: LoopState) -> LoopState:
@@ -589,7 +620,7 @@ class StepContext:
 
     window, cache = jax.lax.cond(jnp.any(active), run_window, lambda s: (s.window, s.cache),
                                  state)
-    tokens = jnp.where(due, state.tokens.shape[1], self.step_tokens())
+    tokens = jnp.where(due, state.tokens.shape[1], self.step_tokens(state))
     return self.charge(state.replace(window=window, cache=cache), active, tokens)
 
   def select_step(self, state: LoopState,
