@@ -11,6 +11,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from lookum_jax import configfile
+from lookum_jax.sampling.config import CACHE_MODES
 from policy_rl.grpo import GRPOConfig
 from policy_rl.policy import PolicyConfig
 
@@ -63,12 +64,20 @@ class PolicyTrainConfig:
     task_options: the task's options (bandit: `prompt_length`, `correct`).
     gen_length: response length L (None: the task's; the bandit's default is 16).
     block_length: semi-autoregressive block (None: full diffusion, one block of L).
+    cache: the rollouts' KV cache (`SamplerConfig.cache`): "none", "prefix" (the prompt's keys
+      and values computed once per block; in full diffusion each step forwards the L
+      response positions only) or "dual" (semi-AR: each step forwards the current block).
+      The policy's window is the block under a cache (the whole response in full diffusion),
+      so a policy trained with a cache in semi-AR decoding should be evaluated with one.
     prompts_per_step: prompts per batch; the batch decodes prompts_per_step * group_size rows.
     policy_temperature: the policy's Bernoulli temperature during training.
     policy, grpo, optim: the policy architecture, the GRPO objective and the optimizer.
     num_steps: train steps (one batch of rollouts and `grpo.updates_per_batch` updates each).
     seed: seeds the policy init, the prompts and the rollouts.
-    checkpoint_every, keep_checkpoints, log_every: bookkeeping.
+    checkpoint_every, keep_checkpoints, log_every: bookkeeping (in train steps).
+    checkpoint_interval_s: also checkpoint after a step that ends this many seconds of wall
+      time after the last checkpoint (0: only every `checkpoint_every` steps); where a run
+      checkpoints changes nothing in its result (a resumed run is bit-identical).
   """
 
   model: str = "random"
@@ -78,6 +87,7 @@ class PolicyTrainConfig:
   task_options: Mapping[str, Any] = dataclasses.field(default_factory=dict)
   gen_length: int | None = None
   block_length: int | None = None
+  cache: str = "none"
   prompts_per_step: int = 8
   policy_temperature: float = 1.0
   policy: PolicyConfig = dataclasses.field(default_factory=PolicyConfig)
@@ -88,6 +98,7 @@ class PolicyTrainConfig:
   checkpoint_every: int = 50
   keep_checkpoints: int = 2
   log_every: int = 1
+  checkpoint_interval_s: float = 0.0
 
   def __post_init__(self):
     for name in ("model_options", "task_options"):
@@ -110,6 +121,14 @@ class PolicyTrainConfig:
       value = getattr(self, name)
       if not isinstance(value, int) or isinstance(value, bool) or value < 0:
         raise ValueError(f"PolicyTrainConfig.{name} must be a non-negative int, got {value!r}.")
+    if self.cache not in CACHE_MODES:
+      raise ValueError(
+          f"PolicyTrainConfig.cache must be one of {CACHE_MODES}, got {self.cache!r}.")
+    if (isinstance(self.checkpoint_interval_s, bool)
+        or not isinstance(self.checkpoint_interval_s, (int, float))
+        or not self.checkpoint_interval_s >= 0):
+      raise ValueError(f"PolicyTrainConfig.checkpoint_interval_s must be a number of seconds "
+                       f">= 0 (0: off), got {self.checkpoint_interval_s!r}.")
     if not self.policy_temperature > 0:
       raise ValueError(
           f"PolicyTrainConfig.policy_temperature must be > 0, got {self.policy_temperature!r}.")

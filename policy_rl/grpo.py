@@ -384,3 +384,161 @@ def grpo_update(graphdef: nnx.GraphDef, tx: optax.GradientTransformation, params
   updates, opt_state = tx.update(grads, state.opt_state, state.params)
   state = state.replace(params=optax.apply_updates(state.params, updates), opt_state=opt_state)
   return state, {"loss": loss, "grad_norm": optax.tree.norm(grads), **metrics}
+
+
+# ---------------------------------------------------------------- packed updates (training)
+
+MIN_PAIRS = 8
+
+
+@struct.dataclass
+class PairIndex:
+  """The (row, step) pairs an update trains on, packed: `rows`, `steps` `[P]` int32 and `real`
+  `[P]` bool (false on the padding, which repeats the last real pair). Built on the host by
+  `pack_pairs`; P is bucketed so few programs compile."""
+
+  rows: jax.Array
+  steps: jax.Array
+  real: jax.Array
+
+  @property
+  def size(self) -> int:
+    return self.rows.shape[0]
+
+
+def pair_bucket(n: int, chunk: int | None) -> int:
+  """Packed size P of n pairs: the next power of two >= n (at least `MIN_PAIRS`), or, once
+  that exceeds one chunk, the next multiple of `chunk` (P / chunk chunks)."""
+  size = MIN_PAIRS
+  while size < n:
+    size *= 2
+  if chunk is not None and size > chunk:
+    size = chunk * max(1, -(-n // chunk))
+  return size
+
+
+def pack_pairs(trains: Any, chunk: int | None) -> PairIndex:
+  """The pairs `trains [B, S]` (bool, host) marks, row-major, padded to `pair_bucket`.
+
+  The trainer marks the valid steps of rows whose advantage is not zero: every other pair
+  adds exactly zero to the loss and its gradient (an invalid step has no weight; a zero
+  advantage zeroes the clipped surrogate), so leaving them out changes neither, only the
+  work (a GRPO batch's rows take from a few steps to S, and groups whose rewards are all
+  equal have zero advantages)."""
+  trains = np.asarray(trains, bool)
+  if trains.ndim != 2:
+    raise ValueError(f"trains must be [rows, steps], got shape {trains.shape}.")
+  rows, steps = np.nonzero(trains)
+  n = len(rows)
+  size = pair_bucket(n, chunk)
+  last = (rows[-1], steps[-1]) if n else (0, 0)
+  pad = lambda x, fill: np.concatenate([x, np.full(size - n, fill)]).astype(np.int32)
+  return PairIndex(rows=jnp.asarray(pad(rows, last[0])), steps=jnp.asarray(pad(steps, last[1])),
+                   real=jnp.asarray(np.arange(size) < n))
+
+
+def _packed_chunks(trajectory: Trajectory, attention_mask: jax.Array | None, index: PairIndex,
+                   chunk: int | None, per_row: dict[str, Any]) -> dict[str, Any]:
+  """The indexed pairs in C chunks `[C, chunk, ...]` (strided as `_chunks`; C = P / chunk,
+  one chunk of P when P <= chunk); `per_row` `[B, ...]` arrays and the mask follow their
+  pair's row."""
+  size = index.size
+  chunk = size if chunk is None else min(chunk, size)
+  if size % chunk:
+    raise ValueError(f"the packed pair count {size} is not a multiple of the chunk {chunk}; "
+                     "build the index with pack_pairs(..., chunk).")
+  num_chunks = size // chunk
+
+  def split(x, rows=False):
+    if x is None:
+      return None
+    x = x[index.rows] if rows else x[index.rows, index.steps]
+    return jnp.swapaxes(x.reshape((chunk, num_chunks) + x.shape[1:]), 0, 1)
+
+  pairs = {"features": split(trajectory.token_features), "masked": split(trajectory.masked),
+           "time": split(trajectory.time), "actions": split(trajectory.actions),
+           "eligible": split(trajectory.eligible & trajectory.valid[..., None]),
+           "valid": split(trajectory.valid), "mask": split(attention_mask, rows=True),
+           "real": jnp.swapaxes(index.real.reshape(chunk, num_chunks), 0, 1)}
+  pairs.update({k: split(v, rows=True) for k, v in per_row.items()})
+  return pairs
+
+
+def _packed_chunk_loss(policy: UnmaskingPolicy, params: PolicyParams, config: GRPOConfig,
+                       c: dict[str, Any], first: jax.Array
+                       ) -> tuple[jax.Array, tuple[jax.Array, jax.Array]]:
+  """`_chunk_loss` of packed pairs; with `first` (the batch's first update, where the policy
+  is still the one that produced the old log-probabilities) the old log-probabilities are
+  this forward's own (a ratio of exactly 1), not `c["old"]`. Returns the loss and (the
+  metrics' numerators `[clipped, ratio, kl, weight]`, the new log-probabilities)."""
+  inputs = PolicyInput(token_features=c["features"], masked=c["masked"], time=c["time"])
+  new = _pair_log_probs(policy, params, inputs, c["mask"], c["actions"], c["eligible"],
+                        c.get("expert"), config.mixture_weights)  # [chunk, T]
+  old = jnp.where(first, jax.lax.stop_gradient(new), c["old"])
+  if config.ratio_level == "step":
+    new_, old_, weight = new.sum(-1), old.sum(-1), c["valid"] & c["real"]
+  else:
+    new_, old_, weight = new, old, c["eligible"] & c["real"][:, None]
+  weight = weight.astype(jnp.float32)
+  ratio = jnp.exp(new_ - old_)
+  expand = lambda x: x.reshape((-1,) + (1,) * (ratio.ndim - 1))
+  adv = expand(c["advantages"])
+  clipped = jnp.clip(ratio, 1.0 - config.clip_eps, 1.0 + config.clip_eps)
+  surrogate = jnp.minimum(ratio * adv, clipped * adv)
+  loss = -(surrogate * weight * expand(c["scale"])).sum()
+  is_clipped = (jnp.abs(ratio - 1.0) > config.clip_eps).astype(jnp.float32)
+  numerators = jnp.stack([(is_clipped * weight).sum(), (ratio * weight).sum(),
+                          ((old_ - new_) * weight).sum(), weight.sum()])
+  return loss, (numerators, jax.lax.stop_gradient(new))
+
+
+def grpo_updates(graphdef: nnx.GraphDef, tx: optax.GradientTransformation, params: PolicyParams,
+                 config: GRPOConfig, state: PolicyTrainState, trajectory: Trajectory,
+                 attention_mask: jax.Array | None, advantages: jax.Array,
+                 expert: jax.Array | None, index: PairIndex
+                 ) -> tuple[PolicyTrainState, dict[str, Any]]:
+  """All `config.updates_per_batch` optimizer updates of one batch, in one program, on the
+  packed pairs `index` (`pack_pairs`; chunks of `config.update_chunk`).
+
+  The same updates as `trajectory_log_probs` (the old log-probabilities) followed by
+  `grpo_update` per update, without the separate no-gradient pass: the first update's own
+  forward gives the old log-probabilities (its policy is the one that acted), and later
+  updates reuse them. Returns the state (step not counted) and the metrics averaged over the
+  updates; clip fraction, ratio and approx_kl are over the trained pairs' weights.
+  """
+  b = trajectory.actions.shape[0]
+  decided = trajectory.eligible & trajectory.valid[..., None]
+  weight = (trajectory.valid if config.ratio_level == "step" else decided).astype(jnp.float32)
+  count = jnp.maximum(weight.sum(tuple(range(1, weight.ndim))), 1.0)  # [B]
+  per_row = {"advantages": jnp.asarray(advantages, jnp.float32), "scale": 1.0 / (b * count)}
+  if expert is not None:
+    per_row["expert"] = expert
+  pairs = _packed_chunks(trajectory, attention_mask, index, config.update_chunk, per_row)
+  t = trajectory.actions.shape[-1]
+
+  def update(carry, first):
+    state, old = carry
+
+    def body(acc, c):
+      grads, sums = acc
+      (loss, (numerators, new)), g = jax.value_and_grad(
+          lambda p: _packed_chunk_loss(nnx.merge(graphdef, p), params, config, c, first),
+          has_aux=True)(state.params)
+      return (jax.tree.map(jnp.add, grads, g),
+              sums + jnp.concatenate([loss[None], numerators])), new
+
+    zeros = (jax.tree.map(jnp.zeros_like, state.params), jnp.zeros((5,), jnp.float32))
+    (grads, sums), new = jax.lax.scan(body, zeros, {**pairs, "old": old})
+    updates, opt_state = tx.update(grads, state.opt_state, state.params)
+    state = state.replace(params=optax.apply_updates(state.params, updates),
+                          opt_state=opt_state)
+    total = jnp.maximum(sums[4], 1.0)
+    metrics = {"loss": sums[0], "grad_norm": optax.tree.norm(grads),
+               "clip_fraction": sums[1] / total, "ratio": sums[2] / total,
+               "approx_kl": sums[3] / total}
+    return (state, jnp.where(first, new, old)), metrics
+
+  old = jnp.zeros(pairs["actions"].shape[:2] + (t,), jnp.float32)
+  firsts = jnp.arange(config.updates_per_batch) == 0
+  (state, _), metrics = jax.lax.scan(update, (state, old), firsts)
+  return state, jax.tree.map(jnp.mean, metrics)

@@ -4,13 +4,16 @@
         [--steps N] [--out DIR] [--stop-after N] [--no-progress]
 
 Each train step decodes `prompts_per_step` prompts `group_size` times each, plus
-`grpo.expert_rows` times by the threshold expert (one batch; rows
-prompt-major, one key per rollout by `fold_in`), scores the rows, and makes
+`grpo.expert_rows` times by the threshold expert (one batch, one program, under the config's
+KV cache; rows prompt-major, one key per rollout by `fold_in`), scores the rows, and makes
 `grpo.updates_per_batch` clipped-ratio updates of the policy (AdamW, warm-up + cosine,
-gradient clipping). Prompts and rollout keys are pure functions of (seed, step) and checkpoints
-(orbax: params, optimizer state, step; written to a temporary directory and renamed into place)
-hold everything else, so rerunning the command resumes and ends bit-identical to an
-uninterrupted run. Metrics go to DIR/metrics.jsonl, the final policy to DIR/policy.
+gradient clipping) in one program (`grpo.grpo_updates`) that trains on the packed (row, step)
+pairs that can move the loss: valid steps of rows with a non-zero advantage. Prompts and
+rollout keys are pure functions of (seed, step) and checkpoints (orbax: params, optimizer
+state, step; written to a temporary directory and renamed into place; every
+`checkpoint_every` steps and after `checkpoint_interval_s` seconds) hold everything else, so
+rerunning the command resumes and ends bit-identical to an uninterrupted run. Metrics go to
+DIR/metrics.jsonl, the final policy to DIR/policy.
 """
 
 from __future__ import annotations
@@ -38,11 +41,14 @@ from policy_rl.config import OptimConfig, PolicyTrainConfig
 from policy_rl.environments import Environment, PromptBatch, make_environment
 from policy_rl.grpo import (
     GRPOConfig,
+    PairIndex,
     PolicyTrainState,
     expert_rows,
     group_advantages,
     group_reward_stats,
     grpo_update,
+    grpo_updates,
+    pack_pairs,
     step_reward,
     trajectory_log_probs,
 )
@@ -53,7 +59,6 @@ CONFIG_FILE = "policy_train_config.json"
 METRICS_FILE = runs.METRICS_FILE
 CHECKPOINT_DIR = runs.CHECKPOINT_DIR
 POLICY_DIR = "policy"
-MIN_STEP_BUCKET = 8
 
 
 def learning_rate_schedule(optim: OptimConfig, num_steps: int,
@@ -86,9 +91,24 @@ def _log_probs(graphdef, policy_params, trajectory, attention_mask, expert, *, p
 @functools.partial(jax.jit, static_argnames=("graphdef", "params", "grpo", "optim", "num_steps"))
 def _update(graphdef, state, trajectory, attention_mask, advantages, old_log_probs, expert, *,
             params, grpo, optim, num_steps):
+  """One update on the whole trajectory given its old log-probabilities (the unpacked
+  program; `experiments/bench_memory.py` measures it). Training runs `_updates`."""
   tx = make_optimizer(optim, num_steps, grpo.updates_per_batch)
   return grpo_update(graphdef, tx, params, grpo, state, trajectory, attention_mask, advantages,
                      old_log_probs, expert)
+
+
+def _updates_impl(graphdef, state, trajectory, attention_mask, advantages, expert, index, *,
+                  params, grpo, optim, num_steps):
+  tx = make_optimizer(optim, num_steps, grpo.updates_per_batch)
+  return grpo_updates(graphdef, tx, params, grpo, state, trajectory, attention_mask, advantages,
+                      expert, index)
+
+
+_STATIC = ("graphdef", "params", "grpo", "optim", "num_steps")
+_updates = jax.jit(_updates_impl, static_argnames=_STATIC)
+# The training loop's: the old state's buffers are reused for the new one.
+_updates_donated = jax.jit(_updates_impl, static_argnames=_STATIC, donate_argnames=("state",))
 
 
 def rollout_keys(seed: int, step: int, num_prompts: int, group_size: int) -> jax.Array:
@@ -100,25 +120,18 @@ def rollout_keys(seed: int, step: int, num_prompts: int, group_size: int) -> jax
   return per_rollout.reshape(-1)
 
 
-def step_bucket(max_steps_taken: int, max_steps: int) -> int:
-  """Trajectory steps kept for the loss: a power of two >= the steps taken (few compiles)."""
-  bucket = MIN_STEP_BUCKET
-  while bucket < max_steps_taken:
-    bucket *= 2
-  return min(bucket, max_steps)
-
-
 @dataclasses.dataclass
 class Rollout:
-  """A decoded batch: the generation, its recorded trajectory (truncated to a step bucket),
-  the policy's attention mask `[B, T]` (None without prompt padding), the expert rows, and the
-  prompts it answers."""
+  """A decoded batch: the generation, its recorded trajectory (every step of the sampler's
+  budget; `valid` `[B, S]` on the host marks the steps taken), the policy's attention mask
+  `[B, T]` (None without prompt padding), the expert rows, and the prompts it answers."""
 
   result: GenerationResult
   trajectory: Trajectory
   attention_mask: jax.Array | None
   expert_rows: jax.Array
   batch: PromptBatch
+  valid: np.ndarray
 
 
 class PolicyTrainer:
@@ -134,7 +147,8 @@ class PolicyTrainer:
                                features=config.policy.features,
                                expert_tau=config.grpo.expert_tau, record=True)
     self.sampler = SamplerConfig(gen_length=gen_length, block_length=block_length,
-                                 steps=gen_length, temperature=0.0, strategy=self.params)
+                                 steps=gen_length, temperature=0.0, strategy=self.params,
+                                 cache=config.cache)
     self.graphdef, _ = nnx.split(init_policy(config.policy, seed=config.seed))
 
   @property
@@ -172,10 +186,10 @@ class PolicyTrainer:
     steered = SteeredPolicy(self.policy(state), rows)
     result = generate(self.model, ids, self.sampler.with_policy(steered),
                       rollout_keys(self.config.seed, step, n, g), mask)
-    bucket = step_bucket(int(jnp.max(result.num_steps)), self.sampler.max_steps)
+    trajectory = result.strategy_state.trajectory
     attention_mask = None  # the policy sees the response window only: no prompt padding
-    return Rollout(result=result, trajectory=result.strategy_state.trajectory.truncate(bucket),
-                   attention_mask=attention_mask, expert_rows=rows, batch=batch)
+    return Rollout(result=result, trajectory=trajectory, attention_mask=attention_mask,
+                   expert_rows=rows, batch=batch, valid=np.asarray(trajectory.valid))
 
   def rewards(self, rollout: Rollout) -> tuple[jax.Array, np.ndarray]:
     """(rewards `[B]`, correct `[B]`) of a rollout."""
@@ -185,28 +199,34 @@ class PolicyTrainer:
                           self.grpo.alpha, self.grpo.reward)
     return rewards, correct
 
-  def update(self, state: PolicyTrainState, rollout: Rollout, rewards: jax.Array
-             ) -> tuple[PolicyTrainState, dict[str, float]]:
-    """`updates_per_batch` GRPO updates on one rollout; counts one train step."""
+  def trained_pairs(self, rollout: Rollout, advantages: Any) -> PairIndex:
+    """The packed (row, step) pairs an update trains on: the valid steps of rows whose
+    advantage is not zero (the others add exactly zero to the loss and its gradient)."""
+    trains = rollout.valid & (np.asarray(advantages) != 0)[:, None]
+    return pack_pairs(trains, self.grpo.update_chunk)
+
+  def update(self, state: PolicyTrainState, rollout: Rollout, rewards: jax.Array, *,
+             donate: bool = False) -> tuple[PolicyTrainState, dict[str, float]]:
+    """`updates_per_batch` GRPO updates on one rollout, one program; counts one train step.
+    `donate`: the program reuses `state`'s buffers (do not read `state` afterwards)."""
     advantages = group_advantages(rewards, self.grpo.rows_per_prompt,
                                   self.grpo.normalize_advantages)
-    old = self.log_probs(state, rollout.trajectory, rollout.attention_mask, rollout.expert_rows)
-    history = []
-    for _ in range(self.grpo.updates_per_batch):
-      state, metrics = _update(
-          self.graphdef, state, rollout.trajectory, rollout.attention_mask, advantages, old,
-          rollout.expert_rows, params=self.params, grpo=self.grpo, optim=self.config.optim,
-          num_steps=self.config.num_steps)
-      history.append(metrics)
-    averaged = {k: float(np.mean([m[k] for m in history])) for k in history[0]}
-    return state.replace(step=state.step + 1), averaged
+    index = self.trained_pairs(rollout, advantages)
+    run = _updates_donated if donate else _updates
+    state, metrics = run(self.graphdef, state, rollout.trajectory, rollout.attention_mask,
+                         advantages, rollout.expert_rows, index, params=self.params,
+                         grpo=self.grpo, optim=self.config.optim,
+                         num_steps=self.config.num_steps)
+    metrics = {k: float(v) for k, v in jax.device_get(metrics).items()}
+    metrics["trained_pairs"] = float(np.sum(np.asarray(index.real)))
+    return state.replace(step=state.step + 1), metrics
 
-  def train_step(self, state: PolicyTrainState, step: int
+  def train_step(self, state: PolicyTrainState, step: int, *, donate: bool = False
                  ) -> tuple[PolicyTrainState, dict[str, float], Rollout]:
-    """Rollout, rewards, updates: one train step, with its metrics."""
+    """Rollout, rewards, updates: one train step, with its metrics (`donate`: as `update`)."""
     rollout = self.rollout(state, step)
     rewards, correct = self.rewards(rollout)
-    state, metrics = self.update(state, rollout, rewards)
+    state, metrics = self.update(state, rollout, rewards, donate=donate)
     result = rollout.result
     metrics.update(
         reward=float(jnp.mean(rewards)), accuracy=float(np.mean(correct)),
@@ -285,11 +305,12 @@ def _run_steps(trainer: PolicyTrainer, state: PolicyTrainState, start: int, end:
   if start >= end:
     return state
   saved_step, run_start = start, time.perf_counter()
+  saved_at = run_start
   bar = tqdm(total=config.num_steps, initial=start, disable=not progress, unit="step",
              dynamic_ncols=True)
   try:
     for step in range(start, end):
-      state, metrics, _ = trainer.train_step(state, step)
+      state, metrics, _ = trainer.train_step(state, step, donate=True)
       done = step + 1
       bar.update(1)
       bar.set_postfix(reward=f"{metrics['reward']:.3f}", acc=f"{metrics['accuracy']:.2f}",
@@ -298,11 +319,16 @@ def _run_steps(trainer: PolicyTrainer, state: PolicyTrainState, start: int, end:
         record = {"step": done, **metrics, "elapsed_s": time.perf_counter() - run_start}
         history.append(record)
         runs.append_metrics(metrics_path, record)
-      if done % config.checkpoint_every == 0 or done == end:
+      overdue = (config.checkpoint_interval_s > 0
+                 and time.perf_counter() - saved_at >= config.checkpoint_interval_s)
+      if done % config.checkpoint_every == 0 or done == end or overdue:
         runs.save(manager, done, state)
-        saved_step = done
+        saved_step, saved_at = done, time.perf_counter()
   except KeyboardInterrupt:
-    if int(state.step) > saved_step:
+    # Interrupted inside an update, `state`'s buffers may be donated already: the last
+    # checkpoint then stands.
+    finished = not any(x.is_deleted() for x in jax.tree.leaves(state))
+    if finished and int(state.step) > saved_step:
       runs.save(manager, int(state.step), state, force=True)
     raise
   finally:

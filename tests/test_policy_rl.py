@@ -25,6 +25,7 @@ from policy_rl.grpo import (
   group_advantages,
   group_reward_stats,
   grpo_loss,
+  pair_bucket,
   step_reward,
   trajectory_log_probs,
 )
@@ -34,7 +35,6 @@ from policy_rl.train import (
   PolicyTrainer,
   load_dllm,
   rollout_keys,
-  step_bucket,
   train,
 )
 
@@ -197,7 +197,8 @@ def test_grpo_step_moves_the_policy_toward_the_rewarded_behaviour(trainer, bandi
 def test_rollout_layout(trainer, bandit_rollout):
   _, rollout = bandit_rollout
   assert rollout.result.tokens.shape == (32, 4 + 8)
-  assert rollout.trajectory.num_steps == step_bucket(int(rollout.result.num_steps.max()), 8)
+  assert rollout.trajectory.num_steps == 8  # the whole budget; `valid` marks the steps taken
+  np.testing.assert_array_equal(rollout.valid.sum(1), rollout.result.num_steps)
   np.testing.assert_array_equal(rollout.trajectory.valid.sum(1), rollout.result.num_steps)
   # Prompts are tiled G times; keys are one fold_in per prompt and rollout.
   np.testing.assert_array_equal(rollout.result.tokens[:8, :4], rollout.result.tokens[:1, :4]
@@ -207,7 +208,9 @@ def test_rollout_layout(trainer, bandit_rollout):
                                 5)
   np.testing.assert_array_equal(jax.random.key_data(keys[2 * 8 + 5]),
                                 jax.random.key_data(expected))
-  assert step_bucket(3, 64) == 8 and step_bucket(9, 64) == 16 and step_bucket(50, 32) == 32
+  assert [pair_bucket(n, 1024) for n in (0, 3, 9, 1000, 1025, 3000)] == [8, 8, 16, 1024, 2048,
+                                                                        3072]
+  assert pair_bucket(9, 5) == 10 and pair_bucket(2000, None) == 2048
 
 
 def test_expert_steering_rollouts(config, trainer):
