@@ -30,18 +30,18 @@ import itertools
 from typing import Any
 
 from lookum_jax.benchmarks.config import (
-    DEFAULT_SAMPLER,
-    POLICY_PATH_PLACEHOLDER,
-    BenchmarkConfig,
-    offer_policy_strategies,
+  DEFAULT_SAMPLER,
+  POLICY_PATH_PLACEHOLDER,
+  BenchmarkConfig,
+  offer_policy_strategies,
 )
 from lookum_jax.parsing import parse_sampler
 from lookum_jax.sampling.lookum import LookUM
 from lookum_jax.sampling.strategies import LowConfidence, Threshold
-from lookum_jax.sampling.strategies.klass import KLASS
-from lookum_jax.sampling.strategies.prophet import Prophet
 from lookum_jax.sampling.strategies.dus import DUS
+from lookum_jax.sampling.strategies.klass import KLASS
 from lookum_jax.sampling.strategies.pc_sampler import PCSampler
+from lookum_jax.sampling.strategies.prophet import Prophet
 
 MODELS: dict[str, dict[str, Any]] = {
     "llada": dict(model_name="llada-8b-instruct"),

@@ -136,16 +136,16 @@ def demo_samplers(gen_length: int, block_length: int) -> list[tuple[str, Any]]:
   from lookum_jax.sampling.config import SamplerConfig
   from lookum_jax.sampling.lookum import LookUM
   from lookum_jax.sampling.strategies import (
-      Entropy,
-      EntropyBounded,
-      Margin,
-      RandomOrder,
-      Threshold,
+    Entropy,
+    EntropyBounded,
+    Margin,
+    RandomOrder,
+    Threshold,
   )
-  from lookum_jax.sampling.strategies.klass import KLASS
-  from lookum_jax.sampling.strategies.prophet import Prophet
   from lookum_jax.sampling.strategies.dus import DUS
+  from lookum_jax.sampling.strategies.klass import KLASS
   from lookum_jax.sampling.strategies.pc_sampler import PCSampler
+  from lookum_jax.sampling.strategies.prophet import Prophet
 
   base = SamplerConfig(gen_length=gen_length, block_length=block_length, steps=gen_length)
   num_blocks = gen_length // block_length
