@@ -154,6 +154,12 @@ def window_forward(ctx: StepContext, state: LoopState) -> tuple[jax.Array, KVCac
   return logits, fresh, start, start
 
 
+def _window_tokens(ctx: StepContext, state: LoopState) -> Any:
+  """Query positions `window_forward` processes: the whole response under the prefix cache
+  (not the shrunk window of `StepContext._prefix_window`), else a step forward's."""
+  return ctx.config.gen_length if ctx.config.cache == "prefix" else ctx.step_tokens(state)
+
+
 def measure_drift(ctx: StepContext, cache: KVCache, fresh: KVCache, start, fresh_from
                   ) -> jax.Array:
   """`[B]` the drift of each row's window: the relative change of its fresh keys/values
@@ -198,7 +204,8 @@ def step_forward(ctx: StepContext, state: LoopState) -> LoopState:
   window, drift = jax.lax.cond(jnp.any(active), run, idle, state)
   drift = jnp.where(active, drift, UNMEASURED)
   cache = state.cache.replace(drift=_rows(drift, rows)[None])
-  return ctx.charge(state.replace(window=window, cache=cache), active)
+  return ctx.charge(state.replace(window=window, cache=cache), active,
+                    _window_tokens(ctx, state))
 
 
 def after_step(ctx: StepContext, state: LoopState) -> LoopState:
@@ -220,7 +227,7 @@ def after_step(ctx: StepContext, state: LoopState) -> LoopState:
 
   probed = jax.lax.cond(jnp.any(probe), measure, lambda s: drift, state)
   drift = jnp.where(probe, probed, drift)
-  state = ctx.charge(state, probe)
+  state = ctx.charge(state, probe, _window_tokens(ctx, state))
   due = active & (drift > cfg.refresh_threshold)
 
   def refresh(state):
