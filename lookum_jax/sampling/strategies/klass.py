@@ -53,18 +53,18 @@ class KLASS(Strategy):
   committed. Not scheduled: a block lasts until it is committed.
 
   Defaults are the authors' `stable_confident_decode` defaults (0.9, 0.01, 2); their LLaDA
-  GSM8K script runs 0.6, 0.015, 2 (`klass_gsm8k` preset).
+  GSM8K script runs 0.6, 0.015, 2 in blocks of 64 (the `klass` preset's thresholds).
 
-  Readings where the paper and its code leave room (each also what the equations support):
+  Readings where the authors' code leaves room (we keep to the rule as stated above):
     * Fallback. The code commits the LLaDA schedule's count when nothing is ready; its
       published runs use steps = gen_length, where that count is 1, so we commit one (with
       fewer steps its loop can end a block with masks left).
     * History per block. A position's history starts at its block's first step (no KL on
       that step). The code keeps full-sequence histories, but its first block does the same
-      (its initial "previous" distribution is all zeros, an infinite KL); for later blocks it
-      would need the logits of the next block's positions, which a cached step does not
-      compute, so this reading is the one every cache mode shares. With full diffusion
-      (one block) the two agree exactly.
+      (its initial "previous" distribution is all zeros: a KL of about 27 nats, never
+      stable); for later blocks it would need the logits of the next block's positions,
+      which a cached step does not compute, so this reading is the one every cache mode
+      shares. With full diffusion (one block) the two agree.
     * Distributions are the clean softmax of the model's logits; the candidate (and its
       confidence) is Gumbel-noised when temperature > 0. The code takes the KL of the
       noised distributions, a new draw each step, which would rarely look stable.
