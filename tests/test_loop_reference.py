@@ -14,7 +14,7 @@ from lookum_jax.testing import decode_kwargs, make_prompts
 CASES = [
     ("lookum", {"paths": 2, "selection": "smc", "selection_temperature": 0.1}, "prefix"),
     ("lookum", {"paths": 3, "base": "threshold", "entropy_cost": 0.5, "pool": "eligible",
-                "proposal_temperature": 0.1}, "dual"),
+                "proposal_temperature": 0.1, "search_below": 0.3}, "dual"),  # adaptive
     ("policy_lookum", {"paths": 2}, "none"),
 ]
 

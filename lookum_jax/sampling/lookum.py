@@ -163,6 +163,12 @@ class Proposal:
       tokens = tokens.at[1:].set(drawn)
     return commits, tokens
 
+  def rows_uncertain(self, base: Rule, view: StepView, below: Any) -> jax.Array:
+    """`[B]`: rows whose base step would commit a position with confidence below `below`
+    (adaptive LookUM searches only there)."""
+    greedy = jax.vmap(lambda v: base.select(v, None))(view)
+    return jnp.any(greedy & (view.confidence < below), axis=-1)
+
   def rows_with_choice(self, base: Rule, view: StepView) -> jax.Array:
     """`[B]`: rows whose pool holds more positions than their step commits (otherwise every
     candidate is the greedy set)."""
@@ -297,7 +303,8 @@ class FlatForm:
 
   @classmethod
   def param_types(cls) -> dict[str, Any]:
-    return {**{name: type(value) for name, value in FLAT_DEFAULTS.items()}, "gamma": float}
+    return {**{name: type(value) for name, value in FLAT_DEFAULTS.items()}, "gamma": float,
+            "search_below": float | None}
 
   def to_dict(self) -> dict[str, Any]:
     return to_params(self)
@@ -326,6 +333,10 @@ class LookUM(FlatForm, Strategy):
     branch_every: branch on every n-th step; other steps are plain base steps.
     dedupe: candidates identical to an earlier one of the same step are dropped from the
       selection and cost no NFE (the batched program still computes them).
+    search_below: adaptive LookUM: a row runs its K look-aheads only at steps where the base
+      rule would commit a position whose confidence is below this number (traced, so a
+      sweep compiles once); at other steps it commits as the base does, at the base's cost.
+      None (the default): every step searches.
   """
 
   name = "lookum"
@@ -336,9 +347,13 @@ class LookUM(FlatForm, Strategy):
   selector: Selector = ImportanceSampling()
   branch_every: int = static_field(1)
   dedupe: bool = static_field(True)
+  search_below: float | None = None
 
   def __post_init__(self):
     check_parts("lookum", self.paths, self.base, self.branch_every)
+    if self.search_below is not None:
+      check_number("search_below", "", self.search_below, lambda v: 0.0 <= v <= 1.0,
+                   "a confidence in [0, 1] (or None to search at every step)")
     if not isinstance(self.selector, Selector):
       raise ValueError(f"lookum: selector must be a Selector value (ImportanceSampling(), "
                        f"Argmax(), Oracle(), RandomPick()), got {self.selector!r}.")
@@ -366,9 +381,11 @@ class LookUM(FlatForm, Strategy):
     return self.selector.needs_targets
 
   def statistics(self) -> frozenset[str]:
-    """The base rule's and the proposal's statistics, and the entropy the verifier's
-    `entropy_cost` charges (traced, so always computed)."""
-    return self.proposal.statistics(self.base) | {"entropy"}
+    """The base rule's and the proposal's statistics, the entropy the verifier's
+    `entropy_cost` charges (traced, so always computed), and the confidence `search_below`
+    compares."""
+    extra = frozenset() if self.search_below is None else frozenset({"confidence"})
+    return self.proposal.statistics(self.base) | {"entropy"} | extra
 
   def carries_logits(self, config) -> bool:
     """Its own `needs_logits`, its base's, or drawn tokens (`Proposal.sample_tokens`)."""
@@ -396,6 +413,8 @@ class LookUM(FlatForm, Strategy):
     noise_keys, select_keys = ctx.step_keys(state)
     view = ctx.view(state, noise_keys)
     row_choice = self.proposal.rows_with_choice(self.base, view)
+    if self.search_below is not None:
+      row_choice &= self.proposal.rows_uncertain(self.base, view, self.search_below)
     branch = jnp.any(ctx.active(state) & row_choice)
     if self.branch_every > 1:
       branch &= state.block_step % self.branch_every == 0
@@ -552,7 +571,8 @@ FLAT_DEFAULTS: dict[str, Any] = dict(
     paths=2, pool_size=3, pool="top_k", pool_threshold=0.5, proposal_temperature=1.0,
     sample_tokens=False, base="low_confidence", tau=0.9, verifier="neg_entropy",
     verifier_scope="common", selection_temperature=0.01, branch_every=1, selection="is",
-    resample_threshold=0.5, entropy_cost=0.0, smc_greedy_particle=True, dedupe=True)
+    resample_threshold=0.5, entropy_cost=0.0, smc_greedy_particle=True, dedupe=True,
+    search_below=None)
 BASES: dict[str, type[Rule]] = {
     "low_confidence": LowConfidence, "margin": Margin, "threshold": Threshold,
     "entropy": Entropy, "entropy_bounded": EntropyBounded}
@@ -616,6 +636,9 @@ def from_params(params: dict[str, Any]) -> Strategy:
     check_number("selection_temperature", "", flat["selection_temperature"],
                  lambda v: v >= 0, ">= 0")
     if selection == "smc":
+      if flat["search_below"] is not None:
+        raise ValueError("search_below is for LookUM's selections, not selection='smc' (whose "
+                         "particles branch at every step); drop search_below")
       return SMC(paths=flat["paths"], base=base, proposal=proposal, verifier=verifier,
                  temperature=flat["selection_temperature"],
                  resample_threshold=flat["resample_threshold"],
@@ -626,7 +649,8 @@ def from_params(params: dict[str, Any]) -> Strategy:
       selector = (ImportanceSampling(temperature=flat["selection_temperature"])
                   if selection == "is" else _SELECTORS[selection]())
     value = LookUM(paths=flat["paths"], base=base, proposal=proposal, verifier=verifier,
-                   selector=selector, branch_every=flat["branch_every"], dedupe=flat["dedupe"])
+                   selector=selector, branch_every=flat["branch_every"], dedupe=flat["dedupe"],
+                   search_below=flat["search_below"])
   except ValueError as error:
     message = str(error).removeprefix("lookum: ").rstrip(".")
     raise ValueError(f"lookum: {message}.") from None
@@ -655,7 +679,7 @@ def to_params(value: LookUM | SMC) -> dict[str, Any]:
                 smc_greedy_particle=value.greedy_particle)
   else:
     flat.update(selection=value.selector.name, branch_every=value.branch_every,
-                dedupe=value.dedupe)
+                dedupe=value.dedupe, search_below=value.search_below)
     if isinstance(value.selector, ImportanceSampling):
       flat["selection_temperature"] = value.selector.temperature
   return flat
