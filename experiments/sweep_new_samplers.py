@@ -23,8 +23,8 @@ import jax
 from lookum_jax.evaluation import evaluate
 from lookum_jax.sampling import SamplerConfig, Threshold
 from lookum_jax.sampling.strategies.dus import DUS
-from lookum_jax.sampling.strategies.pc_sampler import PCSampler
-from lookum_jax.tasks.prior import answer_token_prior
+from lookum_jax.sampling.strategies.pc_sampler import PCSampler, token_frequency_prior
+from lookum_jax.tasks.corpus import answer_token_ids
 from lookum_jax.toylab import open_task_model
 
 
@@ -72,8 +72,9 @@ def main(argv=None) -> None:
   parser.add_argument("--out", required=True)
   args = parser.parse_args(argv)
   opened = open_task_model(args.model, limit=args.limit)
-  prior = answer_token_prior(opened.task, opened.tokenizer, opened.model.config.vocab_size,
-                             args.prior_examples, opened.gen_length)
+  answers = answer_token_ids(opened.task, opened.tokenizer, args.prior_examples,
+                             opened.gen_length)
+  prior = token_frequency_prior(answers, opened.model.config.vocab_size)
   os.makedirs(args.out, exist_ok=True)
   results = []
   table = ["| sampler | accuracy | 95% CI | mean NFE | wall s (compile s) |",
