@@ -3,6 +3,8 @@ model's held-out problems (same problems, same keys for every sampler).
 
     python experiments/sweep_new_samplers.py --model toy-sudoku --limit 100 \
         --out experiments/results/new_samplers/toy-sudoku
+    python experiments/sweep_new_samplers.py --model toy-chain --limit 100 --block-length 32 \
+        --cache dual --small --out experiments/results/new_samplers/toy-chain
 
 PC-Sampler: its position decay (lambda) at 1, 2 and 4 tokens per step, without a prior and
 with the prior of the task's training answers (`experiments/token_prior.py`). DUS: its
@@ -21,16 +23,26 @@ import jax
 from lookum_jax.evaluation import evaluate
 from lookum_jax.sampling import SamplerConfig, Threshold
 from lookum_jax.sampling.strategies.dus import DUS
-from lookum_jax.sampling.strategies.pc_sampler import PCSampler
-from lookum_jax.tasks.prior import answer_token_prior
+from lookum_jax.sampling.strategies.pc_sampler import PCSampler, token_frequency_prior
+from lookum_jax.tasks.corpus import answer_token_ids
 from lookum_jax.toylab import open_task_model
 
 
-def line_up(gen: int, block: int, prior) -> list[tuple[str, SamplerConfig]]:
-  base = SamplerConfig(gen_length=gen, block_length=block, steps=gen)
+def line_up(gen: int, block: int, prior, cache: str = "none",
+            small: bool = False) -> list[tuple[str, SamplerConfig]]:
+  """The samplers compared; `small`: threshold 0.9 and 0.97, PC-Sampler at 2 tokens a step
+  (decay 0 and 0.25, with and without the prior) and DUS base 2 only."""
+  base = SamplerConfig(gen_length=gen, block_length=block, steps=gen, cache=cache)
   blocks = gen // block
   rows = [(f"threshold tau={tau}", base.replace(strategy=Threshold(tau=tau)))
-          for tau in (0.5, 0.7, 0.9, 0.95)]
+          for tau in ((0.9, 0.97) if small else (0.5, 0.7, 0.9, 0.95))]
+  if small:
+    steps = blocks * max(1, gen // 2 // blocks)
+    for decay in (0.0, 0.25):
+      for label, value in (("", None), (" prior", prior)):
+        rows.append((f"pc_sampler decay={decay}{label} 2/step",
+                     base.replace(steps=steps, strategy=PCSampler(decay=decay, prior=value))))
+    return [*rows, ("dus base=2", base.replace(strategy=DUS(base=2)))]
   for per_step in (1, 2, 4):
     steps = blocks * max(1, gen // per_step // blocks)
     for decay in (0.0, 0.25, 1.0):
@@ -54,16 +66,21 @@ def main(argv=None) -> None:
   parser.add_argument("--batch-size", type=int, default=100)
   parser.add_argument("--seed", type=int, default=0)
   parser.add_argument("--prior-examples", type=int, default=1000)
+  parser.add_argument("--block-length", type=int, help="default: the model's")
+  parser.add_argument("--cache", default="none", choices=("none", "prefix", "dual"))
+  parser.add_argument("--small", action="store_true", help="the short line-up (line_up)")
   parser.add_argument("--out", required=True)
   args = parser.parse_args(argv)
   opened = open_task_model(args.model, limit=args.limit)
-  prior = answer_token_prior(opened.task, opened.tokenizer, opened.model.config.vocab_size,
-                             args.prior_examples, opened.gen_length)
+  answers = answer_token_ids(opened.task, opened.tokenizer, args.prior_examples,
+                             opened.gen_length)
+  prior = token_frequency_prior(answers, opened.model.config.vocab_size)
   os.makedirs(args.out, exist_ok=True)
   results = []
   table = ["| sampler | accuracy | 95% CI | mean NFE | wall s (compile s) |",
            "|---|---|---|---|---|"]
-  for label, config in line_up(opened.gen_length, opened.block_length, prior):
+  block = args.block_length or opened.block_length
+  for label, config in line_up(opened.gen_length, block, prior, args.cache, args.small):
     r = evaluate(opened.model, opened.tokenizer, opened.task, opened.examples, config,
                  jax.random.key(args.seed), batch_size=args.batch_size, label=label,
                  progress=False)
@@ -75,8 +92,8 @@ def main(argv=None) -> None:
   with open(os.path.join(args.out, "results.json"), "w") as f:
     json.dump(results, f, indent=1, default=str)
   header = (f"{args.model}: first {len(opened.examples)} held-out problems, gen_length "
-            f"{opened.gen_length}, block_length {opened.block_length}, temperature 0, seed "
-            f"{args.seed}\n\n")
+            f"{opened.gen_length}, block_length {block}, cache {args.cache}, temperature 0, "
+            f"seed {args.seed}\n\n")
   with open(os.path.join(args.out, "results.md"), "w") as f:
     f.write(header + "\n".join(table) + "\n")
 

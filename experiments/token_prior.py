@@ -17,8 +17,8 @@ import numpy as np
 
 from lookum_jax.loading import load_tokenizer, resolve_path
 from lookum_jax.model.config import ModelConfig
-from lookum_jax.sampling.strategies.pc_sampler import save_prior
-from lookum_jax.tasks.prior import PRIOR_SEED, answer_token_prior
+from lookum_jax.sampling.strategies.pc_sampler import save_prior, token_frequency_prior
+from lookum_jax.tasks.corpus import CORPUS_SEED, answer_token_ids
 from lookum_jax.toylab import read_task_spec
 
 
@@ -26,7 +26,7 @@ def main(argv=None) -> None:
   parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
   parser.add_argument("--model", default="toy-sudoku", help="a toy model name or directory")
   parser.add_argument("--examples", type=int, default=1000, help="training answers to count")
-  parser.add_argument("--seed", type=int, default=PRIOR_SEED)
+  parser.add_argument("--seed", type=int, default=CORPUS_SEED)
   parser.add_argument("--out", required=True, help="the .npy file to write")
   args = parser.parse_args(argv)
   model_dir = resolve_path(args.model)
@@ -35,8 +35,9 @@ def main(argv=None) -> None:
     raise SystemExit(f"{model_dir} has no task.json: this script needs a toy model.")
   vocab_size = ModelConfig.from_hf_config(
       json.loads((model_dir / "config.json").read_text())).vocab_size
-  prior = answer_token_prior(spec.make_task(), load_tokenizer(model_dir), vocab_size,
-                             args.examples, spec.gen_length, args.seed)
+  answers = answer_token_ids(spec.make_task(), load_tokenizer(model_dir), args.examples,
+                             spec.gen_length, args.seed)
+  prior = token_frequency_prior(answers, vocab_size)
   os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
   save_prior(args.out, prior)
   top = np.argsort(-prior)[:5]

@@ -63,15 +63,14 @@ def as_groups(levels: list[list[int]], length: int) -> list[int]:
 
 
 @pytest.mark.parametrize("length, base, skip", [
-    (8, 2, 1), (32, 2, 1), (8, 2, 2), (27, 3, 1), (12, 2, 1), (5, 2, 1), (1, 2, 1),
-    (16, 5, 3)])
+    (32, 2, 1), (27, 3, 1), (12, 2, 1), (5, 2, 1), (16, 5, 3)])
 def test_groups_follow_the_authors_rule(length, base, skip):
   expected = as_groups(authors_levels(length, base, skip), length)
   assert groups_of(length, base, skip).tolist() == expected
 
 
 def test_power_of_two_blocks_take_log2_steps_of_non_adjacent_positions():
-  for exponent in (2, 3, 4, 5):
+  for exponent in (2, 3, 5):
     length = 2 ** exponent
     groups = np.asarray(groups_of(length, 2, 1))
     assert groups.max() + 1 == exponent
@@ -97,19 +96,26 @@ def authors_rule(base: int, skip: int):
   return rule
 
 
+def sampler(cache: str = "none", **params) -> SamplerConfig:
+  """The file's one setup per cache mode (the cached ones refreshed every step, where cached
+  and uncached decoding must agree), sampling at temperature 0.7."""
+  return SamplerConfig(gen_length=GEN, block_length=BLOCK, temperature=0.7,
+                       strategy=DUS(**params), cache=cache,
+                       cache_refresh=0 if cache == "none" else 1)
+
+
 @pytest.mark.parametrize("cache", ["none", "prefix", "dual"])
 def test_matches_the_numpy_sampler_and_compiles_once(model, cache):
-  """Every cache mode (the cached ones refreshed every step, where cached and uncached
-  decoding must agree): tokens, NFE and unmask order equal the eager sampler's, and a sweep
+  """Tokens, NFE and unmask order equal the eager sampler's in every cache mode, and a sweep
   over base and skip reuses one program."""
   prompts = make_prompts(3)
-  key = jax.random.key(5)
-  base_config = SamplerConfig(gen_length=GEN, block_length=BLOCK, temperature=0.7, strategy=DUS(),
-                              cache=cache, cache_refresh=0 if cache == "none" else 1)
-  before = _generate_jit._cache_size()
-  for base, skip in ((2, 1), (3, 1), (2, 2)):
-    config = base_config.replace(strategy=DUS(base=base, skip=skip))
-    result = jax.tree.map(np.asarray, generate(model, prompts, config, key))
+  mask = np.ones(prompts.shape, bool)
+  key = jax.numpy.stack([jax.random.key(5), jax.random.key(15)])
+  # A mask and [B] keys, as the invariance test passes them: its first batch reuses this program.
+  programs = []
+  for base, skip in ((2, 1), (3, 1), (2, 3)):  # 3, 2 and 1 steps per block
+    config = sampler(cache, base=base, skip=skip)
+    result = jax.tree.map(np.asarray, generate(model, prompts, config, key, mask))
     tokens, nfe, order = decode_rows(model, prompts, key, gen_length=GEN, block_length=BLOCK,
                                      temperature=0.7, rule=authors_rule(base, skip),
                                      max_steps=GEN)
@@ -118,17 +124,18 @@ def test_matches_the_numpy_sampler_and_compiles_once(model, cache):
     np.testing.assert_array_equal(result.unmask_order[:, prompts.shape[1]:], order)
     steps_per_block = len(authors_levels(BLOCK, base, skip))
     assert np.all(result.nfe == GEN // BLOCK * steps_per_block)
-  assert _generate_jit._cache_size() - before == 1
+    programs.append(_generate_jit._cache_size())
+  assert programs[0] == programs[-1]  # the later points compiled nothing
 
 
-@settings(max_examples=4, deadline=None, derandomize=True)
+@settings(max_examples=3, deadline=None, derandomize=True)
 @given(prompt_seed=st.integers(0, 2**16), key_seed=st.integers(0, 2**16))
 def test_row_ignores_batch_and_padding(prompt_seed, key_seed):
-  """Under the approximate dual cache: a left-padded row among others decodes as the same
-  row with other padding among other rows (same keys), in the dilated order."""
+  """A left-padded row among others decodes as the same row with other padding among other
+  rows (same keys), in the dilated order (the uncached setup: its first batch shares the
+  program of the parity test above)."""
   model = shared_model()
-  config = SamplerConfig(gen_length=GEN, block_length=BLOCK, strategy=parse_strategy("dus"),
-                         cache="dual", temperature=0.5)
+  config = sampler()
   row = make_prompts(prompt_seed, batch=1, length=3)[0]
   others = make_prompts(prompt_seed + 1, batch=2, length=6)
   key, other_key = jax.random.key(key_seed), jax.random.key(key_seed + 1)

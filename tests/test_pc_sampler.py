@@ -60,42 +60,48 @@ def paper_rule(decay: float, clip: float, prior: np.ndarray | None):
   return rule
 
 
+def sampler(cache: str = "none", **params) -> SamplerConfig:
+  """The file's one setup per cache mode (the cached ones refreshed every step, where cached
+  and uncached decoding must agree), 2 tokens a step, sampling at temperature 0.5."""
+  return SamplerConfig(gen_length=GEN, block_length=BLOCK, steps=STEPS, temperature=0.5,
+                       strategy=PCSampler(**{"prior": random_prior(0), **params}), cache=cache,
+                       cache_refresh=0 if cache == "none" else 1)
+
+
 @pytest.mark.parametrize("cache", ["none", "prefix", "dual"])
 def test_matches_the_numpy_sampler_and_compiles_once(model, cache):
-  """Every cache mode (the cached ones refreshed every step, where cached and uncached
-  decoding must agree): tokens, NFE and unmask order equal the eager sampler's; a sweep over
-  decay, clip and the prior reuses one program, and each reaches it."""
+  """Tokens, NFE and unmask order equal the eager sampler's in every cache mode; a sweep over
+  decay, clip and the prior reuses one program, and each of them reaches it."""
   prompts = make_prompts(7)
-  key = jax.random.key(2)
-  base = SamplerConfig(gen_length=GEN, block_length=BLOCK, steps=STEPS, temperature=0.5,
-                       strategy=PCSampler(prior=random_prior(0)), cache=cache,
-                       cache_refresh=0 if cache == "none" else 1)
+  mask = np.ones(prompts.shape, bool)
+  key = jax.numpy.stack([jax.random.key(2), jax.random.key(12)])
   points = [(0.25, 10.0, random_prior(0)), (0.0, 10.0, random_prior(0)),
             (0.25, 0.5, random_prior(0)), (1.0, 10.0, random_prior(1))]
-  before = _generate_jit._cache_size()
-  orders = []
+  # A mask and [B] keys, as the invariance test passes them: its first batch reuses this program.
+  programs, orders = [], []
   for decay, clip, prior in points:
-    config = base.replace(strategy=PCSampler(decay=decay, clip=clip, prior=prior))
-    result = jax.tree.map(np.asarray, generate(model, prompts, config, key))
+    config = sampler(cache, decay=decay, clip=clip, prior=prior)
+    result = jax.tree.map(np.asarray, generate(model, prompts, config, key, mask))
     tokens, nfe, order = decode_rows(model, prompts, key, gen_length=GEN, block_length=BLOCK,
                                      temperature=0.5, rule=paper_rule(decay, clip, prior),
                                      max_steps=STEPS)
     np.testing.assert_array_equal(result.tokens, tokens)
     np.testing.assert_array_equal(result.nfe, nfe)
     np.testing.assert_array_equal(result.unmask_order[:, prompts.shape[1]:], order)
+    programs.append(_generate_jit._cache_size())
     orders.append(order)
-  assert _generate_jit._cache_size() - before == 1
+  assert programs[0] == programs[-1]  # the later points compiled nothing
   assert len({o.tobytes() for o in orders}) == len(points)  # every number changes the order
 
 
-@settings(max_examples=4, deadline=None, derandomize=True)
+@settings(max_examples=3, deadline=None, derandomize=True)
 @given(prompt_seed=st.integers(0, 2**16), key_seed=st.integers(0, 2**16))
 def test_row_ignores_batch_and_padding(prompt_seed, key_seed):
-  """Under the prefix cache: a left-padded row among others decodes as the same row with
-  other padding among other rows (same keys), token for token and NFE for NFE."""
+  """A left-padded row among others decodes as the same row with other padding among other
+  rows (same keys), token for token and NFE for NFE (the uncached setup: its first batch
+  shares the program of the parity test above)."""
   model = shared_model()
-  config = SamplerConfig(gen_length=GEN, block_length=BLOCK, steps=STEPS, temperature=0.5,
-                         strategy=PCSampler(prior=random_prior(2)), cache="prefix")
+  config = sampler(prior=random_prior(2))
   row = make_prompts(prompt_seed, batch=1, length=3)[0]
   others = make_prompts(prompt_seed + 1, batch=2, length=6)
   key, other_key = jax.random.key(key_seed), jax.random.key(key_seed + 1)

@@ -3,9 +3,10 @@ Position-Aware Calibration of Decoding Bias in Masked Diffusion Models", arXiv:2
 
 The token-frequency prior it calibrates against is a `[V]` array of token frequencies in a
 reference corpus. Build one from token ids with `token_frequency_prior` and save it with
-`save_prior` (`experiments/token_prior.py` does it for a toy model's task, from the task's
-training answers); `PCSampler(prior="prior.npy")`, or `--param prior=prior.npy` at the
-command line, loads it.
+`save_prior`; for a toy model, the corpus is its task's training answers
+(`lookum_jax.tasks.corpus.answer_token_ids`), and `experiments/token_prior.py --model
+toy-chain --out prior.npy` does it all. `PCSampler(prior="prior.npy")`, or
+`--param prior=prior.npy` at the command line, loads it.
 """
 
 from __future__ import annotations
