@@ -78,3 +78,32 @@ def test_search_below_reads_and_writes_its_json_form():
   assert value.to_dict()["search_below"] == 0.6
   assert parse_strategy("lookum", value.to_dict()) == value
   assert "search_below=0.6" in value.label()
+
+
+def test_defer_proposes_the_base_set_without_its_uncertain_commits(model):
+  """`pool="defer"`: the alternative keeps only the base's commits at or above `defer_below`
+  (at least its most certain one); at `defer_below=0` it is the base set, so no row has a
+  choice and LookUM is its base, NFE for NFE."""
+  from lookum_jax.sampling import StepView
+  from lookum_jax.sampling.lookum import Defer
+  logits = jnp.log(jnp.asarray([[0.95, 0.05], [0.6, 0.4], [0.97, 0.03], [0.55, 0.45]]))
+  view = StepView.of_logits(logits, jnp.zeros(4, jnp.int32), eligible=jnp.ones(4, bool),
+                            masked=jnp.ones(4, bool), demoted=jnp.zeros(4, bool),
+                            num_transfer=jnp.int32(0), positions=jnp.arange(4))
+  greedy, deferred = Defer(below=0.9).sets(Threshold(tau=0.5), view)
+  np.testing.assert_array_equal(greedy, [True, True, True, True])
+  np.testing.assert_array_equal(deferred, [True, False, True, False])
+  _, only_top = Defer(below=0.99).sets(Threshold(tau=0.5), view)
+  np.testing.assert_array_equal(only_top, [False, False, True, False])
+  prompts = jnp.asarray([[5, 6, 7, 8, 9]], jnp.int32)
+  base = SamplerConfig(gen_length=GEN, block_length=BLOCK, steps=GEN,
+                       strategy=Threshold(tau=0.3))
+  lookum = base.replace(strategy=parse_strategy("lookum", {
+      "paths": 2, "base": "threshold", "tau": 0.3, "pool": "defer", "defer_below": 0.0}))
+  a, b = (generate(model, prompts, c, jax.random.key(1)) for c in (base, lookum))
+  np.testing.assert_array_equal(a.tokens, b.tokens)
+  np.testing.assert_array_equal(a.nfe, b.nfe)
+  value = lookum.strategy
+  assert parse_strategy("lookum", value.to_dict()) == value
+  with pytest.raises(ValueError, match="paths must be 2"):
+    parse_strategy("lookum", {"paths": 3, "pool": "defer"})

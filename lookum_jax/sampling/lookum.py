@@ -163,17 +163,62 @@ class Proposal:
       tokens = tokens.at[1:].set(drawn)
     return commits, tokens
 
-  def rows_uncertain(self, base: Rule, view: StepView, below: Any) -> jax.Array:
-    """`[B]`: rows whose base step would commit a position with confidence below `below`
-    (adaptive LookUM searches only there)."""
-    greedy = jax.vmap(lambda v: base.select(v, None))(view)
-    return jnp.any(greedy & (view.confidence < below), axis=-1)
-
   def rows_with_choice(self, base: Rule, view: StepView) -> jax.Array:
     """`[B]`: rows whose pool holds more positions than their step commits (otherwise every
     candidate is the greedy set)."""
     _, in_pool, count = jax.vmap(lambda v: self.pool_of(base, v))(view)
     return jnp.sum(in_pool, axis=-1) > count
+
+
+def rows_uncertain(base: Rule, view: StepView, below: Any) -> jax.Array:
+  """`[B]`: rows whose base step would commit a position with confidence below `below`
+  (adaptive LookUM searches only there)."""
+  greedy = jax.vmap(lambda v: base.select(v, None))(view)
+  return jnp.any(greedy & (view.confidence < below), axis=-1)
+
+
+@pytree_dataclass
+class Defer:
+  """A path generator for adaptive parallelism (K = 2): the base rule's set, and the same
+  set without its uncertain commits, those whose confidence is below `below` (traced); when
+  every commit is uncertain, the single most certain one. The verifier then decides whether
+  committing the uncertain positions now leaves the canvas more certain than deferring them
+  to a later step. A row has a choice only when the two sets differ.
+
+  Named `pool="defer"` in the flat form, with `below` as `defer_below`.
+  """
+
+  below: float = 0.99
+  sample_tokens: ClassVar[bool] = False
+
+  def __post_init__(self):
+    check_unit_interval("defer_below", "", self.below)
+
+  def statistics(self, base: Rule) -> frozenset[str]:
+    return base.statistics() | {"confidence"}
+
+  def sets(self, base: Rule, view: StepView) -> tuple[jax.Array, jax.Array]:
+    """The base rule's commit set `[W]` and the deferred one `[W]`."""
+    greedy = base.select(view, None)
+    certain = greedy & (view.confidence >= self.below)
+    rank = rank_positions(base.score(view), greedy, view.demoted)
+    top = greedy & (rank == 0)
+    return greedy, jnp.where(jnp.any(certain), certain, top)
+
+  def propose(self, base: Rule, view: StepView, key: jax.Array, paths: int
+              ) -> tuple[jax.Array, jax.Array]:
+    del key
+    if paths != 2:
+      raise ValueError(f"lookum: pool='defer' proposes one alternative (paths=2), got "
+                       f"paths={paths}.")
+    greedy, deferred = self.sets(base, view)
+    commits = jnp.stack([greedy, deferred])
+    return commits, jnp.broadcast_to(view.candidates, commits.shape)
+
+  def rows_with_choice(self, base: Rule, view: StepView) -> jax.Array:
+    """`[B]`: rows whose deferred set differs from the base rule's."""
+    greedy, deferred = jax.vmap(lambda v: self.sets(base, v))(view)
+    return jnp.any(greedy != deferred, axis=-1)
 
 
 # ---------------------------------------------------------------------- selection
@@ -342,7 +387,7 @@ class LookUM(FlatForm, Strategy):
   name = "lookum"
   paths: int = static_field(2)
   base: Rule = LowConfidence()
-  proposal: Proposal = Proposal()
+  proposal: Proposal | Defer = Proposal()
   verifier: Verifier = Verifier()
   selector: Selector = ImportanceSampling()
   branch_every: int = static_field(1)
@@ -414,7 +459,7 @@ class LookUM(FlatForm, Strategy):
     view = ctx.view(state, noise_keys)
     row_choice = self.proposal.rows_with_choice(self.base, view)
     if self.search_below is not None:
-      row_choice &= self.proposal.rows_uncertain(self.base, view, self.search_below)
+      row_choice &= rows_uncertain(self.base, view, self.search_below)
     branch = jnp.any(ctx.active(state) & row_choice)
     if self.branch_every > 1:
       branch &= state.block_step % self.branch_every == 0
@@ -572,7 +617,7 @@ FLAT_DEFAULTS: dict[str, Any] = dict(
     sample_tokens=False, base="low_confidence", tau=0.9, verifier="neg_entropy",
     verifier_scope="common", selection_temperature=0.01, branch_every=1, selection="is",
     resample_threshold=0.5, entropy_cost=0.0, smc_greedy_particle=True, dedupe=True,
-    search_below=None)
+    search_below=None, defer_below=0.99)
 BASES: dict[str, type[Rule]] = {
     "low_confidence": LowConfidence, "margin": Margin, "threshold": Threshold,
     "entropy": Entropy, "entropy_bounded": EntropyBounded}
@@ -622,9 +667,14 @@ def from_params(params: dict[str, Any]) -> Strategy:
     else:
       verifier = Verifier(flat["verifier"], flat["verifier_scope"], flat["entropy_cost"])
     proposal = params.get("proposal")
+    if proposal is None and flat["pool"] == "defer":
+      if flat["paths"] != 2:
+        raise ValueError(f"pool='defer' proposes one alternative: paths must be 2, got "
+                         f"{flat['paths']}")
+      proposal = Defer(below=flat["defer_below"])
     if proposal is None:
       if flat["pool"] not in POOLS:
-        raise ValueError(f"pool must be one of {tuple(POOLS)}, got {flat['pool']!r}")
+        raise ValueError(f"pool must be one of {(*POOLS, 'defer')}, got {flat['pool']!r}")
       pool = {"top_k": lambda: TopK(size=flat["pool_size"]),
               "threshold": lambda: AboveThreshold(threshold=flat["pool_threshold"]),
               "eligible": Eligible}[flat["pool"]]()
@@ -665,9 +715,12 @@ def to_params(value: LookUM | SMC) -> dict[str, Any]:
   if base_name is None:
     raise ValueError(f"a LookUM base {base!r} has no JSON form; use one of {BASE_NAMES}.")
   flat.update(base=base_name, **base.to_dict())
-  pool = value.proposal.pool
-  flat.update(pool=pool.name, proposal_temperature=value.proposal.temperature,
-              sample_tokens=value.proposal.sample_tokens)
+  pool = getattr(value.proposal, "pool", None)
+  if isinstance(value.proposal, Defer):
+    flat.update(pool="defer", defer_below=value.proposal.below)
+  else:
+    flat.update(pool=pool.name, proposal_temperature=value.proposal.temperature,
+                sample_tokens=value.proposal.sample_tokens)
   if isinstance(pool, TopK):
     flat["pool_size"] = pool.size
   if isinstance(pool, AboveThreshold):
@@ -686,7 +739,7 @@ def to_params(value: LookUM | SMC) -> dict[str, Any]:
 
 
 __all__ = [
-    "AboveThreshold", "Argmax", "Candidates", "Eligible", "ImportanceSampling", "LookUM",
+    "AboveThreshold", "Argmax", "Candidates", "Defer", "Eligible", "ImportanceSampling", "LookUM",
     "METRICS", "Oracle", "Pool", "Proposal", "RandomPick", "SCOPES", "SMC", "Selector", "TopK",
     "Verifier", "keep_chosen",
 ]
