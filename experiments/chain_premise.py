@@ -55,6 +55,7 @@ class PremiseProbe(Strategy):
   (`generate(..., targets=reference)`)."""
 
   name = "premise_probe"
+  needs_logits = True  # probes the best wrong token from `view.logits`
 
   def init_state(self, ctx, batch_size):
     steps = ctx.config.max_steps

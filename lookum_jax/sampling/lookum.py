@@ -325,9 +325,11 @@ def keep_chosen(ctx: StepContext, state: LoopState, cand: Candidates, selector: 
   state = ctx.commit(state, chosen_of(cand.commits), chosen_of(cand.tokens))
   forwards = jnp.where(row_choice, paths, ctx.active(state).astype(jnp.int32)) * active
   state = ctx.charge(state, forwards)
-  keep = lambda new, old: jnp.where(active.reshape((batch,) + (1,) * (old.ndim - 1)),
-                                    chosen_of(new), old)
-  return state.replace(window=jax.tree.map(keep, cand.window, state.window))
+  # The kept look-ahead's statistics, computed once from its logits after the commit (whose
+  # step count keys the next candidates' noise); the K look-ahead logits are not kept.
+  window = ctx.window_stats(state, chosen_of(cand.logits))
+  keep = lambda new, old: jnp.where(active.reshape((batch,) + (1,) * (old.ndim - 1)), new, old)
+  return state.replace(window=jax.tree.map(keep, window, state.window))
 
 
 # ---------------------------------------------------------------------- LookUM

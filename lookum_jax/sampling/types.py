@@ -5,6 +5,12 @@ is a `pytree_dataclass`: its structure (K, pool size, scopes, modes) is static, 
 compiled program's key, and its numbers (tau, gamma, temperatures, a policy's weights) are
 traced leaves, so a sweep over a number compiles once. See `sampling/README.md` for a new
 strategy in thirty lines.
+
+The loop state is lean: between a forward and the step that reads it, the loop carries the
+window's per-position statistics (`WindowStats`: candidate tokens and what the strategy
+`reads`), computed once right after the forward, not the `[B, W, V]` logits; only a strategy
+that declares `Strategy.needs_logits` pays for those (sampling/README.md, "A lean loop
+state", says what each consumer does).
 """
 
 from __future__ import annotations
@@ -426,13 +432,11 @@ class StepContext:
     return jnp.any(self.eligible(state), axis=-1)
 
   # ------------------------------------------------------------------ step parts
-  def step_keys(self, state: LoopState, num_steps: jax.Array | None = None
-                ) -> tuple[jax.Array, jax.Array]:
+  def step_keys(self, state: LoopState) -> tuple[jax.Array, jax.Array]:
     """Per-row keys for this step: (noise key, strategy key), from the row key and the row's
-    own step count (`num_steps`, default the state's)."""
-    num_steps = state.num_steps if num_steps is None else num_steps
+    own step count."""
     keys = jax.vmap(lambda k, n: jax.random.split(jax.random.fold_in(k, n)))(
-        state.row_keys, num_steps)
+        state.row_keys, state.num_steps)
     return keys[:, 0], keys[:, 1]
 
   @property
@@ -442,26 +446,22 @@ class StepContext:
 
   def _candidates(self, state: LoopState, logits: jax.Array, noise_keys: jax.Array
                   ) -> jax.Array:
-    """Candidate tokens `[B, (K,) W]` of window logits `[B, (K,) W, V]`, one noise key per
-    row (shared by a row's K look-aheads)."""
+    """Candidate tokens `[B, W]` of window logits `[B, W, V]`, one noise key per row."""
     cfg = self.config
     positions = self.window_positions(state)
-    draw = lambda lg, k: scores.gumbel_argmax(lg, cfg.noise_temperature, k, positions,
-                                              self.mask_token_id)
-    if logits.ndim == 4:
-      draw = jax.vmap(draw, in_axes=(0, None))
-    return jax.vmap(draw)(logits, noise_keys)
+    return jax.vmap(
+        lambda lg, k: scores.gumbel_argmax(lg, cfg.noise_temperature, k, positions,
+                                           self.mask_token_id))(logits, noise_keys)
 
-  def window_stats(self, state: LoopState, logits: jax.Array,
-                   num_steps: jax.Array | None = None) -> WindowStats:
-    """What the loop carries of a forward's window logits `[B, (K,) W, V]` (`WindowStats`):
-    the logits themselves for a strategy that carries them; else the candidates, drawn with
-    the noise key of the step that will read them (the row's step count `num_steps`, default
-    the state's), the strategy's statistics and what it observes."""
+  def window_stats(self, state: LoopState, logits: jax.Array) -> WindowStats:
+    """What the loop carries of a forward's window logits `[B, W, V]` for `state` (the
+    canvas after the commit): the logits themselves for a strategy that carries them; else
+    the candidates, drawn with the noise key of the step that will read them (the row's
+    step count), the strategy's statistics and what it observes."""
     if not self.lean:
       return WindowStats(logits=logits)
     strategy = self.config.strategy
-    noise_keys, _ = self.step_keys(state, num_steps)
+    noise_keys, _ = self.step_keys(state)
     candidates = self._candidates(state, logits, noise_keys)
     return WindowStats(candidates=candidates,
                        **statistics_of(logits, candidates, strategy.statistics()),

@@ -20,7 +20,6 @@ from lookum_jax.sampling import scores
 from lookum_jax.sampling.types import (
     LoopState,
     StepContext,
-    WindowStats,
     check_number,
     pytree_dataclass,
     static_field,
@@ -140,10 +139,7 @@ class Verifier:
     # The information-gain form: pay for the uncertainty committed (0 leaves score as is).
     committed = jnp.sum(jnp.where(commits, ctx.entropy(state)[:, None], 0.0), -1)
     score = score - self.entropy_cost * committed
-    # What the kept candidate's row carries to its next step (after the commit, whose step
-    # count keys the next candidates' noise); the K look-ahead logits are not kept.
-    window = ctx.window_stats(state, logits, state.num_steps + 1)
-    return Candidates(commits=commits, tokens=tokens, window=window, score=score)
+    return Candidates(commits=commits, tokens=tokens, logits=logits, score=score)
 
   def mean_certainty(self, logits: jax.Array, scope: jax.Array) -> jax.Array:
     """Mean certainty of look-ahead logits `[..., W, V]` over `scope` `[..., W]` -> `[...]`."""
@@ -162,5 +158,5 @@ class Candidates:
 
   commits: jax.Array  # [B, K, W] bool, positions each candidate commits
   tokens: jax.Array  # [B, K, W] int32, the tokens it writes there
-  window: WindowStats  # [B, K, W] what each look-ahead's row would carry (`window_stats`)
+  logits: jax.Array  # [B, K, W, V] look-ahead logits (within the step; never carried)
   score: jax.Array  # [B, K] verifier score (higher = more certain)
