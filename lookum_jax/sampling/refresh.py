@@ -62,6 +62,7 @@ if TYPE_CHECKING:
   from lookum_jax.sampling.types import LoopState, StepContext
 
 BLOCK_STARTS = ("full", "vicinity")
+REFRESH_MODES = ("adaptive",)  # `cache_refresh` values besides a period
 UNMEASURED = -1.0  # `KVCache.drift` of a row whose drift this step has not measured yet
 
 
@@ -71,7 +72,7 @@ def check_refresh(config: SamplerConfig) -> None:
   """Raises `ValueError` naming the fix for a bad refresh setting of `config`."""
   refresh = config.cache_refresh
   if isinstance(refresh, str):
-    if refresh != "adaptive":
+    if refresh not in REFRESH_MODES:
       raise ValueError(f"SamplerConfig.cache_refresh must be an int >= 0 or 'adaptive', got "
                        f"{refresh!r}.")
   elif not isinstance(refresh, int) or isinstance(refresh, bool) or refresh < 0:
