@@ -129,3 +129,33 @@ def test_refresh_from_a_layer_past_the_model_is_refused(models):
   with pytest.raises(ValueError, match="must be below the model's 2 layers; e.g. "
                                        "refresh_from_layer=1"):
     generate(model, make_prompts(24, batch=1, length=PROMPT), config, jax.random.key(0))
+
+
+def test_dream_adaptive_refresh_and_vicinity_match_the_eager_reference():
+  """Dream's shifted logits: the vicinity window's first position reads the finished block's
+  last output, which the vicinity forward also writes into the cache (`KVCache.hidden`)."""
+  from lookum_jax.model import tiny
+  from lookum_jax.testing import random_model
+  from lookum_jax.testing.torch_llada import TorchLLaDA
+
+  config = tiny(architecture="dream", qkv_bias=True, rope_theta=1e6, rms_norm_eps=1e-6,
+                eos_token_id=19, eot_token_id=101)
+  threads = torch.get_num_threads()
+  torch.set_num_threads(1)  # see conftest.models
+  try:
+    model = random_model(config)
+    reference = TorchLLaDA.from_jax(model, torch.float64)
+    prompt = make_prompts(25, batch=2, length=PROMPT)
+    runs = [torch_fastdllm_generate(reference, prompt[i:i + 1], steps=GEN, gen_length=GEN,
+                                    block_length=BLOCK, mask_id=config.mask_token_id,
+                                    cache="dual", mask_is_candidate=False,
+                                    refresh_threshold=TAU, vicinity=True) for i in range(2)]
+  finally:
+    torch.set_num_threads(threads)
+  sampler = BASE.replace(cache="dual", cache_refresh="adaptive", refresh_threshold=TAU,
+                         block_start="vicinity")
+  result = generate(model, prompt, sampler, jax.random.key(0))
+  np.testing.assert_array_equal(np.asarray(result.tokens),
+                                np.concatenate([r[0] for r in runs]))
+  np.testing.assert_array_equal(np.asarray(result.nfe), [r[1] for r in runs])
+  assert all(GEN < r[1] < 2 * GEN - 2 for r in runs)  # some steps refreshed, not all
