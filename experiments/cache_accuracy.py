@@ -57,6 +57,8 @@ def main(argv=None) -> None:
   parser.add_argument("--thresholds", type=float, nargs="+", default=[0.05, 0.1, 0.2, 0.4])
   parser.add_argument("--from-layer", type=int, default=0,
                       help="--refresh-sweep: the adaptive refresh's refresh_from_layer")
+  parser.add_argument("--adaptive-only", action="store_true",
+                      help="--refresh-sweep: only refresh-every-step and the adaptive rows")
   args = parser.parse_args(argv)
   lab = open_task_model(args.model, limit=args.limit)
   gen = lab.spec.gen_length
@@ -125,11 +127,16 @@ def refresh_sweep(args, lab, base: SamplerConfig) -> None:
   schedules = {"none (uncached)": base, "never": cached,
                "every 2 steps": cached.replace(cache_refresh=2),
                "every step": cached.replace(cache_refresh=1)}
+  suffix = f" (layers {args.from_layer}+)" if args.from_layer else ""
   for tau in args.thresholds:
-    schedules[f"adaptive {tau:g}"] = adaptive.replace(refresh_threshold=tau)
-  schedules["vicinity start"] = cached.replace(block_start="vicinity")
-  for tau in args.thresholds:
-    schedules[f"vicinity start + adaptive {tau:g}"] = adaptive.replace(
+    schedules[f"adaptive {tau:g}{suffix}"] = adaptive.replace(refresh_threshold=tau)
+  if args.adaptive_only:
+    schedules = {name: config for name, config in schedules.items()
+                 if name == "every step" or name.startswith("adaptive")}
+  else:
+    schedules["vicinity start"] = cached.replace(block_start="vicinity")
+  for tau in [] if args.adaptive_only else args.thresholds:
+    schedules[f"vicinity start + adaptive {tau:g}{suffix}"] = adaptive.replace(
         refresh_threshold=tau, block_start="vicinity")
   print(f"{args.model}, {len(lab.examples)} held-out problems, {args.sampler}, gen "
         f"{base.gen_length}, block {base.block_length}, cache {args.cache}")

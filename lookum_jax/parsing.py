@@ -25,6 +25,7 @@ from typing import Any
 from lookum_jax.configfile import coerce, parse_value
 from lookum_jax.sampling.config import SamplerConfig
 from lookum_jax.sampling.lookum import LookUM
+from lookum_jax.sampling.refresh import REFRESH_MODES
 from lookum_jax.sampling.strategies import (
     Entropy,
     EntropyBounded,
@@ -199,10 +200,13 @@ def parse_sampler(values: Mapping[str, Any], *, base: SamplerConfig | None = Non
                      f"{', '.join(sorted(fields))}, strategy, params.")
   changes = {}
   for key, value in values.items():
-    if isinstance(value, str) and str not in _allowed_types(fields[key]):
+    if key == "cache_refresh" and isinstance(value, str):  # a period or a mode's name
+      value = int(value) if value.strip().isdigit() else value
+      if isinstance(value, str) and value not in REFRESH_MODES:
+        raise ValueError(f"{what} {key}={value}: the sampler takes {key} as int (a period) "
+                         f"or one of {REFRESH_MODES}, got {value!r}.")
+    elif isinstance(value, str) and str not in _allowed_types(fields[key]):
       value = parse_value(value)
-    elif isinstance(value, str) and int in _allowed_types(fields[key]):
-      value = int(value) if value.strip().isdigit() else value  # cache_refresh: "2" or a mode
     try:
       changes[key] = coerce(key, fields[key], value, key)
     except ValueError:

@@ -36,8 +36,7 @@ def _reference(reference, prompt, cache, **options):
   return np.concatenate([r[0] for r in runs]), np.asarray([r[1] for r in runs])
 
 
-@pytest.mark.parametrize("cache, vicinity", [("dual", True), ("prefix", False),
-                                             ("prefix", True)])
+@pytest.mark.parametrize("cache, vicinity", [("dual", True), ("prefix", False)])
 def test_adaptive_refresh_matches_the_eager_reference(models, cache, vicinity):
   model, reference = models
   prompt = make_prompts(21, batch=2, length=PROMPT)
@@ -62,24 +61,28 @@ def test_adaptive_refresh_matches_the_eager_reference(models, cache, vicinity):
 
 
 def test_refresh_at_threshold_zero_equals_uncached(models):
-  """Threshold 0 refreshes after every step that changed the window: uncached decoding. The
-  program is the parity case `[prefix-False]`'s (the threshold is traced: no compile)."""
+  """Threshold 0 refreshes after every step that changed the window: uncached decoding (the
+  reference refreshing every step, each of its forwards a full one); a threshold never
+  reached is Fast-dLLM's cache. The program is the parity case `[prefix-False]`'s: the
+  threshold is traced, so the sweep compiles nothing."""
   from lookum_jax.sampling.loop import _generate_jit
 
-  model, _ = models
+  model, reference = models
   prompt = make_prompts(21, batch=2, length=PROMPT)
-  plain = generate(model, prompt, BASE, jax.random.key(0))
   adaptive = BASE.replace(cache="prefix", cache_refresh="adaptive")
+  generate(model, prompt, adaptive.replace(refresh_threshold=TAU), jax.random.key(0))
   compiled = _generate_jit._cache_size()
-  refreshed = generate(model, prompt, adaptive.replace(refresh_threshold=0.0),
-                       jax.random.key(0))
-  np.testing.assert_array_equal(np.asarray(refreshed.tokens), np.asarray(plain.tokens))
-  # Each cached step: the window forward that measured the drift, then the refresh.
-  np.testing.assert_array_equal(np.asarray(refreshed.nfe), 2 * GEN - GEN // BLOCK)
+  every = generate(model, prompt, adaptive.replace(refresh_threshold=0.0), jax.random.key(0))
   never = generate(model, prompt, adaptive.replace(refresh_threshold=1e9), jax.random.key(0))
-  assert np.any(np.asarray(never.tokens) != np.asarray(plain.tokens))
+  assert _generate_jit._cache_size() == compiled
+  uncached, _ = _reference(reference, prompt, "prefix", refresh_every=1)
+  fastdllm, _ = _reference(reference, prompt, "prefix")
+  assert np.any(uncached != fastdllm)  # the two ends differ on this input
+  np.testing.assert_array_equal(np.asarray(every.tokens), uncached)
+  np.testing.assert_array_equal(np.asarray(never.tokens), fastdllm)
+  # Each cached step: the window forward that measured the drift, then the refresh.
+  np.testing.assert_array_equal(np.asarray(every.nfe), 2 * GEN - GEN // BLOCK)
   np.testing.assert_array_equal(np.asarray(never.nfe), GEN)
-  assert _generate_jit._cache_size() <= compiled + 1  # the sweep compiled at most once
 
 
 def test_each_row_refreshes_as_it_does_alone(models):
@@ -129,3 +132,34 @@ def test_refresh_from_a_layer_past_the_model_is_refused(models):
   with pytest.raises(ValueError, match="must be below the model's 2 layers; e.g. "
                                        "refresh_from_layer=1"):
     generate(model, make_prompts(24, batch=1, length=PROMPT), config, jax.random.key(0))
+
+
+def test_dream_adaptive_refresh_and_vicinity_match_the_eager_reference():
+  """Dream's shifted logits under the prefix cache's vicinity start: the window's first
+  position reads the output before it from the cache, and the vicinity forward writes the
+  outputs it recomputes into the cache (`KVCache.hidden`)."""
+  from lookum_jax.model import tiny
+  from lookum_jax.testing import random_model
+  from lookum_jax.testing.torch_llada import TorchLLaDA
+
+  config = tiny(architecture="dream", qkv_bias=True, rope_theta=1e6, rms_norm_eps=1e-6,
+                eos_token_id=19, eot_token_id=101)
+  threads = torch.get_num_threads()
+  torch.set_num_threads(1)  # see conftest.models
+  try:
+    model = random_model(config)
+    reference = TorchLLaDA.from_jax(model, torch.float64)
+    prompt = make_prompts(25, batch=2, length=PROMPT)
+    runs = [torch_fastdllm_generate(reference, prompt[i:i + 1], steps=GEN, gen_length=GEN,
+                                    block_length=BLOCK, mask_id=config.mask_token_id,
+                                    cache="prefix", mask_is_candidate=False,
+                                    refresh_threshold=TAU, vicinity=True) for i in range(2)]
+  finally:
+    torch.set_num_threads(threads)
+  sampler = BASE.replace(cache="prefix", cache_refresh="adaptive", refresh_threshold=TAU,
+                         block_start="vicinity")
+  result = generate(model, prompt, sampler, jax.random.key(0))
+  np.testing.assert_array_equal(np.asarray(result.tokens),
+                                np.concatenate([r[0] for r in runs]))
+  np.testing.assert_array_equal(np.asarray(result.nfe), [r[1] for r in runs])
+  assert all(GEN < r[1] < 2 * GEN - 2 for r in runs)  # some steps refreshed, not all

@@ -43,8 +43,17 @@ def add_sampler_arguments(parser: argparse.ArgumentParser, *, gen_length: int | 
   group.add_argument("--policy", help="policy / policy_lookum: a trained policy directory")
   group.add_argument("--cache", choices=CACHE_MODES, default="none",
                      help="KV cache: none, prefix or dual (Fast-dLLM; default none)")
-  group.add_argument("--cache-refresh", type=int, default=0, metavar="N",
-                     help="with a cache, also refresh it every N steps inside a block")
+  group.add_argument("--cache-refresh", default="0", metavar="N|adaptive",
+                     help="with a cache, also refresh it every N steps inside a block, or "
+                     "'adaptive': when a row's cache drifts past --refresh-threshold")
+  group.add_argument("--refresh-threshold", type=float, default=0.1, metavar="T",
+                     help="--cache-refresh adaptive: the drift (relative change of the "
+                     "window's keys/values since the cache was built) that triggers a refresh")
+  group.add_argument("--refresh-from-layer", type=int, default=0, metavar="L",
+                     help="--cache-refresh adaptive: measure the drift on layers L and deeper")
+  group.add_argument("--block-start", choices=("full", "vicinity"), default="full",
+                     help="with a cache, start each block with a full forward, or recompute "
+                     "only the finished block and this one (vicinity, dInfer-style)")
   group.add_argument("--logits-eos-inf", action="store_true")
   group.add_argument("--confidence-eos-eot-inf", action="store_true")
 
@@ -62,7 +71,9 @@ def sampler_config_from_args(args: argparse.Namespace) -> SamplerConfig:
       block_length=gen_length if args.block_length is None else args.block_length,
       steps=gen_length if args.steps is None else args.steps,
       temperature=args.temperature, cfg_scale=args.cfg_scale, strategy=args.strategy,
-      params=params, cache=args.cache, cache_refresh=args.cache_refresh,
+      params=params, cache=args.cache, cache_refresh=str(args.cache_refresh),
+      refresh_threshold=args.refresh_threshold, refresh_from_layer=args.refresh_from_layer,
+      block_start=args.block_start,
       logits_eos_inf=args.logits_eos_inf, confidence_eos_eot_inf=args.confidence_eos_eot_inf),
       what="sampler flag", params_what="--param")
 

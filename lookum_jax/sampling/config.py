@@ -12,7 +12,6 @@ from lookum_jax.sampling.strategies import LowConfidence, Strategy
 from lookum_jax.sampling.types import check_number, concrete, pytree_dataclass, static_field
 
 CACHE_MODES = ("none", "prefix", "dual")
-BLOCK_STARTS = ("full", "vicinity")
 
 
 @pytree_dataclass

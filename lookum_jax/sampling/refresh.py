@@ -8,10 +8,11 @@ and values of every cached position were computed against the window's *old* tok
 Adaptive refresh (`cache_refresh="adaptive"`)
 ---------------------------------------------
 Elastic-Cache (Nguyen-Tri, Ranjan, Shen 2025, "Attention Is All You Need for KV Cache in
-Diffusion LLMs") refreshes when an attention-aware drift test on the most-attended tokens
-fails, and then only from a chosen layer on; d2Cache and dLLM-Cache likewise refresh what
-moved instead of on a fixed period. Our signal is the one that the step's own forward already
-holds, so measuring it costs nothing:
+Diffusion LLMs", arXiv 2510.14973) decides *when* to refresh by an attention-aware drift test
+on the most-attended token and *where* by recomputing from a chosen layer on; d2Cache and
+dLLM-Cache likewise refresh what moved instead of on a fixed period. (We read the paper's
+abstract and project page, not its code; the signal below is ours.) It is one that the
+step's own forward already holds, so measuring it costs no extra forward:
 
     drift = max over layers l >= refresh_from_layer of
             ||(K_l, V_l)_fresh - (K_l, V_l)_cached|| / ||(K_l, V_l)_cached||
@@ -21,14 +22,13 @@ and everything after it), where "cached" is what the cache holds for those posit
 its last refresh. Why this measures the staleness of the rest: between two refreshes the only
 tokens that change are the window's (commits happen in the current block), so every cached
 position outside the window is stale exactly because it attended to the window's old keys and
-values; to first order its error is its attention to the window times this change. The
-window's attention to the cached positions is what its logits read, so a large drift of the
-window is what makes those cached entries wrong for it. (Elastic-Cache watches the attention
-pattern of the most-attended token; the attention the window places on fixed cached keys
-changes only through the window's own queries, the same quantity seen through a softmax. We
-measure it on the keys and values directly, which needs no attention weights from the fused
-attention kernel.) Deeper layers drift more (Elastic-Cache's second observation), hence
-`refresh_from_layer`.
+values; to first order its error is its attention to the window times this change, and the
+window's logits read those cached entries. (Elastic-Cache watches attention weights; with the
+cached keys fixed between refreshes, the window's attention over them also changes only
+through the window's own change. Keys and values need no attention weights out of the fused
+attention kernel.) Elastic-Cache observes that deeper layers drift more, hence
+`refresh_from_layer`; on toy-sudoku, measuring only the deeper half was worse at equal cost
+(experiments/README.md).
 
 Per row: after a step's forward, a row whose drift exceeds `refresh_threshold` gets a full
 forward at once (its logits and cache replaced), charged to that row only: one more NFE and
@@ -62,6 +62,7 @@ if TYPE_CHECKING:
   from lookum_jax.sampling.types import LoopState, StepContext
 
 BLOCK_STARTS = ("full", "vicinity")
+REFRESH_MODES = ("adaptive",)  # `cache_refresh` values besides a period
 UNMEASURED = -1.0  # `KVCache.drift` of a row whose drift this step has not measured yet
 
 
@@ -71,7 +72,7 @@ def check_refresh(config: SamplerConfig) -> None:
   """Raises `ValueError` naming the fix for a bad refresh setting of `config`."""
   refresh = config.cache_refresh
   if isinstance(refresh, str):
-    if refresh != "adaptive":
+    if refresh not in REFRESH_MODES:
       raise ValueError(f"SamplerConfig.cache_refresh must be an int >= 0 or 'adaptive', got "
                        f"{refresh!r}.")
   elif not isinstance(refresh, int) or isinstance(refresh, bool) or refresh < 0:
