@@ -26,10 +26,10 @@ def get_config() -> PolicyTrainConfig:
       task="chain",
       task_options={"num_steps": 42, "num_registers": 2, "max_operand": 2, "multiply": False,
                     "echo": True, "query_last": True},
-      gen_length=128, block_length=None, prompts_per_step=8,
+      gen_length=128, block_length=None, cache="prefix", prompts_per_step=8,
       policy=PolicyConfig(),
       grpo=GRPOConfig(group_size=8, clip_eps=0.5, updates_per_batch=2, ratio_level="position",
                       alpha=1.0, expert_rows=1, mixture_correction=True, expert_tau=0.9),
       optim=OptimConfig(learning_rate=1e-3, warmup_steps=10, weight_decay=0.1,
                         max_grad_norm=0.2),
-      num_steps=300, checkpoint_every=10, keep_checkpoints=1)
+      num_steps=300, checkpoint_every=25, keep_checkpoints=1, checkpoint_interval_s=300.0)

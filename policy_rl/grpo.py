@@ -395,7 +395,7 @@ MIN_PAIRS = 8
 class PairIndex:
   """The (row, step) pairs an update trains on, packed: `rows`, `steps` `[P]` int32 and `real`
   `[P]` bool (false on the padding, which repeats the last real pair). Built on the host by
-  `pack_pairs`; P is bucketed so few programs compile."""
+  `pack_pairs` (numpy arrays); P is bucketed so few programs compile."""
 
   rows: jax.Array
   steps: jax.Array
@@ -433,8 +433,8 @@ def pack_pairs(trains: Any, chunk: int | None) -> PairIndex:
   size = pair_bucket(n, chunk)
   last = (rows[-1], steps[-1]) if n else (0, 0)
   pad = lambda x, fill: np.concatenate([x, np.full(size - n, fill)]).astype(np.int32)
-  return PairIndex(rows=jnp.asarray(pad(rows, last[0])), steps=jnp.asarray(pad(steps, last[1])),
-                   real=jnp.asarray(np.arange(size) < n))
+  # Host arrays: the jitted update takes them as arguments (no per-size transfer program).
+  return PairIndex(rows=pad(rows, last[0]), steps=pad(steps, last[1]), real=np.arange(size) < n)
 
 
 def _packed_chunks(trajectory: Trajectory, attention_mask: jax.Array | None, index: PairIndex,

@@ -1,7 +1,7 @@
 """The trainer's packed GRPO updates (`grpo.grpo_updates`): all of a batch's updates in one
 program on the (row, step) pairs that can move the loss give the updates of the reference
 path (a no-gradient pass for the old log-probabilities, then `grpo_update` per update on the
-whole trajectory), for packings that chunk and that pad; and checkpoints by wall time."""
+whole trajectory), in chunks with padding."""
 
 from __future__ import annotations
 
@@ -64,8 +64,10 @@ def reference_updates(setup, config):
   return state, history
 
 
-@pytest.mark.parametrize("ratio_level, chunk", [("step", 4), ("position", None)])
-def test_packed_updates_equal_the_reference(setup, ratio_level, chunk):
+# One case (each compiles two programs): per-position ratios, 2 chunks of 4 with 1 padded pair.
+# The step-level ratio shares every line but the weights with the chunked reference path that
+# tests/test_grpo_chunks.py checks.
+def test_packed_updates_equal_the_reference(setup, ratio_level="position", chunk=4):
   graphdef, tx, state, trajectory, mask, expert = setup
   config = dataclasses.replace(CONFIG, ratio_level=ratio_level, update_chunk=chunk)
   trains = np.asarray(trajectory.valid) & (np.asarray(ADVANTAGES) != 0)[:, None]
@@ -74,7 +76,8 @@ def test_packed_updates_equal_the_reference(setup, ratio_level, chunk):
   packed, metrics = jax.jit(lambda s: grpo_updates(
       graphdef, tx, PolicyParams(), config, s, trajectory, mask, ADVANTAGES, expert, index))(
           state)
-  reference, history = jax.jit(lambda: reference_updates(setup, config))()
+  reference, history = jax.jit(lambda: reference_updates(
+      setup, dataclasses.replace(config, update_chunk=None)))()
   chex.assert_trees_all_close(packed.params, reference.params, rtol=1e-5, atol=1e-6)
   chex.assert_trees_all_close(packed.opt_state, reference.opt_state, rtol=1e-5, atol=1e-6)
   assert float(jnp.abs(packed.params["feature_proj"]["kernel"][...]
@@ -94,22 +97,3 @@ def test_pack_pairs_layout_and_errors():
   assert empty.size == 4 and not bool(empty.real.any())
   with pytest.raises(ValueError, match=r"trains must be \[rows, steps\]"):
     pack_pairs(np.zeros(3, bool), chunk=4)
-
-
-def test_checkpoint_interval_checkpoints_by_wall_time(tmp_path):
-  from policy_rl.config import OptimConfig, PolicyTrainConfig
-  from policy_rl.train import train
-
-  config = PolicyTrainConfig(
-      model_options={"vocab_size": 32, "d_model": 32, "n_layers": 1, "n_heads": 2,
-                     "n_kv_heads": 1, "mlp_hidden_size": 64},
-      task_options={"prompt_length": 4}, gen_length=8, prompts_per_step=2,
-      policy=PolicyConfig(width=16, num_heads=2, mlp_dim=32, time_frequencies=16),
-      grpo=GRPOConfig(group_size=2), optim=OptimConfig(warmup_steps=0), num_steps=3,
-      checkpoint_every=100, keep_checkpoints=3, checkpoint_interval_s=1e-9)
-  train(config, tmp_path, stop_after=2, progress=False)
-  assert sorted(int(p.name) for p in (tmp_path / "checkpoints").iterdir()) == [1, 2]
-  with pytest.raises(ValueError, match="checkpoint_interval_s must be a number of seconds"):
-    config.replace(checkpoint_interval_s=-1)
-  with pytest.raises(ValueError, match="cache must be one of"):
-    config.replace(cache="kv")

@@ -273,6 +273,23 @@ def test_resumed_training_is_bit_identical(config, config_file, tmp_path):
     train(apply_overrides(config, ["grpo.alpha=3"]), split, progress=False)
 
 
+def test_checkpoints_by_wall_time_resume_bit_identical(config, tmp_path):
+  """`checkpoint_interval_s` checkpoints after every step that ends that long after the last
+  one (here: every step, though `checkpoint_every` is 100), and the run resumed from them ends
+  where an uninterrupted run does (the programs are the tests' above: same config numbers)."""
+  timed = config.replace(checkpoint_every=100, keep_checkpoints=3, checkpoint_interval_s=1e-9)
+  first = train(timed, tmp_path / "timed", stop_after=2, progress=False)
+  assert sorted(int(p.name) for p in (tmp_path / "timed" / "checkpoints").iterdir()) == [1, 2]
+  resumed = train(timed, tmp_path / "timed", progress=False)
+  whole = train(config.replace(checkpoint_every=100), tmp_path / "whole", progress=False)
+  assert int(first.state.step) == 2 and resumed.completed
+  chex.assert_trees_all_equal(resumed.state, whole.state)
+  with pytest.raises(ValueError, match="checkpoint_interval_s must be a number of seconds"):
+    config.replace(checkpoint_interval_s=-1)
+  with pytest.raises(ValueError, match="cache must be one of"):
+    config.replace(cache="kv")
+
+
 def test_overrides_and_config_errors(config, config_file, capsys):
   changed = apply_overrides(config, [
       "grpo.alpha=3", "policy.features=['confidence', 'margin']", "num_steps=10",
