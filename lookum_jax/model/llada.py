@@ -358,8 +358,9 @@ class LLaDA(nnx.Module):
         offset may be traced.
       fresh_from: window positions before it attend with (and are attended through)
         their cached keys/values, not fresh ones (default `start`: all fresh). Fast-dLLM's
-        prefix cache is the window `[P, T)` with `fresh_from = block_start`: one static
-        shape for every block, the cached prefix exactly as theirs.
+        prefix cache is a canvas tail `[T - L, T)` with `fresh_from = block_start`: a few
+        static lengths L serve every block (`sampling.prefix_window`), the positions before
+        the block start attending through the cached prefix exactly as theirs.
       cache_keys: attend to the cache's first `cache_keys` positions only (static; default:
         all T). Every position from it on must be a fresh window position: the window ends
         at the canvas end and starts, as does `fresh_from`, at or before `cache_keys`. The
