@@ -16,6 +16,8 @@ batch, then for each `--rows` row:
 3. at that step prints each implementation's log-confidence of our choice and of the port's
    choice (log-odds = their difference; positive: our choice wins), and the largest logit
    difference between our batched and alone forwards, and between ours and the float64 port.
+   Ours is recomputed eagerly (op by op) and compiled ("ours jit"): two float32 roundings of
+   the same math, neither the decode program's own, which fuses the loop around them.
 
 Our model computes in float32 only (RMSNorm, RoPE, softmax and logits are float32 by
 design), so float64 exists only on the port's side: it says which choice exact arithmetic
@@ -44,6 +46,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import torch
+from flax import nnx
 
 from lookum_jax.sampling import SamplerConfig, generate
 from lookum_jax.sampling.prefix_window import prefix_windows
@@ -126,12 +129,22 @@ def fastdllm_step(peer, canvas: np.ndarray, past, start: int, end: int, cache: s
 
 
 def our_logits(model, canvas_start: np.ndarray, canvas_now: np.ndarray, start: int, end: int,
-               prompt: int, cache: str, first: bool) -> np.ndarray:
-  """Our block logits `[B, w, V]` at one step for the given rows, from `prefill`/`extend`."""
+               prompt: int, cache: str, first: bool, jit: bool = False) -> np.ndarray:
+  """Our block logits `[B, w, V]` at one step for the given rows, from `prefill`/`extend`
+  (eagerly, op by op, or compiled with `jax.jit` as the decoder's program is)."""
+  args = (canvas_start, canvas_now, start, end, prompt, cache, first)
+  if not jit:
+    return np.asarray(_our_logits(model, *args), np.float64)
+  graphdef, state = nnx.split(model)
+  run = jax.jit(lambda state: _our_logits(nnx.merge(graphdef, state), *args))
+  return np.asarray(run(state), np.float64)
+
+
+def _our_logits(model, canvas_start, canvas_now, start, end, prompt, cache, first):
   width = end - start
   if first:
     logits, _ = model.prefill(jnp.asarray(canvas_now), logits_window=(start, width))
-    return np.asarray(logits, np.float64)
+    return logits
   _, kv = model.prefill(jnp.asarray(canvas_start))
   if cache == "prefix":  # ours: the canvas tail from the block's window, fresh from its start
     total = canvas_now.shape[1]
@@ -144,7 +157,7 @@ def our_logits(model, canvas_start: np.ndarray, canvas_now: np.ndarray, start: i
   else:
     logits = model.extend(jnp.asarray(canvas_now[:, None, start:end]), start, kv,
                           logits_window=(0, width))
-  return np.asarray(logits[:, 0], np.float64)
+  return logits[:, 0]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -288,7 +301,9 @@ def main(argv: list[str] | None = None) -> int:
     logits = {
         "ours batched": our_logits(model, begin, now, start, end, p, args.cache, first)[row],
         "ours alone": our_logits(model, begin[row:row + 1], now[row:row + 1], start, end, p,
-                                 args.cache, first)[0]}
+                                 args.cache, first)[0],
+        "ours jit": our_logits(model, begin, now, start, end, p, args.cache, first,
+                               jit=True)[row]}
     logits.update(step_logits)  # both ports' logits at this step
     print(f"log-confidence at that step: position {block * args.block + ours_pos} (ours) vs "
           f"{block * args.block + port_pos} ({referee}'s); log-odds > 0: ours' choice wins")
@@ -300,7 +315,8 @@ def main(argv: list[str] | None = None) -> int:
             f"{log_conf[ours_pos] - log_conf[port_pos]:+.3e}; picks position "
             f"{block * args.block + pos}, token {tok} (top-2 logit gap there "
             f"{top2[1] - top2[0]:.3e})")
-    pairs = (("ours batched", "ours alone"), ("ours batched", "port f64"),
+    pairs = (("ours batched", "ours alone"), ("ours batched", "ours jit"),
+             ("ours batched", "port f64"),
              ("ours alone", "port f64"), ("port f32", "port f64"))
     if referee != "port f32":
       pairs += ((referee, "port f64"), (referee, "ours batched"),

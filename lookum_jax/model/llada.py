@@ -379,8 +379,9 @@ class LLaDA(nnx.Module):
         offset may be traced.
       fresh_from: window positions before it attend with (and are attended through)
         their cached keys/values, not fresh ones (default `start`: all fresh). Fast-dLLM's
-        prefix cache is the window `[P, T)` with `fresh_from = block_start`: one static
-        shape for every block, the cached prefix exactly as theirs.
+        prefix cache is a canvas tail `[T - L, T)` with `fresh_from = block_start`: a few
+        static lengths L serve every block (`sampling.prefix_window`), the positions before
+        the block start attending through the cached prefix exactly as theirs.
       return_kv: also return the window's own keys and values, a `KVCache` whose leaves are
         `[n_layers, B, K, w, ...]` (`hidden`: the last layer's output `[B, K, w, D]`, for
         every model), to measure a cache's drift or write the window into it
