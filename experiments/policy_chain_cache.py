@@ -73,6 +73,9 @@ def main(argv=None) -> None:
                       help="chains per batch; each batch is decoded by every sampler and cache "
                            "before the next, so an interrupted run has paired results")
   parser.add_argument("--samplers", nargs="+", choices=SAMPLERS, default=list(SAMPLERS))
+  parser.add_argument("--caches", nargs="+", choices=("none", "prefix"),
+                      default=["none", "prefix"],
+                      help="decode with these caches only (two processes can share --out)")
   parser.add_argument("--tau", type=float, default=0.9)
   parser.add_argument("--out", default="experiments/results/chain/policy_cache")
   args = parser.parse_args(argv)
@@ -91,7 +94,7 @@ def main(argv=None) -> None:
   for first in range(0, len(lab.examples), args.batch_size):
     index = list(range(first, min(first + args.batch_size, len(lab.examples))))
     for label, base in samplers.items():
-      for cache in ("none", "prefix"):
+      for cache in args.caches:
         if all((label, cache, i) in done for i in index):
           continue
         start = time.perf_counter()
@@ -99,11 +102,11 @@ def main(argv=None) -> None:
         result = evaluate(lab.model, lab.tokenizer, lab.task, lab.examples,
                           base.replace(cache=cache), jax.random.key(0),
                           batch_size=len(index), progress=False,
-                          done={i: {"correct": False, "nfe": 0, "forward_tokens": 0}
+                          done={i: {"correct": False, "nfe": 0, "steps": 0, "forward_tokens": 0}
                                 for i in range(len(lab.examples)) if i not in index})
-        new = [{"sampler": label, "cache": cache, **{k: r[k] for k in (
-            "index", "correct", "nfe", "forward_tokens")}} for r in result.records
-               if r["index"] in index]
+        new = [{"sampler": label, "cache": cache, "index": i,
+                **{k: result.records[i][k] for k in ("correct", "nfe", "forward_tokens")}}
+               for i in index]
         records += new
         with open(path, "a") as f:
           f.writelines(json.dumps(r) + "\n" for r in new)
