@@ -279,8 +279,7 @@ def test_the_accuracy_vs_nfe_plot_is_fit_for_a_paper(tmp_path):
   # The README's demo table: three points at NFE 8, two at 3.1, two lookum families.
   table = [(0.670, 16), (0.465, 8), (0.165, 4), (0.450, 8), (0.470, 8), (0.140, 16),
            (0.590, 6.0), (0.200, 3.1), (0.560, 5.9), (0.235, 3.1), (0.500, 12.5), (0.365, 15),
-           (0.600, 7.0), (0.620, 9.0),  # klass, prophet
-           (0.250, 8), (0.050, 4)]  # pc_sampler 2/step, dus: lookum eval --limit 200
+           (0.350, 9.4), (0.665, 15.7), (0.250, 8), (0.050, 4)]  # klass, prophet, pc_sampler, dus
   results = []
   for (label, config), (accuracy, nfe) in zip(demo_samplers(16, 16), table, strict=True):
     correct = round(accuracy * 200)
