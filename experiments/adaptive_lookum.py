@@ -41,17 +41,9 @@ from lookum_jax.evaluation import EvalResult
 from lookum_jax.parsing import parse_strategy
 from lookum_jax.plotting import plot_accuracy_vs_nfe
 from lookum_jax.sampling import SamplerConfig, Threshold
-from lookum_jax.studies import file_name, lab_identity, run_setting
+from lookum_jax.studies import file_name, lab_identity, paired_bootstrap, run_setting
 from lookum_jax.tasks.tokenizer import encode_example
 from lookum_jax.toylab import open_task_model
-
-
-def paired(a: np.ndarray, b: np.ndarray, draws: int = 2000) -> tuple[float, float, float]:
-  """Mean of a - b over paired problems and its 95% percentile bootstrap interval."""
-  diff = a.astype(float) - b.astype(float)
-  rng = np.random.default_rng(0)
-  means = diff[rng.integers(0, len(diff), (draws, len(diff)))].mean(axis=1)
-  return float(diff.mean()), float(np.percentile(means, 2.5)), float(np.percentile(means, 97.5))
 
 
 def front_at(front: list[tuple[float, float]], nfe: float) -> float:
@@ -127,7 +119,7 @@ def main() -> None:
     if family != "threshold":
       nearest = min((lab_ for lab_, fam, _ in settings if fam == "threshold"),
                     key=lambda t: abs(results[t].mean_nfe - r.mean_nfe))
-      diff, lo, hi = paired(correct[label], correct[nearest])
+      diff, lo, hi = paired_bootstrap(correct[label], correct[nearest])
       row.update(nearest_threshold=nearest, nearest_nfe=results[nearest].mean_nfe,
                  vs_nearest=diff, vs_nearest_ci95=[lo, hi],
                  front_accuracy=front_at(front, r.mean_nfe),

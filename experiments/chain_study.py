@@ -32,7 +32,7 @@ from lookum_jax.evaluation import EvalResult, wilson_interval
 from lookum_jax.parsing import parse_strategy
 from lookum_jax.plotting import plot_accuracy_vs_nfe
 from lookum_jax.sampling import EntropyBounded, LowConfidence, SamplerConfig, Threshold
-from lookum_jax.studies import file_name, lab_identity, run_setting
+from lookum_jax.studies import file_name, lab_identity, paired_bootstrap, run_setting
 from lookum_jax.tasks.tokenizer import encode_example
 from lookum_jax.toylab import open_task_model
 
@@ -70,15 +70,6 @@ def line_up(gen: int, block: int, cache: str, tokens_per_step: list[int], paths:
     settings.append((f"eb gamma={gamma}", 0, SamplerConfig(
         steps=gen, strategy=EntropyBounded(gamma=gamma), **common), False))
   return settings
-
-
-def paired_bootstrap(a: np.ndarray, b: np.ndarray, seed: int = 0, draws: int = 2000
-                     ) -> tuple[float, float, float]:
-  """Mean of a - b over paired problems, with a 95% percentile bootstrap interval."""
-  diff = a.astype(float) - b.astype(float)
-  rng = np.random.default_rng(seed)
-  means = diff[rng.integers(0, len(diff), (draws, len(diff)))].mean(axis=1)
-  return float(diff.mean()), float(np.quantile(means, 0.025)), float(np.quantile(means, 0.975))
 
 
 def main() -> None:

@@ -131,3 +131,14 @@ def run_setting(lab: Any, config: SamplerConfig, label: str, seeds: Sequence[int
 
   stored = cached_setting(path, key, run)
   return [EvalResult(**{**r, "ci95": tuple(r["ci95"])}) for r in stored]
+
+
+def paired_bootstrap(a: Any, b: Any, seed: int = 0, draws: int = 2000
+                     ) -> tuple[float, float, float]:
+  """Mean of a - b over paired problems, with a 95% percentile bootstrap interval."""
+  import numpy as np
+
+  diff = np.asarray(a, float) - np.asarray(b, float)
+  rng = np.random.default_rng(seed)
+  means = diff[rng.integers(0, len(diff), (draws, len(diff)))].mean(axis=1)
+  return float(diff.mean()), float(np.quantile(means, 0.025)), float(np.quantile(means, 0.975))
