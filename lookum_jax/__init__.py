@@ -12,7 +12,8 @@ _EXPORTS = {
     "save_model": "lookum_jax.loading", "LLaDA": "lookum_jax.model",
     "ModelConfig": "lookum_jax.model", "init_model": "lookum_jax.model",
     "GenerationResult": "lookum_jax.sampling", "SamplerConfig": "lookum_jax.sampling",
-    "generate": "lookum_jax.sampling",
+    "generate": "lookum_jax.sampling", "NoCache": "lookum_jax.sampling",
+    "PrefixCache": "lookum_jax.sampling", "DualCache": "lookum_jax.sampling",
 }
 
 __all__ = sorted(_EXPORTS)

@@ -80,8 +80,7 @@ class EvalResult:
 
 def sampler_summary(config: SamplerConfig) -> dict[str, Any]:
   """A JSON-friendly description of a sampler config."""
-  out = {f.name: getattr(config, f.name) for f in dataclasses.fields(config)
-         if f.name not in ("strategy", "params")}
+  out = config.to_dict()
   out["strategy"] = config.strategy.name
   out["params"] = config.strategy.to_dict()
   return out

@@ -23,9 +23,10 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from lookum_jax.configfile import coerce, parse_value
+from lookum_jax.sampling.cache import cache_mode
 from lookum_jax.sampling.config import SamplerConfig
 from lookum_jax.sampling.lookum import LookUM
-from lookum_jax.sampling.refresh import REFRESH_MODES
+from lookum_jax.sampling.refresh import REFRESH_MODES, block_start_mode
 from lookum_jax.sampling.strategies import (
     Entropy,
     EntropyBounded,
@@ -55,6 +56,10 @@ _STRATEGIES: dict[str, Factory] = {
     "pc_sampler": "lookum_jax.sampling.strategies.pc_sampler:PCSampler",
     "dus": "lookum_jax.sampling.strategies.dus:DUS",
 }
+
+# Sampler fields that hold a mode value: its name (or the value) -> the value.
+_MODE_FIELDS: dict[str, Callable[[Any], Any]] = {
+    "cache": cache_mode, "block_start": block_start_mode}
 
 # Parameter types converted from text; other annotations are passed through to the strategy.
 _PLAIN_TYPES = (int, float, bool, str, tuple, type(None))
@@ -200,11 +205,17 @@ def parse_sampler(values: Mapping[str, Any], *, base: SamplerConfig | None = Non
                      f"{', '.join(sorted(fields))}, strategy, params.")
   changes = {}
   for key, value in values.items():
+    if key in _MODE_FIELDS:
+      try:
+        changes[key] = _MODE_FIELDS[key](value)
+      except ValueError as error:
+        raise ValueError(f"{what} {key}={value}: {error}") from None
+      continue
     if key == "cache_refresh" and isinstance(value, str):  # a period or a mode's name
       value = int(value) if value.strip().isdigit() else value
       if isinstance(value, str) and value not in REFRESH_MODES:
         raise ValueError(f"{what} {key}={value}: the sampler takes {key} as int (a period) "
-                         f"or one of {REFRESH_MODES}, got {value!r}.")
+                         f"or one of {tuple(REFRESH_MODES)}, got {value!r}.")
     elif isinstance(value, str) and str not in _allowed_types(fields[key]):
       value = parse_value(value)
     try:

@@ -123,7 +123,7 @@ class PolicyTrainConfig:
         raise ValueError(f"PolicyTrainConfig.{name} must be a non-negative int, got {value!r}.")
     if self.cache not in CACHE_MODES:
       raise ValueError(
-          f"PolicyTrainConfig.cache must be one of {CACHE_MODES}, got {self.cache!r}.")
+          f"PolicyTrainConfig.cache must be one of {tuple(CACHE_MODES)}, got {self.cache!r}.")
     if (isinstance(self.checkpoint_interval_s, bool)
         or not isinstance(self.checkpoint_interval_s, (int, float))
         or not self.checkpoint_interval_s >= 0):

@@ -158,7 +158,7 @@ def test_model_args_build_the_sampler():
       gen_length=16, block_length=16, steps=8, strategy=parse_strategy("lookum", {"paths": 3}))
   cached = lookum_lm_eval.sampler_config_from_model_args(
       {"strategy": "threshold", "cache": "dual", "gen_length": 32, "block_length": 8})
-  assert (cached.cache, cached.block_length, cached.steps) == ("dual", 8, 32)
+  assert (cached.cache.name, cached.block_length, cached.steps) == ("dual", 8, 32)
   with pytest.raises(ValueError, match="model_args tau=abc: strategy 'threshold' takes tau "
                      "as float"):
     lookum_lm_eval.sampler_config_from_model_args({"strategy": "threshold", "tau": "abc"})

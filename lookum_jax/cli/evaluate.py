@@ -87,7 +87,7 @@ def run_eval(args: argparse.Namespace) -> int:
     args.block_length = opened.spec.block_length if opened.spec else args.gen_length
   config = sampler_args.sampler_config_from_args(args)
   warning = cache_warning(opened.model_dir.name, opened.spec and opened.spec.cache_cost,
-                          config.cache, config.cache_refresh)
+                          config.cache.name, config.cache_refresh)
   if warning:
     print(warning, file=sys.stderr, flush=True)
   policy = sampler_args.load_strategy_policy(config.strategy, args.policy)

@@ -77,7 +77,7 @@ def run_generate(args: argparse.Namespace) -> int:
 
   spec = fill_lengths(args)
   config = sampler_args.sampler_config_from_args(args)
-  warning = cache_warning(Path(args.model).name, spec and spec.cache_cost, config.cache,
+  warning = cache_warning(Path(args.model).name, spec and spec.cache_cost, config.cache.name,
                           config.cache_refresh)
   if warning:
     print(warning, file=sys.stderr, flush=True)

@@ -10,7 +10,9 @@ from typing import Any
 import policy_rl
 from lookum_jax.configfile import parse_key_values
 from lookum_jax.parsing import parse_sampler, strategy_names
-from lookum_jax.sampling.config import CACHE_MODES, SamplerConfig
+from lookum_jax.sampling.cache import CACHE_MODES
+from lookum_jax.sampling.config import SamplerConfig
+from lookum_jax.sampling.refresh import BLOCK_STARTS
 from lookum_jax.sampling.strategies import Strategy
 
 policy_rl.register_strategies()  # --strategy policy / policy_lookum
@@ -41,7 +43,7 @@ def add_sampler_arguments(parser: argparse.ArgumentParser, *, gen_length: int | 
   group.add_argument("--tau", type=float, help="threshold (or lookum base=threshold): tau")
   group.add_argument("--gamma", type=float, help="entropy_bounded: entropy budget")
   group.add_argument("--policy", help="policy / policy_lookum: a trained policy directory")
-  group.add_argument("--cache", choices=CACHE_MODES, default="none",
+  group.add_argument("--cache", choices=tuple(CACHE_MODES), default="none",
                      help="KV cache: none, prefix or dual (Fast-dLLM; default none)")
   group.add_argument("--cache-refresh", default="0", metavar="N|adaptive",
                      help="with a cache, also refresh it every N steps inside a block, or "
@@ -51,7 +53,7 @@ def add_sampler_arguments(parser: argparse.ArgumentParser, *, gen_length: int | 
                      "window's keys/values since the cache was built) that triggers a refresh")
   group.add_argument("--refresh-from-layer", type=int, default=0, metavar="L",
                      help="--cache-refresh adaptive: measure the drift on layers L and deeper")
-  group.add_argument("--block-start", choices=("full", "vicinity"), default="full",
+  group.add_argument("--block-start", choices=tuple(BLOCK_STARTS), default="full",
                      help="with a cache, start each block with a full forward, or recompute "
                      "only the finished block and this one (vicinity, dInfer-style)")
   group.add_argument("--logits-eos-inf", action="store_true")

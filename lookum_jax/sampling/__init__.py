@@ -1,7 +1,8 @@
 """The sampling engine: one jit-compiled unmasking loop and the strategies it runs."""
 
 from lookum_jax.sampling import lookum, strategies
-from lookum_jax.sampling.config import CACHE_MODES, SamplerConfig
+from lookum_jax.sampling.cache import CACHE_MODES, CacheMode, DualCache, NoCache, PrefixCache
+from lookum_jax.sampling.config import SamplerConfig
 from lookum_jax.sampling.lookum import (
     SMC,
     AboveThreshold,
@@ -15,6 +16,13 @@ from lookum_jax.sampling.lookum import (
     TopK,
 )
 from lookum_jax.sampling.loop import GenerationResult, check_generation, decode, generate
+from lookum_jax.sampling.refresh import (
+    AdaptiveRefresh,
+    BlockStart,
+    FullStart,
+    PeriodicRefresh,
+    VicinityStart,
+)
 from lookum_jax.sampling.strategies import (
     Entropy,
     EntropyBounded,
@@ -29,9 +37,11 @@ from lookum_jax.sampling.types import LoopState, StepContext, StepView, pytree_d
 from lookum_jax.sampling.verifier import Verifier
 
 __all__ = [
-    "CACHE_MODES", "SMC", "AboveThreshold", "Argmax", "Eligible", "Entropy", "EntropyBounded",
+    "CACHE_MODES", "SMC", "AboveThreshold", "AdaptiveRefresh", "Argmax", "BlockStart",
+    "CacheMode", "DualCache", "Eligible", "Entropy", "EntropyBounded", "FullStart",
     "GenerationResult", "ImportanceSampling", "LookUM", "LoopState", "LowConfidence",
-    "Margin", "Oracle", "Proposal", "RandomOrder", "RandomPick", "Rule", "SamplerConfig",
+    "Margin", "NoCache", "Oracle", "PeriodicRefresh", "PrefixCache", "Proposal",
+    "RandomOrder", "RandomPick", "Rule", "SamplerConfig", "VicinityStart",
     "StepContext", "StepView", "Strategy", "Threshold", "TopK", "Verifier",
     "check_generation", "decode", "generate", "lookum", "pytree_dataclass",
     "strategies",

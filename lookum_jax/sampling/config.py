@@ -7,11 +7,18 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
+from lookum_jax.sampling.cache import CACHE_MODES, CacheMode, Mode, cache_mode
+from lookum_jax.sampling.refresh import (
+    BlockStart,
+    block_start_mode,
+    check_refresh,
+    refresh_schedule,
+)
 from lookum_jax.sampling.schedule import num_transfer_tokens
 from lookum_jax.sampling.strategies import LowConfidence, Strategy
 from lookum_jax.sampling.types import check_number, concrete, pytree_dataclass, static_field
 
-CACHE_MODES = ("none", "prefix", "dual")
+__all__ = ["CACHE_MODES", "SamplerConfig", "strategy_summary"]
 
 
 @pytree_dataclass
@@ -31,23 +38,28 @@ class SamplerConfig:
     strategy: the strategy value (`LowConfidence()`, `Threshold(tau=0.9)`,
       `LookUM(paths=2, base=Threshold(tau=0.9))`, `policy_rl.Policy(...).with_policy(p)`);
       names exist only at the edge (`lookum_jax.parsing.parse_strategy` / `parse_sampler`).
-    cache: "none" (every step forwards the whole sequence), "prefix" (Fast-dLLM's prefix
-      cache: each block starts with a full forward that stores every layer's keys/values,
-      then steps forward `x[block_start:]` against the cached prefix) or "dual" (Fast-dLLM's
-      dual cache: steps forward only the current block against cached prefix and suffix).
+    cache: the KV cache mode, a value (`lookum_jax.sampling.cache`): `NoCache()` (every step
+      forwards the whole sequence), `PrefixCache()` (Fast-dLLM's prefix cache: each block
+      starts with a full forward that stores every layer's keys/values, then steps forward
+      `x[block_start:]` against the cached prefix) or `DualCache()` (Fast-dLLM's dual cache:
+      steps forward only the current block against cached prefix and suffix). A name of
+      `CACHE_MODES` ("none", "prefix", "dual") is turned into its value on construction;
+      the JSON form (`to_dict`) is the name.
     cache_refresh: with a cache, also refresh it (a full forward) every `cache_refresh`
       steps inside a block; 0 refreshes only at block starts (Fast-dLLM); "adaptive"
       refreshes a row's cache when its drift passes `refresh_threshold`
-      (`lookum_jax.sampling.refresh`).
+      (`lookum_jax.sampling.refresh`). Kept as given (its JSON form); the schedule it
+      describes is the value `refresh_schedule` (`PeriodicRefresh(n)`, `AdaptiveRefresh()`).
     refresh_threshold: the adaptive refresh's drift threshold (the relative change of the
       window's keys/values since the cache was built, at the worst measured layer). Traced:
       a sweep over it compiles once.
     refresh_from_layer: the adaptive refresh measures the drift on layers from this one on
       (0 = all; the deeper layers drift most).
-    block_start: "full" (each block starts with a full forward, Fast-dLLM) or "vicinity"
-      (blocks after the first recompute only the block just finished and this one against
-      the cached rest, dInfer-style; with cache "prefix" the response from the finished
-      block on).
+    block_start: a value (`lookum_jax.sampling.refresh`): `FullStart()` (each block starts
+      with a full forward, Fast-dLLM) or `VicinityStart()` (blocks after the first recompute
+      only the block just finished and this one against the cached rest, dInfer-style; with
+      the prefix cache the response from the finished block on). The names "full" and
+      "vicinity" are turned into their values on construction; the JSON form is the name.
     logits_eos_inf: never predict EOS (LLaDA option).
     confidence_eos_eot_inf: commit positions predicting EOS/EOT only after every
       other position of the block (LLaDA option; see `StepView.demoted`).
@@ -60,17 +72,18 @@ class SamplerConfig:
   temperature: float = 0.0
   cfg_scale: float = 0.0
   strategy: Strategy = LowConfidence()
-  cache: str = static_field("none")
+  cache: CacheMode | str = static_field("none")
   cache_refresh: int | str = static_field(0)
   refresh_threshold: float = 0.1
   refresh_from_layer: int = static_field(0)
-  block_start: str = static_field("full")
+  block_start: BlockStart | str = static_field("full")
   logits_eos_inf: bool = static_field(False)
   confidence_eos_eot_inf: bool = static_field(False)
   mask_token_id: int | None = static_field(None)
 
-  # Computed in __post_init__ from the concrete numbers; part of the compiled structure.
-  derived_static = ("sampled", "guided")
+  # Computed in __post_init__ (from the concrete numbers; the refresh schedule from
+  # `cache_refresh`); part of the compiled structure.
+  derived_static = ("sampled", "guided", "refresh_schedule")
 
   def __post_init__(self):
     for name in ("gen_length", "block_length", "steps"):
@@ -87,11 +100,11 @@ class SamplerConfig:
     temperature, cfg_scale = concrete(self.temperature), concrete(self.cfg_scale)
     object.__setattr__(self, "sampled", temperature is None or temperature > 0)
     object.__setattr__(self, "guided", cfg_scale is None or cfg_scale > 0)
-    if self.cache not in CACHE_MODES:
-      raise ValueError(f"SamplerConfig.cache must be one of {CACHE_MODES}, got {self.cache!r}.")
-    from lookum_jax.sampling.refresh import check_refresh
-
+    # Names become values here, once: the one lookup of each table.
+    object.__setattr__(self, "cache", cache_mode(self.cache))
+    object.__setattr__(self, "block_start", block_start_mode(self.block_start))
     check_refresh(self)
+    object.__setattr__(self, "refresh_schedule", refresh_schedule(self.cache_refresh))
     if not isinstance(self.strategy, Strategy):
       raise ValueError(
           f"SamplerConfig.strategy must be a strategy value (e.g. Threshold(tau=0.9)), got "
@@ -115,11 +128,6 @@ class SamplerConfig:
   def noise_temperature(self) -> Any:
     """The candidates' Gumbel temperature, a concrete 0 when not `sampled` (plain argmax)."""
     return self.temperature if self.sampled else 0.0
-
-  @property
-  def adaptive_refresh(self) -> bool:
-    """Whether the cache is refreshed when it drifts (`cache_refresh="adaptive"`)."""
-    return self.cache_refresh == "adaptive"
 
   @property
   def num_blocks(self) -> int:
@@ -146,7 +154,7 @@ class SamplerConfig:
   @property
   def window_length(self) -> int:
     """Response positions a step's logits cover: all of them, or the block under a cache."""
-    return self.gen_length if self.cache == "none" else self.block_length
+    return self.cache.window_length(self)
 
   def block_schedule(self):
     """Commit counts for the steps of one block (every block starts fully masked)."""
@@ -156,9 +164,19 @@ class SamplerConfig:
     """This config with its strategy reading the learned policy module `policy`."""
     return self.replace(strategy=self.strategy.with_policy(policy))
 
+  def to_dict(self) -> dict[str, Any]:
+    """Every field but the strategy in its JSON form: the cache and the block start by name
+    (`"cache": "prefix"`), as configs and stored results spell them."""
+    return {f.name: _json_form(getattr(self, f.name)) for f in dataclasses.fields(self)
+            if f.name != "strategy"}
+
   def replace(self, **changes: Any) -> SamplerConfig:
     """A copy with `changes` (checked as a new config)."""
     return dataclasses.replace(self, **changes)
+
+
+def _json_form(value: Any) -> Any:
+  return value.name if isinstance(value, Mode) else value
 
 
 def strategy_summary(strategy: Strategy) -> dict[str, Any]:

@@ -159,9 +159,9 @@ def init_decode(model: Any, prompt_ids: jax.Array, prompt_mask: jax.Array | None
         [prompt_mask.astype(bool), jnp.ones((batch, config.gen_length), bool)], axis=1)
   forward = Forward(model=model, config=config, prompt_length=prompt_length,
                     mask_token_id=mask_token_id, eos_token_id=eos_token_id)
-  if config.cache != "none" and not forward.cached:
-    raise ValueError(f"cache={config.cache!r} needs a model with prefill/extend (an LLaDA), "
-                     "not a plain function; use cache='none'.")
+  if config.cache.holds_cache and not forward.cached:
+    raise ValueError(f"cache={config.cache.name!r} needs a model with prefill/extend (an "
+                     "LLaDA), not a plain function; use cache='none'.")
   strategy = config.strategy
   schedule = config.block_schedule() if strategy.uses_schedule else np.zeros((1,), np.int32)
   ctx = StepContext(

@@ -49,58 +49,21 @@ and values are written into the cache; the prompt and the later blocks keep thei
 
 from __future__ import annotations
 
+import dataclasses
 import numbers
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import jax
 import jax.numpy as jnp
 
 from lookum_jax.model.llada import KVCache
+from lookum_jax.sampling.cache import Mode, by_name
 
 if TYPE_CHECKING:
   from lookum_jax.sampling.config import SamplerConfig
   from lookum_jax.sampling.types import LoopState, StepContext
 
-BLOCK_STARTS = ("full", "vicinity")
-REFRESH_MODES = ("adaptive",)  # `cache_refresh` values besides a period
 UNMEASURED = -1.0  # `KVCache.drift` of a row whose drift this step has not measured yet
-
-
-# ---------------------------------------------------------------------- config checks
-
-def check_refresh(config: SamplerConfig) -> None:
-  """Raises `ValueError` naming the fix for a bad refresh setting of `config`."""
-  refresh = config.cache_refresh
-  if isinstance(refresh, str):
-    if refresh not in REFRESH_MODES:
-      raise ValueError(f"SamplerConfig.cache_refresh must be an int >= 0 or 'adaptive', got "
-                       f"{refresh!r}.")
-  elif not isinstance(refresh, int) or isinstance(refresh, bool) or refresh < 0:
-    raise ValueError(f"SamplerConfig.cache_refresh must be an int >= 0 or 'adaptive', got "
-                     f"{refresh!r}.")
-  if refresh and config.cache == "none":
-    raise ValueError("SamplerConfig.cache_refresh needs a cache; set cache='prefix' or "
-                     "'dual', or cache_refresh=0.")
-  threshold = config.refresh_threshold
-  if isinstance(threshold, bool) or not (
-      isinstance(threshold, (numbers.Number, jax.Array)) or hasattr(threshold, "dtype")):
-    raise ValueError(f"SamplerConfig.refresh_threshold must be a number >= 0, got "
-                     f"{threshold!r}.")
-  if isinstance(threshold, numbers.Number) and not threshold >= 0:
-    raise ValueError(f"SamplerConfig.refresh_threshold must be >= 0 (0 refreshes after every "
-                     f"step that changed the window), got {threshold!r}.")
-  layer = config.refresh_from_layer
-  if not isinstance(layer, int) or isinstance(layer, bool) or layer < 0:
-    raise ValueError(f"SamplerConfig.refresh_from_layer must be an int >= 0, got {layer!r}.")
-  if refresh != "adaptive" and layer:
-    raise ValueError("SamplerConfig.refresh_from_layer applies to the adaptive refresh only; "
-                     "set cache_refresh='adaptive', or refresh_from_layer=0.")
-  if config.block_start not in BLOCK_STARTS:
-    raise ValueError(f"SamplerConfig.block_start must be one of {BLOCK_STARTS}, got "
-                     f"{config.block_start!r}.")
-  if config.block_start == "vicinity" and config.cache == "none":
-    raise ValueError("SamplerConfig.block_start='vicinity' refreshes a cache; set "
-                     "cache='prefix' or 'dual', or block_start='full'.")
 
 
 # ---------------------------------------------------------------------- forwards
@@ -111,54 +74,21 @@ def _rows(mask: jax.Array, rows: int) -> jax.Array:
   return jnp.tile(mask, rows // mask.shape[0])
 
 
+def unmeasured(cache: KVCache) -> KVCache:
+  """`cache` with every row's drift marked unmeasured (it was just built)."""
+  return cache.replace(drift=jnp.full((1, cache.k.shape[1]), UNMEASURED, jnp.float32))
+
+
 def full_forward(ctx: StepContext, state: LoopState) -> tuple[jax.Array, KVCache | None]:
-  """The window's logits and (with a cache) every position's keys/values, the cache's drift
-  marked unmeasured (adaptive refresh)."""
+  """The window's logits and (with a cache) every position's keys/values, as the refresh
+  schedule stores them (`Refresh.fresh`)."""
   cfg = ctx.config
   logits, cache = ctx.forward.full(
       state.tokens, ctx.attention_mask, ctx.prompt_length + ctx.window_start(state),
-      ctx.window_length, with_cache=cfg.cache != "none")
-  if cache is not None and cfg.adaptive_refresh:
-    cache = cache.replace(drift=jnp.full((1, cache.k.shape[1]), UNMEASURED, jnp.float32))
+      ctx.window_length, with_cache=cfg.cache.holds_cache)
+  if cache is not None:
+    cache = cfg.refresh_schedule.fresh(cache)
   return logits, cache
-
-
-def _extend(ctx: StepContext, tokens: jax.Array, start, cache: KVCache, offset, length: int,
-            fresh_from=None) -> tuple[jax.Array, KVCache]:
-  """`model.extend` of one window per row `tokens [B, w]` with its fresh keys/values: logits
-  `[B, length, V]` (CFG and the EOS option applied) and the window's `KVCache` `[L, R, w, ...]`
-  (R = the cache's rows)."""
-  forward = ctx.forward
-  mask = ctx.attention_mask
-  if forward.config.guided:  # the window is in the response: both halves see it
-    tokens = jnp.concatenate([tokens, tokens], axis=0)
-    mask = None if mask is None else jnp.concatenate([mask, mask], axis=0)
-  logits, fresh = forward.model.extend(tokens[:, None], start, cache, mask,
-                                       logits_window=(offset, length), fresh_from=fresh_from,
-                                       return_kv=True)
-  fresh = KVCache(k=fresh.k[:, :, 0], v=fresh.v[:, :, 0], hidden=fresh.hidden[:, 0])
-  return forward._finish(logits)[:, 0], fresh
-
-
-def window_forward(ctx: StepContext, state: LoopState) -> tuple[jax.Array, KVCache, Any, Any]:
-  """The step forward of the canvas's window against the cache (as `_forward_window` with one
-  candidate), also returning the fresh keys/values, the canvas position where they start and
-  the first fresh one."""
-  cfg, p = ctx.config, ctx.prompt_length
-  start = p + ctx.window_start(state)
-  if cfg.cache == "prefix":
-    logits, fresh = _extend(ctx, state.tokens[:, p:], p, state.cache, ctx.window_start(state),
-                            ctx.window_length, fresh_from=start)
-    return logits, fresh, p, start
-  logits, fresh = _extend(ctx, ctx.canvas_window(state), start, state.cache, 0,
-                          ctx.window_length)
-  return logits, fresh, start, start
-
-
-def _window_tokens(ctx: StepContext, state: LoopState) -> Any:
-  """Query positions `window_forward` processes: the whole response under the prefix cache
-  (not the shrunk window of `StepContext._prefix_window`), else a step forward's."""
-  return ctx.config.gen_length if ctx.config.cache == "prefix" else ctx.step_tokens(state)
 
 
 def measure_drift(ctx: StepContext, cache: KVCache, fresh: KVCache, start, fresh_from
@@ -186,107 +116,248 @@ def measure_drift(ctx: StepContext, cache: KVCache, fresh: KVCache, start, fresh
   return jnp.max(drift.reshape(ctx.forward.cost, -1), axis=0)
 
 
-# ---------------------------------------------------------------------- the step's forward
+# ---------------------------------------------------------------------- refresh schedules
 
-def step_forward(ctx: StepContext, state: LoopState) -> LoopState:
-  """The adaptive refresh's `refresh_logits`: the window forward for the canvas after a
-  commit, its drift stored in the cache for `after_step` (which refreshes due rows)."""
-  active = ctx.active(state)
-  rows = state.cache.k.shape[1]
+@dataclasses.dataclass(frozen=True)
+class Refresh:
+  """When the cache is refreshed inside a block: a static value the config derives from
+  `cache_refresh` (`SamplerConfig.refresh_schedule`). It owns the step's forward
+  (`StepContext.refresh_logits`) and what runs after a strategy's step.
 
-  def run(state):
-    logits, fresh, start, fresh_from = window_forward(ctx, state)
-    drift = measure_drift(ctx, state.cache, fresh, start, fresh_from)
-    return ctx.window_stats(state, logits), drift
+  Class attributes:
+    measures_drift: the schedule measures the cache's drift (reads `refresh_from_layer`).
+  """
 
-  def idle(state):
-    return state.window, jnp.full(active.shape, UNMEASURED, jnp.float32)
+  measures_drift: ClassVar[bool] = False
 
-  window, drift = jax.lax.cond(jnp.any(active), run, idle, state)
-  drift = jnp.where(active, drift, UNMEASURED)
-  cache = state.cache.replace(drift=_rows(drift, rows)[None])
-  return ctx.charge(state.replace(window=window, cache=cache), active,
-                    _window_tokens(ctx, state))
+  def step_forward(self, ctx: StepContext, state: LoopState) -> LoopState:
+    """The forward for the canvas after a commit (`StepContext.refresh_logits`)."""
+    raise NotImplementedError
 
-
-def after_step(ctx: StepContext, state: LoopState) -> LoopState:
-  """After a strategy's step (adaptive refresh only): measure the rows the step's forward
-  did not measure (a probe window forward, charged), then give every row still in its block
-  whose drift passes the threshold a full forward, its logits and cache replaced."""
-  cfg = ctx.config
-  if not cfg.adaptive_refresh:
+  def after_step(self, ctx: StepContext, state: LoopState) -> LoopState:
+    """What runs after a strategy's step (default: nothing)."""
+    del ctx
     return state
-  active = ctx.active(state)
-  rows = state.cache.k.shape[1]
-  batch = active.shape[0]
-  drift = state.cache.drift[0, :batch]
-  probe = active & (drift < 0)
 
-  def measure(state):
-    _, fresh, start, fresh_from = window_forward(ctx, state)
-    return measure_drift(ctx, state.cache, fresh, start, fresh_from)
+  def fresh(self, cache: KVCache) -> KVCache:
+    """A cache a full or vicinity forward just built, as the schedule keeps it."""
+    return cache
 
-  probed = jax.lax.cond(jnp.any(probe), measure, lambda s: drift, state)
-  drift = jnp.where(probe, probed, drift)
-  state = ctx.charge(state, probe, _window_tokens(ctx, state))
-  due = active & (drift > cfg.refresh_threshold)
 
-  def refresh(state):
-    logits, cache = full_forward(ctx, state)
-    keep = _rows(due, rows)
-    cache = jax.tree.map(
-        lambda new, old: jnp.where(keep.reshape((1, -1) + (1,) * (new.ndim - 2)), new, old),
-        cache, state.cache)
-    window = jax.tree.map(
-        lambda new, old: jnp.where(due.reshape((-1,) + (1,) * (new.ndim - 1)), new, old),
-        ctx.window_stats(state, logits), state.window)
-    return window, cache
+@dataclasses.dataclass(frozen=True)
+class PeriodicRefresh(Refresh):
+  """A full forward every `period` steps inside a block (0: at block starts only, Fast-dLLM)."""
 
-  window, cache = jax.lax.cond(jnp.any(due), refresh, lambda s: (s.window, s.cache), state)
-  cache = cache.replace(drift=jnp.full((1, rows), UNMEASURED, jnp.float32))
-  state = ctx.charge(state.replace(window=window, cache=cache), due,
-                     state.tokens.shape[1])
-  return state
+  period: int = 0
+
+  def step_forward(self, ctx: StepContext, state: LoopState) -> LoopState:
+    """The window against the cache, or a full refresh when one is due; nothing when no row
+    is still in its block. The state keeps its `window_stats`."""
+    active = ctx.active(state)
+
+    def step_forward(state):
+      return ctx._forward_window(state, ctx.canvas_window(state)[:, None])[:, 0], state.cache
+
+    refreshing = self.period > 0  # the config allows a period only with a cache
+    due = refreshing & ((state.block_step + 1) % max(self.period, 1) == 0)  # next step
+
+    def run(state):
+      if not refreshing:
+        return step_forward(state)
+      return jax.lax.cond(due, ctx._full_forward, step_forward, state)
+
+    def run_window(state):
+      logits, cache = run(state)
+      return ctx.window_stats(state, logits), cache
+
+    window, cache = jax.lax.cond(jnp.any(active), run_window, lambda s: (s.window, s.cache),
+                                 state)
+    tokens = jnp.where(due, state.tokens.shape[1], ctx.step_tokens(state))
+    return ctx.charge(state.replace(window=window, cache=cache), active, tokens)
+
+
+@dataclasses.dataclass(frozen=True)
+class AdaptiveRefresh(Refresh):
+  """A row's cache is refreshed when its drift passes `SamplerConfig.refresh_threshold`
+  (measured on layers from `refresh_from_layer` on; the module's docstring)."""
+
+  measures_drift: ClassVar[bool] = True
+
+  def step_forward(self, ctx: StepContext, state: LoopState) -> LoopState:
+    """The window forward for the canvas after a commit, its drift stored in the cache for
+    `after_step` (which refreshes due rows)."""
+    active = ctx.active(state)
+    rows = state.cache.k.shape[1]
+    mode = ctx.config.cache
+
+    def run(state):
+      logits, fresh, start, fresh_from = mode.fresh_window(ctx, state)
+      drift = measure_drift(ctx, state.cache, fresh, start, fresh_from)
+      return ctx.window_stats(state, logits), drift
+
+    def idle(state):
+      return state.window, jnp.full(active.shape, UNMEASURED, jnp.float32)
+
+    window, drift = jax.lax.cond(jnp.any(active), run, idle, state)
+    drift = jnp.where(active, drift, UNMEASURED)
+    cache = state.cache.replace(drift=_rows(drift, rows)[None])
+    return ctx.charge(state.replace(window=window, cache=cache), active,
+                      mode.fresh_tokens(ctx, state))
+
+  def after_step(self, ctx: StepContext, state: LoopState) -> LoopState:
+    """Measures the rows the step's forward did not measure (a probe window forward,
+    charged), then gives every row still in its block whose drift passes the threshold a
+    full forward, its logits and cache replaced."""
+    cfg = ctx.config
+    mode = cfg.cache
+    active = ctx.active(state)
+    rows = state.cache.k.shape[1]
+    batch = active.shape[0]
+    drift = state.cache.drift[0, :batch]
+    probe = active & (drift < 0)
+
+    def measure(state):
+      _, fresh, start, fresh_from = mode.fresh_window(ctx, state)
+      return measure_drift(ctx, state.cache, fresh, start, fresh_from)
+
+    probed = jax.lax.cond(jnp.any(probe), measure, lambda s: drift, state)
+    drift = jnp.where(probe, probed, drift)
+    state = ctx.charge(state, probe, mode.fresh_tokens(ctx, state))
+    due = active & (drift > cfg.refresh_threshold)
+
+    def refresh(state):
+      logits, cache = full_forward(ctx, state)
+      keep = _rows(due, rows)
+      cache = jax.tree.map(
+          lambda new, old: jnp.where(keep.reshape((1, -1) + (1,) * (new.ndim - 2)), new, old),
+          cache, state.cache)
+      window = jax.tree.map(
+          lambda new, old: jnp.where(due.reshape((-1,) + (1,) * (new.ndim - 1)), new, old),
+          ctx.window_stats(state, logits), state.window)
+      return window, cache
+
+    window, cache = jax.lax.cond(jnp.any(due), refresh, lambda s: (s.window, s.cache), state)
+    cache = cache.replace(drift=jnp.full((1, rows), UNMEASURED, jnp.float32))
+    state = ctx.charge(state.replace(window=window, cache=cache), due,
+                       state.tokens.shape[1])
+    return state
+
+  def fresh(self, cache: KVCache) -> KVCache:
+    return unmeasured(cache)
+
+
+# `cache_refresh` names besides a period.
+REFRESH_MODES: dict[str, type[Refresh]] = {"adaptive": AdaptiveRefresh}
+
+
+def refresh_schedule(cache_refresh: int | str) -> Refresh:
+  """The schedule `SamplerConfig.cache_refresh` describes: an int period, or a name in
+  `REFRESH_MODES`."""
+  if isinstance(cache_refresh, str):
+    return by_name(REFRESH_MODES, cache_refresh, Refresh, "SamplerConfig.cache_refresh")
+  return PeriodicRefresh(cache_refresh)
 
 
 # ---------------------------------------------------------------------- block starts
 
-def start_block(ctx: StepContext, state: LoopState) -> tuple[jax.Array, KVCache | None, Any]:
-  """The block-start forward: `(logits, cache, query positions per row)`. A full forward, or
-  with `block_start="vicinity"` after the first block, the vicinity window's."""
-  cfg = ctx.config
-  total = state.tokens.shape[1]
-  if cfg.block_start == "full" or cfg.num_blocks == 1:
+class BlockStart(Mode):
+  """How a block starts (`SamplerConfig.block_start`): its first forward, which serves the
+  block's first step and (with a cache) rebuilds the cache.
+
+  Class attributes:
+    needs_cache: the start only makes sense with a KV cache to refresh.
+  """
+
+  __slots__ = ()
+  needs_cache: ClassVar[bool] = False
+
+  def start_block(self, ctx: StepContext, state: LoopState
+                  ) -> tuple[jax.Array, KVCache | None, Any]:
+    """The block-start forward: `(logits, cache, query positions per row)`."""
+    raise NotImplementedError
+
+
+class FullStart(BlockStart):
+  """Each block starts with a full forward (Fast-dLLM)."""
+
+  __slots__ = ()
+  name = "full"
+
+  def start_block(self, ctx: StepContext, state: LoopState
+                  ) -> tuple[jax.Array, KVCache | None, Any]:
     logits, cache = full_forward(ctx, state)
-    return logits, cache, total
+    return logits, cache, state.tokens.shape[1]
 
-  def vicinity(state):
-    logits, cache = vicinity_forward(ctx, state)
-    return logits, cache
 
-  block = ctx.block_of(state)
-  logits, cache = jax.lax.cond(block == 0, lambda s: full_forward(ctx, s), vicinity, state)
-  width = 2 * cfg.block_length if cfg.cache == "dual" else cfg.gen_length
-  return logits, cache, jnp.where(block == 0, total, width)
+class VicinityStart(BlockStart):
+  """Blocks after the first recompute only the block just finished and this one against the
+  cached rest (dInfer-style; with the prefix cache, the response from the finished block on)."""
+
+  __slots__ = ()
+  name = "vicinity"
+  needs_cache = True
+
+  def start_block(self, ctx: StepContext, state: LoopState
+                  ) -> tuple[jax.Array, KVCache | None, Any]:
+    cfg = ctx.config
+    if cfg.num_blocks == 1:
+      return FullStart().start_block(ctx, state)
+    total = state.tokens.shape[1]
+    block = ctx.block_of(state)
+    logits, cache = jax.lax.cond(block == 0, lambda s: full_forward(ctx, s),
+                                 lambda s: vicinity_forward(ctx, s), state)
+    width = cfg.cache.vicinity_tokens(cfg)
+    return logits, cache, jnp.where(block == 0, total, width)
 
 
 def vicinity_forward(ctx: StepContext, state: LoopState) -> tuple[jax.Array, KVCache]:
   """The block's logits from a window over the block just finished and this one (prefix
   cache: the response from the finished block on) against the cache, whose keys/values at
-  those positions it replaces."""
-  cfg, p = ctx.config, ctx.prompt_length
-  bl = cfg.block_length
-  lo = p + jnp.maximum(ctx.block_start(state) - bl, 0)
-  cache = state.cache
-  if cfg.cache == "prefix":
-    logits, fresh = _extend(ctx, state.tokens[:, p:], p, cache, ctx.window_start(state),
-                            ctx.window_length, fresh_from=lo)
-    keep = p + jnp.arange(cfg.gen_length) >= lo
-    cache = cache.write(p, fresh.k, fresh.v, fresh.hidden, keep)
-  else:
-    window = jax.lax.dynamic_slice_in_dim(state.tokens, lo, 2 * bl, axis=1)
-    logits, fresh = _extend(ctx, window, lo, cache, p + ctx.block_start(state) - lo, bl)
-    cache = cache.write(lo, fresh.k, fresh.v, fresh.hidden)
-  if cfg.adaptive_refresh:
-    cache = cache.replace(drift=jnp.full_like(cache.drift, UNMEASURED))
-  return logits, cache
+  those positions it replaces (`CacheMode.vicinity_window`)."""
+  lo = ctx.prompt_length + jnp.maximum(ctx.block_start(state) - ctx.config.block_length, 0)
+  logits, cache = ctx.config.cache.vicinity_window(ctx, state, lo)
+  return logits, ctx.config.refresh_schedule.fresh(cache)
+
+
+# The one table of block-start names.
+BLOCK_STARTS: dict[str, type[BlockStart]] = {"full": FullStart, "vicinity": VicinityStart}
+
+
+def block_start_mode(value: str | BlockStart) -> BlockStart:
+  """The block start a name in `BLOCK_STARTS` (or a `BlockStart` value) gives."""
+  return by_name(BLOCK_STARTS, value, BlockStart, "SamplerConfig.block_start")
+
+
+# ---------------------------------------------------------------------- config checks
+
+def check_refresh(config: SamplerConfig) -> None:
+  """Raises `ValueError` naming the fix for a bad refresh setting of `config` (whose cache
+  and block start are values)."""
+  refresh = config.cache_refresh
+  if isinstance(refresh, str):
+    if refresh not in REFRESH_MODES:
+      raise ValueError(f"SamplerConfig.cache_refresh must be an int >= 0 or 'adaptive', got "
+                       f"{refresh!r}.")
+  elif not isinstance(refresh, int) or isinstance(refresh, bool) or refresh < 0:
+    raise ValueError(f"SamplerConfig.cache_refresh must be an int >= 0 or 'adaptive', got "
+                     f"{refresh!r}.")
+  if refresh and not config.cache.holds_cache:
+    raise ValueError("SamplerConfig.cache_refresh needs a cache; set cache='prefix' or "
+                     "'dual', or cache_refresh=0.")
+  threshold = config.refresh_threshold
+  if isinstance(threshold, bool) or not (
+      isinstance(threshold, (numbers.Number, jax.Array)) or hasattr(threshold, "dtype")):
+    raise ValueError(f"SamplerConfig.refresh_threshold must be a number >= 0, got "
+                     f"{threshold!r}.")
+  if isinstance(threshold, numbers.Number) and not threshold >= 0:
+    raise ValueError(f"SamplerConfig.refresh_threshold must be >= 0 (0 refreshes after every "
+                     f"step that changed the window), got {threshold!r}.")
+  layer = config.refresh_from_layer
+  if not isinstance(layer, int) or isinstance(layer, bool) or layer < 0:
+    raise ValueError(f"SamplerConfig.refresh_from_layer must be an int >= 0, got {layer!r}.")
+  if layer and not refresh_schedule(refresh).measures_drift:
+    raise ValueError("SamplerConfig.refresh_from_layer applies to the adaptive refresh only; "
+                     "set cache_refresh='adaptive', or refresh_from_layer=0.")
+  if config.block_start.needs_cache and not config.cache.holds_cache:
+    raise ValueError("SamplerConfig.block_start='vicinity' refreshes a cache; set "
+                     "cache='prefix' or 'dual', or block_start='full'.")

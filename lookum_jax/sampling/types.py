@@ -27,7 +27,6 @@ from flax import struct
 
 from lookum_jax.model.llada import KVCache
 from lookum_jax.sampling import refresh, scores
-from lookum_jax.sampling.prefix_window import prefix_windows
 
 if TYPE_CHECKING:
   from lookum_jax.sampling.config import SamplerConfig
@@ -403,7 +402,7 @@ class StepContext:
 
   def window_start(self, state: LoopState) -> jax.Array | int:
     """Response index of the window's first position."""
-    return 0 if self.config.cache == "none" else self.block_start(state)
+    return self.config.cache.window_start(self, state)
 
   def window_positions(self, state: LoopState) -> jax.Array:
     """`[W]` response index of each window position."""
@@ -520,53 +519,8 @@ class StepContext:
 
   def _forward_window(self, state: LoopState, window_tokens: jax.Array) -> jax.Array:
     """Logits `[B, K, W, V]` of K candidate canvases that differ from `state.tokens` only
-    over the window (`window_tokens [B, K, W]`)."""
-    cfg, p = self.config, self.prompt_length
-    batch, paths, w = window_tokens.shape
-    start = p + self.window_start(state)
-    if cfg.cache == "none":
-      canvases = jax.lax.dynamic_update_slice_in_dim(
-          jnp.repeat(state.tokens[:, None], paths, axis=1), window_tokens, start, axis=2)
-      mask = (None if self.attention_mask is None
-              else jnp.repeat(self.attention_mask, paths, axis=0))
-      logits, _ = self.forward.full(canvases.reshape(batch * paths, -1), mask, start, w)
-      return logits.reshape(batch, paths, w, -1)
-    if cfg.cache == "prefix":
-      return self._prefix_window(state, window_tokens)
-    return self.forward.window(window_tokens, start, state.cache, self.attention_mask, w)
-
-  def _prefix_window(self, state: LoopState, window_tokens: jax.Array) -> jax.Array:
-    """Fast-dLLM's prefix cache step: the queries from the block start to the canvas end,
-    fresh, against the cached prompt and finished blocks. The query count shrinks block by
-    block; `prefix_window.prefix_windows` groups the blocks into a few static window lengths
-    `L` (the canvas tail `[T - L, T)`), chosen per block by `lax.switch`. Window positions
-    before the block start (when a block shares a longer length) attend through their
-    cached keys/values and their outputs are dropped."""
-    cfg, p = self.config, self.prompt_length
-    batch, paths, w = window_tokens.shape
-    windows = prefix_windows(cfg.gen_length, cfg.block_length)
-    block_start = self.block_start(state)
-
-    def shape(i: int) -> Callable[[jax.Array], jax.Array]:
-      first = cfg.gen_length - windows.lengths[i]  # response index of the window's start
-
-      def run(window_tokens: jax.Array) -> jax.Array:
-        response = jnp.broadcast_to(state.tokens[:, None, p + first:],
-                                    (batch, paths, windows.lengths[i]))
-        response = jax.lax.dynamic_update_slice_in_dim(response, window_tokens,
-                                                       block_start - first, axis=2)
-        return self.forward.window(response, p + first, state.cache, self.attention_mask, w,
-                                   fresh_from=p + block_start, offset=block_start - first,
-                                   cache_keys=p + windows.cached_response[i])
-      return run
-
-    if len(windows.lengths) == 1:
-      return shape(0)(window_tokens)
-    block = self.block_of(state)
-    if isinstance(block, int):  # the eager reference: the block is known
-      return shape(windows.shape_of[block])(window_tokens)
-    index = jnp.asarray(windows.shape_of, jnp.int32)[block]
-    return jax.lax.switch(index, [shape(i) for i in range(len(windows.lengths))], window_tokens)
+    over the window (`window_tokens [B, K, W]`): the cache mode's step forward."""
+    return self.config.cache.forward_window(self, state, window_tokens)
 
   def lookahead(self, state: LoopState, commits: jax.Array, tokens: jax.Array) -> jax.Array:
     """Logits `[B, K, W, V]` of K look-ahead canvases per row, all in one model call:
@@ -576,15 +530,8 @@ class StepContext:
 
   def step_tokens(self, state: LoopState) -> int | jax.Array:
     """Query positions a (non-refresh) step forward processes per canvas in the current
-    block (prefix cache: its window's length, from the block start or a little before)."""
-    cfg, total = self.config, self.prompt_length + self.config.gen_length
-    if cfg.cache == "none":
-      return total
-    if cfg.cache == "dual":
-      return cfg.block_length
-    lengths = prefix_windows(cfg.gen_length, cfg.block_length).length_of
-    block = self.block_of(state)
-    return lengths[block] if isinstance(block, int) else jnp.asarray(lengths, jnp.int32)[block]
+    block (`CacheMode.step_tokens`)."""
+    return self.config.cache.step_tokens(self, state)
 
   def charge(self, state: LoopState, forwards: jax.Array,
              tokens: jax.Array | int | None = None) -> LoopState:
@@ -596,32 +543,9 @@ class StepContext:
 
   def refresh_logits(self, state: LoopState) -> LoopState:
     """The forward for the canvas after a commit, unless no row is still in its block: the
-    window against the cache, or a full refresh when one is due (`cache_refresh`); the
-    state keeps its `window_stats`."""
-    cfg = self.config
-    if cfg.adaptive_refresh:
-      return refresh.step_forward(self, state)
-    active = self.active(state)
-
-    def step_forward(state):
-      return self._forward_window(state, self.canvas_window(state)[:, None])[:, 0], state.cache
-
-    refreshing = cfg.cache != "none" and cfg.cache_refresh > 0
-    due = refreshing & ((state.block_step + 1) % max(cfg.cache_refresh, 1) == 0)  # next step
-
-    def run(state):
-      if not refreshing:
-        return step_forward(state)
-      return jax.lax.cond(due, self._full_forward, step_forward, state)
-
-    def run_window(state):
-      logits, cache = run(state)
-      return self.window_stats(state, logits), cache
-
-    window, cache = jax.lax.cond(jnp.any(active), run_window, lambda s: (s.window, s.cache),
-                                 state)
-    tokens = jnp.where(due, state.tokens.shape[1], self.step_tokens(state))
-    return self.charge(state.replace(window=window, cache=cache), active, tokens)
+    window against the cache, or a full refresh when one is due (the config's refresh
+    schedule, `refresh.Refresh.step_forward`); the state keeps its `window_stats`."""
+    return self.config.refresh_schedule.step_forward(self, state)
 
   def select_step(self, state: LoopState,
                   select: Callable[[StepView, jax.Array], jax.Array]) -> LoopState:
@@ -642,7 +566,7 @@ class StepContext:
     vicinity's (`SamplerConfig.block_start`)."""
     state = state.replace(block=jnp.asarray(block, jnp.int32), block_step=jnp.int32(0),
                           step_in_block=jnp.zeros_like(state.step_in_block))
-    logits, cache, tokens = refresh.start_block(self, state)
+    logits, cache, tokens = self.config.block_start.start_block(self, state)
     every_row = jnp.ones(state.nfe.shape, jnp.int32)  # every row's block starts masked
     window = self.window_stats(state, logits)
     return self.charge(state.replace(window=window, cache=cache), every_row, tokens)
@@ -653,7 +577,7 @@ class StepContext:
 
   def step(self, state: LoopState) -> LoopState:
     """One iteration of a block's loop: the strategy's step, then the iteration count."""
-    state = refresh.after_step(self, self.config.strategy.step(self, state))
+    state = self.config.refresh_schedule.after_step(self, self.config.strategy.step(self, state))
     return state.replace(block_step=state.block_step + 1)
 
 
