@@ -24,6 +24,7 @@ With `paths=1` the strategy is its base strategy, token for token and NFE for NF
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from typing import Any, ClassVar
 
 import jax
@@ -626,9 +627,71 @@ BASES: dict[str, type[Rule]] = {
 BASE_NAMES = tuple(BASES)
 POOLS: dict[str, type[Pool]] = {"top_k": TopK, "threshold": AboveThreshold,
                                 "eligible": Eligible}
-SELECTIONS = ("is", "smc", "oracle", "random", "argmax")
-_SELECTORS: dict[str, type[Selector]] = {"oracle": Oracle, "random": RandomPick,
-                                         "argmax": Argmax}
+
+
+# LookUM's flat parameters (or parts built from them).
+Flat = dict[str, Any]
+# A selection's strategy from the flat parameters, the given ones and the parts
+# (base, proposal, verifier).
+Build = Callable[[Flat, Flat, Flat], Strategy]
+
+
+def _pool_proposal(pool_of: Callable[[Flat], Pool]) -> Callable[[Flat], Proposal]:
+  """The flat form's proposal drawing from the pool `pool_of(flat)` builds."""
+  return lambda flat: Proposal(pool=pool_of(flat), temperature=flat["proposal_temperature"],
+                               sample_tokens=flat["sample_tokens"])
+
+
+def _defer_proposal(flat: Flat) -> Defer:
+  if flat["paths"] != 2:
+    raise ValueError(f"pool='defer' proposes one alternative: paths must be 2, got "
+                     f"{flat['paths']}")
+  return Defer(below=flat["defer_below"])
+
+
+# The flat form's `pool` names -> the proposal of the flat parameters.
+PROPOSALS: dict[str, Callable[[Flat], Proposal | Defer]] = {
+    "top_k": _pool_proposal(lambda flat: TopK(size=flat["pool_size"])),
+    "threshold": _pool_proposal(lambda flat: AboveThreshold(threshold=flat["pool_threshold"])),
+    "eligible": _pool_proposal(lambda flat: Eligible()),
+    "defer": _defer_proposal,
+}
+
+
+def _smc_of(flat: Flat, params: Flat, parts: Flat) -> SMC:
+  """`selection="smc"`: particles that branch at every step."""
+  del params
+  if flat["search_below"] is not None:
+    raise ValueError("search_below is for LookUM's selections, not selection='smc' (whose "
+                     "particles branch at every step); drop search_below")
+  return SMC(paths=flat["paths"], **parts, temperature=flat["selection_temperature"],
+             resample_threshold=flat["resample_threshold"],
+             greedy_particle=flat["smc_greedy_particle"])
+
+
+def _lookum_with(selector_of: Callable[[Flat], Selector]) -> Build:
+  """A LookUM selection: the selector `selector_of(flat)` builds, unless one is given."""
+  def build(flat: Flat, params: Flat, parts: Flat) -> LookUM:
+    check_unit_interval("resample_threshold", "", flat["resample_threshold"])
+    selector = params.get("selector")
+    if selector is None:
+      selector = selector_of(flat)
+    return LookUM(paths=flat["paths"], **parts, selector=selector,
+                  branch_every=flat["branch_every"], dedupe=flat["dedupe"],
+                  search_below=flat["search_below"])
+  return build
+
+
+# The flat form's `selection` names -> the strategy of the flat parameters and its parts.
+_SELECTIONS: dict[str, Build] = {
+    "is": _lookum_with(lambda flat: ImportanceSampling(
+        temperature=flat["selection_temperature"])),
+    "smc": _smc_of,
+    "oracle": _lookum_with(lambda flat: Oracle()),
+    "random": _lookum_with(lambda flat: RandomPick()),
+    "argmax": _lookum_with(lambda flat: Argmax()),
+}
+SELECTIONS = tuple(_SELECTIONS)
 
 
 def _base_from(name_or_rule: Any, params: dict[str, Any]) -> Rule:
@@ -669,40 +732,17 @@ def from_params(params: dict[str, Any]) -> Strategy:
     else:
       verifier = Verifier(flat["verifier"], flat["verifier_scope"], flat["entropy_cost"])
     proposal = params.get("proposal")
-    if proposal is None and flat["pool"] == "defer":
-      if flat["paths"] != 2:
-        raise ValueError(f"pool='defer' proposes one alternative: paths must be 2, got "
-                         f"{flat['paths']}")
-      proposal = Defer(below=flat["defer_below"])
     if proposal is None:
-      if flat["pool"] not in POOLS:
-        raise ValueError(f"pool must be one of {(*POOLS, 'defer')}, got {flat['pool']!r}")
-      pool = {"top_k": lambda: TopK(size=flat["pool_size"]),
-              "threshold": lambda: AboveThreshold(threshold=flat["pool_threshold"]),
-              "eligible": Eligible}[flat["pool"]]()
-      proposal = Proposal(pool=pool, temperature=flat["proposal_temperature"],
-                          sample_tokens=flat["sample_tokens"])
+      if flat["pool"] not in PROPOSALS:
+        raise ValueError(f"pool must be one of {tuple(PROPOSALS)}, got {flat['pool']!r}")
+      proposal = PROPOSALS[flat["pool"]](flat)
     selection = flat["selection"]
-    if selection not in SELECTIONS:
+    if selection not in _SELECTIONS:
       raise ValueError(f"selection must be one of {SELECTIONS}, got {selection!r}")
     check_number("selection_temperature", "", flat["selection_temperature"],
                  lambda v: v >= 0, ">= 0")
-    if selection == "smc":
-      if flat["search_below"] is not None:
-        raise ValueError("search_below is for LookUM's selections, not selection='smc' (whose "
-                         "particles branch at every step); drop search_below")
-      return SMC(paths=flat["paths"], base=base, proposal=proposal, verifier=verifier,
-                 temperature=flat["selection_temperature"],
-                 resample_threshold=flat["resample_threshold"],
-                 greedy_particle=flat["smc_greedy_particle"])
-    check_unit_interval("resample_threshold", "", flat["resample_threshold"])
-    selector = params.get("selector")
-    if selector is None:
-      selector = (ImportanceSampling(temperature=flat["selection_temperature"])
-                  if selection == "is" else _SELECTORS[selection]())
-    value = LookUM(paths=flat["paths"], base=base, proposal=proposal, verifier=verifier,
-                   selector=selector, branch_every=flat["branch_every"], dedupe=flat["dedupe"],
-                   search_below=flat["search_below"])
+    parts = dict(base=base, proposal=proposal, verifier=verifier)
+    value = _SELECTIONS[selection](flat, params, parts)
   except ValueError as error:
     message = str(error).removeprefix("lookum: ").rstrip(".")
     raise ValueError(f"lookum: {message}.") from None

@@ -78,14 +78,19 @@ SCOPES: dict[str, Scope] = {
 }
 
 
-def _resolve(value: Any, table: dict[str, Callable], what: str) -> Callable:
+# Scope names that were removed, and why.
+REMOVED_SCOPES: dict[str, str] = {
+    "sequence": "verifier_scope='sequence' was removed: it averaged over prompt positions, "
+                "whose outputs are untrained (models are trained on masked positions only) "
+                "and which the engine no longer computes. Use verifier_scope='response'."}
+
+
+def _resolve(value: Any, table: dict[str, Callable], what: str,
+             removed: dict[str, str] | None = None) -> Callable:
   if callable(value):
     return value
-  if what == "verifier_scope" and value == "sequence":
-    raise ValueError(
-        "verifier_scope='sequence' was removed: it averaged over prompt positions, whose "
-        "outputs are untrained (models are trained on masked positions only) and which the "
-        "engine no longer computes. Use verifier_scope='response'.")
+  if value in (removed or {}):
+    raise ValueError(removed[value])
   if value not in table:
     raise ValueError(f"{what} must be one of {sorted(table)}, got {value!r}.")
   return table[value]
@@ -120,7 +125,8 @@ class Verifier:
 
   def __post_init__(self):
     object.__setattr__(self, "metric", _resolve(self.metric, METRICS, "verifier"))
-    object.__setattr__(self, "scope", _resolve(self.scope, SCOPES, "verifier_scope"))
+    object.__setattr__(self, "scope", _resolve(self.scope, SCOPES, "verifier_scope",
+                                               REMOVED_SCOPES))
     check_number("entropy_cost", "", self.entropy_cost, lambda v: v >= 0, ">= 0")
 
   def to_dict(self) -> dict[str, Any]:

@@ -4,6 +4,7 @@ github.com/shkim0116/KLASS)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import ClassVar
 
 import jax
@@ -18,9 +19,25 @@ from lookum_jax.sampling.strategies.base import (
   pytree_dataclass,
   static_field,
 )
-from lookum_jax.sampling.types import LoopState, StepContext
+from lookum_jax.sampling.types import LoopState, StepContext, StepView
 
-UNMASK_MODES = ("all", "max_conf", "min_kl")
+
+def max_confidence(view: StepView, kl: Callable[[], jax.Array]) -> jax.Array:
+  """Prefer the ready position of highest confidence (its certainty)."""
+  del kl
+  return view.certainty
+
+
+def min_kl(view: StepView, kl: Callable[[], jax.Array]) -> jax.Array:
+  """Prefer the ready position of lowest KL (`kl()`: `[B, W]`, inf outside the block)."""
+  del view
+  return -kl()
+
+
+# `KLASS.unmask`'s names: which ready positions a step commits; every one ("all", None), or
+# the one a preference `(view, kl) -> [B, W]` ranks first.
+UNMASK_MODES: dict[str, Callable[[StepView, Callable[[], jax.Array]], jax.Array] | None] = {
+    "all": None, "max_conf": max_confidence, "min_kl": min_kl}
 
 
 @struct.dataclass
@@ -81,7 +98,8 @@ class KLASS(Strategy):
     conf_threshold: a ready position's candidate probability must exceed it (traced).
     kl_threshold: a ready position's KLs (nats) must stay below it (traced).
     history: consecutive steps the KL must have stayed below `kl_threshold` (static).
-    unmask: "all", "max_conf" or "min_kl": which ready positions a step commits (static).
+    unmask: "all", "max_conf" or "min_kl": which ready positions a step commits (static; a
+      name in `UNMASK_MODES`).
   """
 
   name = "klass"
@@ -100,7 +118,8 @@ class KLASS(Strategy):
       raise ValueError(f"klass history must be an int >= 1 (steps the KL must stay below "
                        f"kl_threshold), got {self.history!r}.")
     if self.unmask not in UNMASK_MODES:
-      raise ValueError(f"klass unmask must be one of {UNMASK_MODES}, got {self.unmask!r}.")
+      raise ValueError(f"klass unmask must be one of {tuple(UNMASK_MODES)}, got "
+                       f"{self.unmask!r}.")
 
   @property
   def uses_schedule(self) -> bool:
@@ -134,9 +153,9 @@ class KLASS(Strategy):
     stable = to_window(stable_steps >= self.history, False)
     ready = (stable & (view.confidence > self.conf_threshold) & view.eligible
              & ~view.demoted)
-    if self.unmask != "all":
-      preference = (view.certainty if self.unmask == "max_conf"
-                    else -to_window(kl, jnp.inf))
+    prefer = UNMASK_MODES[self.unmask]
+    if prefer is not None:
+      preference = prefer(view, lambda: to_window(kl, jnp.inf))
       best = jnp.argmax(jnp.where(ready, preference, -jnp.inf), axis=-1)
       ready = ready & (jnp.arange(ready.shape[1]) == best[:, None])
     commit = jax.vmap(commit_at_least_one)(ready, view.certainty, view)

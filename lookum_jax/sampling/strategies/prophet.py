@@ -4,6 +4,7 @@ github.com/pixeli99/Prophet)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any, ClassVar
 
 import jax
@@ -19,7 +20,20 @@ from lookum_jax.sampling.strategies.base import (
 from lookum_jax.sampling.strategies.rules import LowConfidence, Rule
 from lookum_jax.sampling.types import LoopState, StepContext, StepView, concrete
 
-REDUCTIONS = ("min", "mean")
+
+def min_gap(gap: jax.Array, watched: jax.Array) -> jax.Array:
+  """The smallest gap of the watched positions (`[W]` -> `[]`)."""
+  return jnp.min(jnp.where(watched, gap, jnp.inf))
+
+
+def mean_gap(gap: jax.Array, watched: jax.Array) -> jax.Array:
+  """The mean gap of the watched positions (`[W]` -> `[]`)."""
+  return jnp.sum(jnp.where(watched, gap, 0.0)) / jnp.maximum(jnp.sum(watched), 1)
+
+
+# `Prophet.reduce`'s names: how the remaining positions' gaps are combined.
+REDUCTIONS: dict[str, Callable[[jax.Array, jax.Array], jax.Array]] = {
+    "min": min_gap, "mean": mean_gap}
 
 
 def logit_gap(view: StepView) -> jax.Array:
@@ -62,7 +76,8 @@ class Prophet(Strategy):
     base: the rule that steps until the early commit (any `Rule`; traced numbers).
     early, mid, late: gap thresholds (logits, >= 0) of the three stages (traced).
     early_until, mid_until: progress at which the early and the mid stage end (traced).
-    reduce: "min" or "mean": how the remaining positions' gaps are combined (static).
+    reduce: "min" or "mean": how the remaining positions' gaps are combined (static; the
+      name of a function in `REDUCTIONS`).
   """
 
   name = "prophet"
@@ -90,7 +105,8 @@ class Prophet(Strategy):
       raise ValueError(f"prophet early_until ({self.early_until}) must be <= mid_until "
                        f"({self.mid_until}); the stages run early, mid, late.")
     if self.reduce not in REDUCTIONS:
-      raise ValueError(f"prophet reduce must be one of {REDUCTIONS}, got {self.reduce!r}.")
+      raise ValueError(f"prophet reduce must be one of {tuple(REDUCTIONS)}, got "
+                       f"{self.reduce!r}.")
 
   @property
   def uses_schedule(self) -> bool:
@@ -108,11 +124,7 @@ class Prophet(Strategy):
     """`[]` whether this step commits every eligible position (per sequence)."""
     gap = logit_gap(view)
     watched = view.eligible
-    if self.reduce == "min":
-      combined = jnp.min(jnp.where(watched, gap, jnp.inf))
-    else:
-      combined = (jnp.sum(jnp.where(watched, gap, 0.0))
-                  / jnp.maximum(jnp.sum(watched), 1))
+    combined = REDUCTIONS[self.reduce](gap, watched)
     return jnp.any(watched) & (combined >= self.threshold(progress))
 
   def select_at(self, view: StepView, key: jax.Array, progress: jax.Array) -> jax.Array:
