@@ -6,17 +6,21 @@
 finishes its block early is frozen (it spends no forward and draws no randomness) until the
 others catch up, so its tokens and NFE do not depend on its batch.
 
-Each block starts with one full forward. Its logits serve the block's first step and, under
-a KV cache (`SamplerConfig.cache`), it stores every layer's keys and values. Every later step
-selects positions from the carried window statistics, commits them and runs the forward for
-the new canvas:
+Each block starts with one full forward (or, with `VicinityStart()`, a forward of the block
+just finished and this one; `SamplerConfig.block_start`). Its logits serve the block's first
+step and, under a KV cache (`SamplerConfig.cache`), it stores every layer's keys and values.
+Every later step selects positions from the carried window statistics, commits them and runs
+the forward for the new canvas, which the cache mode, a value (`sampling/cache.py`), owns:
 
-  * cache "none": the whole sequence, with the LM head over the response only;
-  * cache "prefix": the response against the cached prompt and finished blocks, whose keys
-    and values stay cached while the block and everything after it is recomputed
-    (Fast-dLLM's prefix cache; we forward the whole response to keep one static shape, so
-    the finished blocks' queries are computed and dropped);
-  * cache "dual": the block only, against the cached prefix and suffix (Fast-dLLM).
+  * `NoCache()`: the whole sequence, with the LM head over the response only;
+  * `PrefixCache()`: the response from the block start on against the cached prompt and
+    finished blocks, whose keys and values stay cached (Fast-dLLM's prefix cache; blocks
+    share a few static window lengths, `prefix_window.py`, so a block may also forward a
+    few finished positions, whose outputs are dropped);
+  * `DualCache()`: the block only, against the cached prefix and suffix (Fast-dLLM).
+
+The refresh schedule (`SamplerConfig.refresh_schedule`, from `cache_refresh`) owns when a step
+forward is a full refresh instead (`PeriodicRefresh(n)`, `AdaptiveRefresh()`).
 
 The loop does not carry the logits. Right after each forward it computes what the strategy
 reads per position (`WindowStats`: the candidate token, drawn with the Gumbel noise of the
