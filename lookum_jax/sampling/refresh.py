@@ -5,6 +5,13 @@ Fast-dLLM's caches (`SamplerConfig.cache`) are rebuilt by a full forward at each
 and, with `cache_refresh=n`, every n steps. Between refreshes the cache goes stale: the keys
 and values of every cached position were computed against the window's *old* tokens.
 
+Both choices are values. The refresh schedule, `SamplerConfig.refresh_schedule`, is derived
+from `cache_refresh` (an int period gives `PeriodicRefresh(n)`, "adaptive" `AdaptiveRefresh()`,
+through `REFRESH_MODES`) and owns the step's forward (`StepContext.refresh_logits`) and what
+runs after a step; the block start, `SamplerConfig.block_start`, is `FullStart()` or
+`VicinityStart()` (`BLOCK_STARTS`) and owns the block's first forward. What differs between
+the prefix and the dual cache in these forwards is the cache mode's (`sampling/cache.py`).
+
 Adaptive refresh (`cache_refresh="adaptive"`)
 ---------------------------------------------
 Elastic-Cache (Nguyen-Tri, Ranjan, Shen 2025, "Attention Is All You Need for KV Cache in
