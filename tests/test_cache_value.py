@@ -128,3 +128,10 @@ def test_no_string_comparison_chooses_behaviour_in_sampling():
         found.append(f"{path.relative_to(SAMPLING)}:{number}: {line.strip()}")
   assert not found, ("names are turned into values at the edge (a table lookup), not "
                      "compared inside sampling/:\n" + "\n".join(found))
+
+
+def test_comparing_a_value_with_a_name_fails_loudly():
+  """Code that compared `config.cache == "prefix"` would silently read False; it raises."""
+  with pytest.raises(TypeError, match=r"compare its `.name`"):
+    assert SamplerConfig(cache="prefix").cache == "prefix"
+  assert SamplerConfig(cache="prefix").cache.name == "prefix"

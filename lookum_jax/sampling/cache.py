@@ -45,6 +45,9 @@ class Mode:
   name: ClassVar[str] = ""
 
   def __eq__(self, other: object) -> bool:
+    if isinstance(other, str):  # code written when modes were names: fail loudly, not False
+      raise TypeError(f"{self!r} is a value, not the name {other!r}: compare its `.name`, or "
+                      f"the value itself (`== {type(self).__name__}()`).")
     return type(self) is type(other)
 
   def __hash__(self) -> int:
