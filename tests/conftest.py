@@ -2,12 +2,26 @@
 small random learned policy. Tests name strategies through the parser, with `policy_rl`'s
 names registered as the command line registers them (`policy_rl.register_strategies`)."""
 
-import pytest
+import os
+
+# Tests check what a program computes, not how fast it runs: XLA:CPU's backend at -O0 compiles
+# this suite's few hundred small programs in about two thirds of the time (README, Tests).
+# Set before the first backend use; subprocess tests append their own flags to it.
+os.environ["XLA_FLAGS"] = " ".join(
+    filter(None, [os.environ.get("XLA_FLAGS"), "--xla_backend_optimization_level=0"]))
+
+import pytest  # noqa: E402
 
 from lookum_jax.testing import MODEL_CONFIG, random_model
 from policy_rl import register_strategies
 
 register_strategies()
+
+
+def pytest_collection_modifyitems(items):
+  """The tests marked slow run first (a stable sort): under `pytest -n 2` a minute-long test
+  scheduled last would run alone at the end while the other worker idles."""
+  items.sort(key=lambda item: item.get_closest_marker("slow") is None)
 
 
 @pytest.fixture(scope="module")

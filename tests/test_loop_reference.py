@@ -19,6 +19,7 @@ CASES = [
 ]
 
 
+@pytest.mark.slow  # eager decodes: 25-40 s each
 @pytest.mark.parametrize("name, params, cache", CASES, ids=lambda c: str(c))
 def test_jit_loop_equals_python_loop(model_and_policy, name, params, cache):
   model, policy = model_and_policy

@@ -171,7 +171,8 @@ def test_sharded_run_on_8_devices_matches_single_device(setup):
   sharded = setup[0] / "results" / "sharded.jsonl"
   args = argv(setup, sharded, "--limit", "2", "--override", "mesh_model=2",
               "--override", "batch_size=4")
-  env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=8",
+  flags = f"{os.environ.get('XLA_FLAGS', '')} --xla_force_host_platform_device_count=8"
+  env = {**os.environ, "XLA_FLAGS": flags,
          "JAX_PLATFORMS": "cpu",
          "PYTHONPATH": os.pathsep.join([str(TESTS_DIR), os.environ.get("PYTHONPATH", "")])}
   result = subprocess.run([sys.executable, "-c", SHARDED_SCRIPT, json.dumps(args)], env=env,

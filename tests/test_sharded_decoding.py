@@ -158,7 +158,8 @@ SCRIPT = textwrap.dedent("""
 
 @pytest.mark.slow
 def test_scanned_sharded_checkpoints_decode_as_the_single_device_model():
-  env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=8",
+  flags = f"{os.environ.get('XLA_FLAGS', '')} --xla_force_host_platform_device_count=8"
+  env = {**os.environ, "XLA_FLAGS": flags,
          "JAX_PLATFORMS": "cpu",
          "PYTHONPATH": os.pathsep.join([str(TESTS_DIR), os.environ.get("PYTHONPATH", "")])}
   start = time.perf_counter()
