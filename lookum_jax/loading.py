@@ -114,20 +114,12 @@ def load_tokenizer(path: str | os.PathLike) -> Any:
     raise ValueError(
         f"{directory} has no tokenizer files ({', '.join(_TOKENIZER_MARKERS)}); copy them "
         "from the original Hugging Face checkpoint.")
-  from lookum_jax.tasks.tokenizer import import_transformers
+  from lookum_jax.tasks.tokenizer import quiet_transformers
 
-  transformers = import_transformers()  # slow, so only when a tokenizer is needed
-
-  # transformers reads the sibling config.json, finds model_type "llada" (a class it does
-  # not know) and warns; the tokenizer does not depend on it, so keep the log quiet.
-  verbosity = transformers.logging.get_verbosity()
-  transformers.logging.set_verbosity_error()
-  try:
+  with quiet_transformers() as transformers:  # imported only when a tokenizer is needed
     # trust_remote_code=False: LLaDA repos ship modeling code we never need for a tokenizer.
     return transformers.AutoTokenizer.from_pretrained(
         str(directory), local_files_only=True, trust_remote_code=False)
-  finally:
-    transformers.logging.set_verbosity(verbosity)
 
 
 def apply_chat_template(tokenizer: Any, text: str, *, add_generation_prompt: bool = True) -> str:

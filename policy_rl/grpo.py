@@ -302,10 +302,19 @@ def _chunk_loss(policy: UnmaskingPolicy, params: PolicyParams, config: GRPOConfi
   inputs = PolicyInput(token_features=c["features"], masked=c["masked"], time=c["time"])
   new = _pair_log_probs(policy, params, inputs, c["mask"], c["actions"], c["eligible"],
                         c.get("expert"), config.mixture_weights)  # [chunk, T]
+  loss, numerators = _clipped_surrogate(config, new, c["old"], c)
+  return loss, numerators[:3]
+
+
+def _clipped_surrogate(config: GRPOConfig, new: jax.Array, old: jax.Array, c: dict[str, Any]
+                       ) -> tuple[jax.Array, jax.Array]:
+  """PPO's clipped surrogate over a chunk of pairs with per-position log-probabilities `new`
+  and `old` `[chunk, T]` (summed per step at `ratio_level="step"`): the loss, each pair's
+  terms scaled by `c["scale"]`, and the metrics' numerators `[clipped, ratio, kl, weight]`."""
   if config.ratio_level == "step":
-    new, old, weight = new.sum(-1), c["old"].sum(-1), c["valid"] & c["real"]
+    new, old, weight = new.sum(-1), old.sum(-1), c["valid"] & c["real"]
   else:
-    new, old, weight = new, c["old"], c["eligible"] & c["real"][:, None]
+    weight = c["eligible"] & c["real"][:, None]
   weight = weight.astype(jnp.float32)
   ratio = jnp.exp(new - old)
   expand = lambda x: x.reshape((-1,) + (1,) * (ratio.ndim - 1))
@@ -315,7 +324,7 @@ def _chunk_loss(policy: UnmaskingPolicy, params: PolicyParams, config: GRPOConfi
   loss = -(surrogate * weight * expand(c["scale"])).sum()
   is_clipped = (jnp.abs(ratio - 1.0) > config.clip_eps).astype(jnp.float32)
   return loss, jnp.stack([(is_clipped * weight).sum(), (ratio * weight).sum(),
-                          ((old - new) * weight).sum()])
+                          ((old - new) * weight).sum(), weight.sum()])
 
 
 def grpo_loss_and_grad(graphdef: nnx.GraphDef, policy_params: nnx.State, params: PolicyParams,
@@ -475,20 +484,7 @@ def _packed_chunk_loss(policy: UnmaskingPolicy, params: PolicyParams, config: GR
   new = _pair_log_probs(policy, params, inputs, c["mask"], c["actions"], c["eligible"],
                         c.get("expert"), config.mixture_weights)  # [chunk, T]
   old = jnp.where(first, jax.lax.stop_gradient(new), c["old"])
-  if config.ratio_level == "step":
-    new_, old_, weight = new.sum(-1), old.sum(-1), c["valid"] & c["real"]
-  else:
-    new_, old_, weight = new, old, c["eligible"] & c["real"][:, None]
-  weight = weight.astype(jnp.float32)
-  ratio = jnp.exp(new_ - old_)
-  expand = lambda x: x.reshape((-1,) + (1,) * (ratio.ndim - 1))
-  adv = expand(c["advantages"])
-  clipped = jnp.clip(ratio, 1.0 - config.clip_eps, 1.0 + config.clip_eps)
-  surrogate = jnp.minimum(ratio * adv, clipped * adv)
-  loss = -(surrogate * weight * expand(c["scale"])).sum()
-  is_clipped = (jnp.abs(ratio - 1.0) > config.clip_eps).astype(jnp.float32)
-  numerators = jnp.stack([(is_clipped * weight).sum(), (ratio * weight).sum(),
-                          ((old_ - new_) * weight).sum(), weight.sum()])
+  loss, numerators = _clipped_surrogate(config, new, old, c)
   return loss, (numerators, jax.lax.stop_gradient(new))
 
 

@@ -154,6 +154,20 @@ def test_tokenizers_load_without_the_pytorch_notice():
   assert "PyTorch was not found" not in err
 
 
+def test_task_tokenizer_loads_without_the_model_type_warning():
+  # The control: transformers warns that it does not know the sibling config's "llada".
+  load = textwrap.dedent("""
+      from lookum_jax.loading import resolve_path
+      from lookum_jax.tasks import load_tokenizer
+      import transformers
+      directory = resolve_path("toy-chain")
+      {}
+  """)
+  raw = "transformers.AutoTokenizer.from_pretrained(str(directory))"
+  assert "model of type `llada`" in _stderr_without_torch(load.format(raw))
+  assert "model of type" not in _stderr_without_torch(load.format("load_tokenizer(directory)"))
+
+
 def _result(label: str, config: SamplerConfig, accuracy: float, nfe: float) -> EvalResult:
   n = 50
   correct = round(accuracy * n)

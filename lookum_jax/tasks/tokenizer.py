@@ -10,10 +10,11 @@ fast tokenizer.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -79,9 +80,24 @@ def save_tokenizer(out_dir: str | os.PathLike) -> list[Path]:
   return [out_dir / name for name in TOKENIZER_FILES]
 
 
+@contextlib.contextmanager
+def quiet_transformers() -> Iterator[Any]:
+  """transformers, with its log at error level inside the block: `AutoTokenizer` reads the
+  sibling config.json, finds model_type "llada" (a class it does not know) and warns, though
+  the tokenizer does not depend on it."""
+  transformers = import_transformers()
+  verbosity = transformers.logging.get_verbosity()
+  transformers.logging.set_verbosity_error()
+  try:
+    yield transformers
+  finally:
+    transformers.logging.set_verbosity(verbosity)
+
+
 def load_tokenizer(path: str | os.PathLike) -> transformers.PreTrainedTokenizerBase:
   """Loads a saved tokenizer through `AutoTokenizer`, as any Hugging Face user would."""
-  return import_transformers().AutoTokenizer.from_pretrained(os.fspath(path))
+  with quiet_transformers() as transformers:
+    return transformers.AutoTokenizer.from_pretrained(os.fspath(path))
 
 
 def model_token_config(tokenizer: transformers.PreTrainedTokenizerBase) -> dict[str, Any]:
