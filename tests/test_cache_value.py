@@ -42,8 +42,8 @@ def test_a_name_and_its_value_give_the_same_config_json_and_program():
   summary = sampler_summary(valued)
   assert (summary["cache"], summary["block_start"]) == ("prefix", "vicinity")
   assert summary == sampler_summary(named)
-  # The JSON and fingerprints of d2b6ae7, before the values (`/tmp/cache_fp.py` on that
-  # commit and on this one print the same text and digests).
+  # The JSON and fingerprints that commit d2b6ae7 (modes as names) gives for this config:
+  # stored results and study caches stay valid.
   assert canonical_json(summary) == (
       '{"block_length":8,"block_start":"vicinity","cache":"prefix","cache_refresh":"adaptive",'
       '"cfg_scale":0.0,"confidence_eos_eot_inf":false,"gen_length":16,"logits_eos_inf":false,'
