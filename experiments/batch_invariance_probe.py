@@ -1,0 +1,141 @@
+"""Where a row's forward starts to depend on its batch: op-by-op, batched (B) vs alone (1).
+
+    PYTHONPATH=. python experiments/batch_invariance_probe.py --config small --row 6
+
+Builds the bench model and `random_prompts` (as `peer_mismatch.py`), and compares row
+`--row` of the batched forward with the row forwarded alone, bitwise, op by op through the
+first layers, eagerly and compiled, for the block-start forward, a dual-cache window step and
+a prefix-cache step.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from flax import nnx
+
+from lookum_jax.model.llada import rope_angles
+from lookum_jax.sampling.prefix_window import prefix_windows
+from lookum_jax.testing import random_model
+from lookum_jax.testing.bench_models import BENCH_CONFIGS, random_prompts
+
+
+def block_ops(block, x, cos, sin):
+  """The intermediates of `Block.__call__` (no mask), in order."""
+  out = {}
+  b, t, _ = x.shape
+  h = block.attn_norm(x); out["attn_norm"] = h
+  q = block.q_proj(h); out["q_proj"] = q
+  k = block.k_proj(h); out["k_proj"] = k
+  v = block.v_proj(h); out["v_proj"] = v
+  from lookum_jax.model.llada import apply_rope
+  q = apply_rope(q.reshape(b, t, block.n_heads, block.head_dim), cos, sin); out["rope_q"] = q
+  k = apply_rope(k.reshape(b, t, block.n_kv_heads, block.head_dim), cos, sin); out["rope_k"] = k
+  v = v.reshape(b, t, block.n_kv_heads, block.head_dim)
+  att = jax.nn.dot_product_attention(q, k, v); out["attention"] = att
+  o = block.attn_out(att.reshape(b, t, -1)); out["attn_out"] = o
+  x = x + o; out["resid1"] = x
+  f = block.ff_norm(x); out["ff_norm"] = f
+  g = block.ff_proj(f); out["ff_proj"] = g
+  u = block.up_proj(f); out["up_proj"] = u
+  a = jax.nn.silu(g) * u; out["swiglu"] = a
+  d = block.ff_out(a); out["ff_out"] = d
+  out["block_out"] = x + d
+  return out
+
+
+def compare(name, batched, alone, row):
+  a, b = np.asarray(batched)[row], np.asarray(alone)[0]
+  diff = np.abs(a.astype(np.float64) - b.astype(np.float64)).max()
+  print(f"  {name:12s} {'equal' if np.array_equal(a, b) else f'DIFF max {diff:.3e}'}",
+        flush=True)
+
+
+def main():
+  parser = argparse.ArgumentParser()
+  parser.add_argument("--config", default="small")
+  parser.add_argument("--batch", type=int, default=8)
+  parser.add_argument("--row", type=int, default=6)
+  parser.add_argument("--prompt", type=int, default=512)
+  parser.add_argument("--gen", type=int, default=256)
+  parser.add_argument("--layers", type=int, default=1)
+  parser.add_argument("--jit", action="store_true")
+  parser.add_argument("--ops", action="store_true", help="also compare op by op")
+  args = parser.parse_args()
+  config = BENCH_CONFIGS[args.config]()
+  model = random_model(config)
+  ids = random_prompts(config, args.batch, args.prompt, seed=args.batch)
+  canvas = np.concatenate([ids, np.full((args.batch, args.gen), config.mask_token_id,
+                                        np.int32)], axis=1)
+
+  def run(tokens):
+    b, t = tokens.shape
+    cos, sin = rope_angles(model.positions(None, b, t), config.head_dim, config.rope_theta)
+    x = jnp.take(model.wte[...], tokens, axis=0)
+    outs = [{"embed": x, "cos": cos}]
+    for block in list(model.blocks)[:args.layers]:
+      o = block_ops(block, x, cos, sin)
+      outs.append(o)
+      x = o["block_out"]
+    head = {"ln_f": model.ln_f(x)}
+    head["logits_window"] = model._logits(x[:, args.prompt:args.prompt + 32])
+    head["logits_all"] = model._logits(x)
+    logits, cache = model.prefill(tokens, logits_window=(args.prompt, 32))
+    head["prefill_logits"] = logits
+    head["prefill_k"] = jnp.moveaxis(cache.k, 1, 0)
+    head["prefill_v"] = jnp.moveaxis(cache.v, 1, 0)
+    outs.append(head)
+    return outs
+
+  if args.ops:
+    fn = jax.jit(run) if args.jit else run
+    batched = fn(jnp.asarray(canvas))
+    alone = fn(jnp.asarray(canvas[args.row:args.row + 1]))
+    for layer, (ob, oa) in enumerate(zip(batched, alone)):
+      print(f"layer {layer - 1}:")
+      for name in ob:
+        compare(name, ob[name], oa[name], args.row)
+
+  # The three forwards the cached decoder runs: block start, dual step, prefix step.
+  p, width = args.prompt, 32
+  start = p + 3 * width  # block 3: a step with a cache from a later canvas
+  rng = np.random.default_rng(1)
+  now = canvas.copy()
+  filled = rng.random(now.shape) < 0.5
+  filled[:, start + width:] = False
+  now[:, p:] = np.where(filled[:, p:], rng.integers(0, 1000, now[:, p:].shape), now[:, p:])
+  windows = prefix_windows(args.gen, width)
+  shape = windows.shape_of[3]
+  first = now.shape[1] - windows.lengths[shape]
+
+  def forwards(model, tokens_start, tokens_now):
+    logits, cache = model.prefill(tokens_start, logits_window=(start, width))
+    dual = model.extend(tokens_now[:, None, start:start + width], start, cache,
+                        logits_window=(0, width))
+    prefix = model.extend(tokens_now[:, None, first:], first, cache,
+                          logits_window=(start - first, width), fresh_from=start,
+                          cache_keys=p + windows.cached_response[shape])
+    return {"a_prefill_logits": logits, "a_prefill_k": jnp.moveaxis(cache.k, 1, 0),
+            "a_prefill_v": jnp.moveaxis(cache.v, 1, 0), "b_dual_logits": dual[:, 0],
+            "c_prefix_logits": prefix[:, 0]}
+
+  graphdef, state = nnx.split(model)
+  for mode in ("eager", "jit"):
+    if mode == "jit":
+      fn = jax.jit(lambda state, a, b: forwards(nnx.merge(graphdef, state), a, b))
+    else:
+      fn = lambda state, a, b: forwards(model, a, b)  # noqa: E731
+    rows = slice(args.row, args.row + 1)
+    batched = fn(state, jnp.asarray(canvas), jnp.asarray(now))
+    alone = fn(state, jnp.asarray(canvas[rows]), jnp.asarray(now[rows]))
+    print(f"{mode}:")
+    for name in batched:
+      compare(name, batched[name], alone[name], args.row)
+
+
+if __name__ == "__main__":
+  main()
