@@ -240,7 +240,18 @@ def decode(model: Any, prompt_ids: jax.Array, prompt_mask: jax.Array | None,
       eos_token_id=eos_token_id, stop_token_ids=stop_token_ids, targets=targets)
 
 
-@functools.partial(jax.jit, static_argnames=("graphdef", "ids"))
+# Compiler options of the decode program. XLA:CPU (jaxlib 0.10) hands some fusions (dots,
+# reductions with their elementwise tails) to YNNPACK, by a size heuristic, and YNNPACK's
+# kernels block the work by the whole operand's shape: a row then rounds differently batched
+# than alone (the `small` bench model's logits by up to 3e-3, enough to flip a near-tied
+# commit). With no YNN fusion types a row's forwards (block start, dual and prefix steps) are
+# bitwise the same at batch 8 and 1 (`experiments/batch_invariance_probe.py`), at about the
+# same single-threaded speed. The option names an XLA:CPU field; other backends ignore it.
+BATCH_INVARIANT_COMPILER_OPTIONS = {"xla_cpu_experimental_ynn_fusion_type": ""}
+
+
+@functools.partial(jax.jit, static_argnames=("graphdef", "ids"),
+                   compiler_options=BATCH_INVARIANT_COMPILER_OPTIONS)
 def _generate_jit(graphdef, weights, prompt_ids, prompt_mask, key, targets=None, *, config, ids):
   """The compiled generation. `config` is traced: its structure (lengths, cache mode, the
   strategy's static fields) keys the cache, its numbers (temperature, cfg_scale, the
