@@ -15,10 +15,9 @@ import argparse
 import jax
 import jax.numpy as jnp
 import numpy as np
-
 from flax import nnx
 
-from lookum_jax.model.llada import rope_angles
+from lookum_jax.model.llada import apply_rope, rope_angles
 from lookum_jax.sampling.prefix_window import prefix_windows
 from lookum_jax.testing import random_model
 from lookum_jax.testing.bench_models import BENCH_CONFIGS, random_prompts
@@ -26,25 +25,24 @@ from lookum_jax.testing.bench_models import BENCH_CONFIGS, random_prompts
 
 def block_ops(block, x, cos, sin):
   """The intermediates of `Block.__call__` (no mask), in order."""
-  out = {}
   b, t, _ = x.shape
-  h = block.attn_norm(x); out["attn_norm"] = h
-  q = block.q_proj(h); out["q_proj"] = q
-  k = block.k_proj(h); out["k_proj"] = k
-  v = block.v_proj(h); out["v_proj"] = v
-  from lookum_jax.model.llada import apply_rope
-  q = apply_rope(q.reshape(b, t, block.n_heads, block.head_dim), cos, sin); out["rope_q"] = q
-  k = apply_rope(k.reshape(b, t, block.n_kv_heads, block.head_dim), cos, sin); out["rope_k"] = k
-  v = v.reshape(b, t, block.n_kv_heads, block.head_dim)
-  att = jax.nn.dot_product_attention(q, k, v); out["attention"] = att
-  o = block.attn_out(att.reshape(b, t, -1)); out["attn_out"] = o
-  x = x + o; out["resid1"] = x
-  f = block.ff_norm(x); out["ff_norm"] = f
-  g = block.ff_proj(f); out["ff_proj"] = g
-  u = block.up_proj(f); out["up_proj"] = u
-  a = jax.nn.silu(g) * u; out["swiglu"] = a
-  d = block.ff_out(a); out["ff_out"] = d
-  out["block_out"] = x + d
+  out = {"attn_norm": block.attn_norm(x)}
+  out["q_proj"] = block.q_proj(out["attn_norm"])
+  out["k_proj"] = block.k_proj(out["attn_norm"])
+  out["v_proj"] = block.v_proj(out["attn_norm"])
+  out["rope_q"] = apply_rope(out["q_proj"].reshape(b, t, block.n_heads, block.head_dim), cos, sin)
+  out["rope_k"] = apply_rope(out["k_proj"].reshape(b, t, block.n_kv_heads, block.head_dim),
+                             cos, sin)
+  values = out["v_proj"].reshape(b, t, block.n_kv_heads, block.head_dim)
+  out["attention"] = jax.nn.dot_product_attention(out["rope_q"], out["rope_k"], values)
+  out["attn_out"] = block.attn_out(out["attention"].reshape(b, t, -1))
+  out["resid1"] = x + out["attn_out"]
+  out["ff_norm"] = block.ff_norm(out["resid1"])
+  out["ff_proj"] = block.ff_proj(out["ff_norm"])
+  out["up_proj"] = block.up_proj(out["ff_norm"])
+  out["swiglu"] = jax.nn.silu(out["ff_proj"]) * out["up_proj"]
+  out["ff_out"] = block.ff_out(out["swiglu"])
+  out["block_out"] = out["resid1"] + out["ff_out"]
   return out
 
 
@@ -95,7 +93,7 @@ def main():
     fn = jax.jit(run) if args.jit else run
     batched = fn(jnp.asarray(canvas))
     alone = fn(jnp.asarray(canvas[args.row:args.row + 1]))
-    for layer, (ob, oa) in enumerate(zip(batched, alone)):
+    for layer, (ob, oa) in enumerate(zip(batched, alone, strict=True)):
       print(f"layer {layer - 1}:")
       for name in ob:
         compare(name, ob[name], oa[name], args.row)

@@ -6,11 +6,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from flax import nnx
 
-from lookum_jax.model import tiny
+from lookum_jax.model import ModelConfig, tiny
 from lookum_jax.parsing import parse_sampler
 from lookum_jax.sampling import SamplerConfig, decode, generate
-from lookum_jax.sampling.loop import _generate_jit
+from lookum_jax.sampling.loop import BATCH_INVARIANT_COMPILER_OPTIONS, _generate_jit
 from lookum_jax.testing import (
     MODEL_CONFIG,
     STRATEGY_CONFIGS,
@@ -95,6 +96,50 @@ def test_second_call_with_new_values_does_not_recompile():
   result = generate(other_model, make_prompts(1), config, jax.random.key(1))
   result.tokens.block_until_ready()
   assert _generate_jit._cache_size() == cache_size
+
+
+# A model wide enough (d_model 256) that XLA:CPU's YNN fusions round a row's logits
+# differently batched than alone (by about 2e-5 at batch 8 vs 1 under jaxlib 0.10.2).
+WIDE_CONFIG = ModelConfig(vocab_size=1024, d_model=256, n_layers=1, n_heads=4, n_kv_heads=4,
+                          mlp_hidden_size=512, max_sequence_length=64, mask_token_id=1023,
+                          eos_token_id=1022, eot_token_id=1021, pad_token_id=1022)
+cpu_only = pytest.mark.skipif(jax.default_backend() != "cpu",
+                              reason="the YNN fusions are XLA:CPU's")
+
+
+@cpu_only
+def test_cached_forwards_under_the_decode_options_do_not_depend_on_the_batch():
+  """Under the decode program's compiler options a row's block-start logits and cache and
+  its dual-cache step logits are bitwise the same batched (8 rows) and alone."""
+  graphdef, weights = nnx.split(random_model(WIDE_CONFIG))
+  start, width = 12, 4
+  tokens = np.random.default_rng(0).integers(0, 1021, (8, 20)).astype(np.int32)
+
+  @functools.partial(jax.jit, compiler_options=BATCH_INVARIANT_COMPILER_OPTIONS)
+  def forwards(weights, tokens):
+    model_ = nnx.merge(graphdef, weights)
+    logits, cache = model_.prefill(tokens, logits_window=(start, width))
+    window = model_.extend(tokens[:, None, start:start + width], start, cache)
+    return logits, cache.k, cache.v, window
+
+  batched, alone = forwards(weights, tokens), forwards(weights, tokens[3:4])
+  for name, b, a in zip(("logits", "k", "v", "window"), batched, alone, strict=True):
+    row = np.asarray(b)[:, 3] if name in ("k", "v") else np.asarray(b)[3]
+    first = np.asarray(a)[:, 0] if name in ("k", "v") else np.asarray(a)[0]
+    np.testing.assert_array_equal(row, first, err_msg=name)
+
+
+@cpu_only
+def test_decode_program_holds_no_ynn_fusion():
+  """`generate` compiles with `BATCH_INVARIANT_COMPILER_OPTIONS` (a plain jit of the same
+  model uses YNN fusions, whose rounding depends on the batch)."""
+  graphdef, weights = nnx.split(random_model(WIDE_CONFIG))
+  config = SamplerConfig(gen_length=8, block_length=8, steps=8, cache="dual")
+  prompt = np.zeros((2, 8), np.int32)
+  ids = (WIDE_CONFIG.mask_token_id, WIDE_CONFIG.eos_token_id, (WIDE_CONFIG.eos_token_id,))
+  hlo = _generate_jit.lower(graphdef, weights, prompt, None, jax.random.key(0), None,
+                            config=config, ids=ids).compile().as_text()
+  assert '"kind":"__ynn_fusion"' not in hlo  # the fusion kind (names in metadata hold "ynn")
 
 
 # ------------------------------------------------------------------------------ errors
