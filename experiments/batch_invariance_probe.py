@@ -6,11 +6,16 @@ Builds the bench model and `random_prompts` (as `peer_mismatch.py`), and compare
 `--row` of the batched forward with the row forwarded alone, bitwise, op by op through the
 first layers, eagerly and compiled, for the block-start forward, a dual-cache window step and
 a prefix-cache step.
+
+Compiled runs use the decode program's `BATCH_INVARIANT_COMPILER_OPTIONS` (`--ynn`: plain
+`jax.jit`, XLA:CPU's YNNPACK fusions on). Eager runs compile op by op with the process's
+flags: `XLA_FLAGS=--xla_cpu_experimental_ynn_fusion_type=` turns YNNPACK off for them.
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 
 import jax
 import jax.numpy as jnp
@@ -18,6 +23,7 @@ import numpy as np
 from flax import nnx
 
 from lookum_jax.model.llada import apply_rope, rope_angles
+from lookum_jax.sampling.loop import BATCH_INVARIANT_COMPILER_OPTIONS
 from lookum_jax.sampling.prefix_window import prefix_windows
 from lookum_jax.testing import random_model
 from lookum_jax.testing.bench_models import BENCH_CONFIGS, random_prompts
@@ -61,9 +67,13 @@ def main():
   parser.add_argument("--prompt", type=int, default=512)
   parser.add_argument("--gen", type=int, default=256)
   parser.add_argument("--layers", type=int, default=1)
-  parser.add_argument("--jit", action="store_true")
+  parser.add_argument("--jit", action="store_true", help="compile the op-by-op comparison")
   parser.add_argument("--ops", action="store_true", help="also compare op by op")
+  parser.add_argument("--ynn", action="store_true",
+                      help="compile with plain jax.jit (YNNPACK on), not the decode options")
   args = parser.parse_args()
+  jit = functools.partial(jax.jit, compiler_options=None if args.ynn
+                          else BATCH_INVARIANT_COMPILER_OPTIONS)
   config = BENCH_CONFIGS[args.config]()
   model = random_model(config)
   ids = random_prompts(config, args.batch, args.prompt, seed=args.batch)
@@ -90,7 +100,7 @@ def main():
     return outs
 
   if args.ops:
-    fn = jax.jit(run) if args.jit else run
+    fn = jit(run) if args.jit else run
     batched = fn(jnp.asarray(canvas))
     alone = fn(jnp.asarray(canvas[args.row:args.row + 1]))
     for layer, (ob, oa) in enumerate(zip(batched, alone, strict=True)):
@@ -124,7 +134,7 @@ def main():
   graphdef, state = nnx.split(model)
   for mode in ("eager", "jit"):
     if mode == "jit":
-      fn = jax.jit(lambda state, a, b: forwards(nnx.merge(graphdef, state), a, b))
+      fn = jit(lambda state, a, b: forwards(nnx.merge(graphdef, state), a, b))
     else:
       fn = lambda state, a, b: forwards(model, a, b)  # noqa: E731
     rows = slice(args.row, args.row + 1)
