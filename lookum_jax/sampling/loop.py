@@ -246,13 +246,13 @@ def decode(model: Any, prompt_ids: jax.Array, prompt_mask: jax.Array | None,
 # than alone (the `small` bench model's logits by up to 3e-3, enough to flip a near-tied
 # commit). With no YNN fusion types a row's forwards (block start, dual and prefix steps) are
 # bitwise the same at batch 8 and 1 (`experiments/batch_invariance_probe.py`), at about the
-# same single-threaded speed. The option names an XLA:CPU field; other backends ignore it.
+# same single-threaded speed. The option names an XLA:CPU field, so only the CPU program
+# carries it (`_generate_program`): GPU and TPU compilers are not asked to parse it.
 BATCH_INVARIANT_COMPILER_OPTIONS = {"xla_cpu_experimental_ynn_fusion_type": ""}
 
 
-@functools.partial(jax.jit, static_argnames=("graphdef", "ids"),
-                   compiler_options=BATCH_INVARIANT_COMPILER_OPTIONS)
-def _generate_jit(graphdef, weights, prompt_ids, prompt_mask, key, targets=None, *, config, ids):
+def _generate_impl(graphdef, weights, prompt_ids, prompt_mask, key, targets=None, *, config,
+                   ids):
   """The compiled generation. `config` is traced: its structure (lengths, cache mode, the
   strategy's static fields) keys the cache, its numbers (temperature, cfg_scale, the
   strategy's knobs and weights) are arguments, so a sweep over a number compiles once."""
@@ -260,6 +260,25 @@ def _generate_jit(graphdef, weights, prompt_ids, prompt_mask, key, targets=None,
   mask_token_id, eos_token_id, stop_token_ids = ids
   return decode(model, prompt_ids, prompt_mask, key, config, mask_token_id=mask_token_id,
                 eos_token_id=eos_token_id, stop_token_ids=stop_token_ids, targets=targets)
+
+
+# The CPU program (batch-invariant compiler options), and the same program without them.
+_generate_jit = jax.jit(_generate_impl, static_argnames=("graphdef", "ids"),
+                        compiler_options=BATCH_INVARIANT_COMPILER_OPTIONS)
+_generate_jit_accelerator = jax.jit(_generate_impl, static_argnames=("graphdef", "ids"))
+
+
+def _generate_program(*inputs: Any) -> Any:
+  """`_generate_jit` for concrete inputs on CPU devices (or on no device yet: the default
+  backend decides); otherwise the program without XLA:CPU's options: on an accelerator,
+  and when an input is a tracer (`generate` inside a user's `jit`, where JAX accepts no
+  compiler options, or under `vmap`)."""
+  leaves = jax.tree.leaves(inputs)
+  if any(isinstance(leaf, jax.core.Tracer) for leaf in leaves):
+    return _generate_jit_accelerator
+  platforms = {d.platform for leaf in leaves if isinstance(leaf, jax.Array)
+               for d in leaf.devices()} or {jax.default_backend()}
+  return _generate_jit if platforms == {"cpu"} else _generate_jit_accelerator
 
 
 def _check_prompt_tokens(prompt_ids: np.ndarray, prompt_mask: np.ndarray | None,
@@ -348,5 +367,6 @@ def generate(model: nnx.Module, prompt_ids: Any, config: SamplerConfig, key: jax
   if getattr(config.strategy, "needs_targets", False) and targets is None:
     raise ValueError(f"{config.strategy.label()} needs the reference answers: pass "
                      "generate(..., targets=[B, gen_length] token ids).")
-  return _generate_jit(graphdef, weights, prompt_ids.astype(jnp.int32), prompt_mask, key,
-                       targets, config=config, ids=ids)
+  program = _generate_program(weights, prompt_ids, prompt_mask, key, targets)
+  return program(graphdef, weights, prompt_ids.astype(jnp.int32), prompt_mask, key, targets,
+                 config=config, ids=ids)
