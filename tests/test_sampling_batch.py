@@ -11,7 +11,11 @@ from flax import nnx
 from lookum_jax.model import ModelConfig, tiny
 from lookum_jax.parsing import parse_sampler
 from lookum_jax.sampling import SamplerConfig, decode, generate
-from lookum_jax.sampling.loop import BATCH_INVARIANT_COMPILER_OPTIONS, _generate_jit
+from lookum_jax.sampling.loop import (
+    BATCH_INVARIANT_COMPILER_OPTIONS,
+    _generate_jit,
+    _generate_program,
+)
 from lookum_jax.testing import (
     MODEL_CONFIG,
     STRATEGY_CONFIGS,
@@ -140,6 +144,17 @@ def test_decode_program_holds_no_ynn_fusion():
   hlo = _generate_jit.lower(graphdef, weights, prompt, None, jax.random.key(0), None,
                             config=config, ids=ids).compile().as_text()
   assert '"kind":"__ynn_fusion"' not in hlo  # the fusion kind (names in metadata hold "ynn")
+
+
+def test_generate_runs_inside_a_users_jit():
+  """JAX takes compiler options only on a top-level jit: inside a user's `jit`, `generate`
+  runs the same program without XLA:CPU's option, with the same tokens."""
+  config = SamplerConfig(gen_length=8, block_length=8, steps=8, cache="dual")
+  prompts, key = jnp.asarray(make_prompts(2)), jax.random.key(3)
+  outside = generate(model(), prompts, config, key)
+  inside = jax.jit(lambda prompts: generate(model(), prompts, config, key).tokens)(prompts)
+  np.testing.assert_array_equal(np.asarray(inside), np.asarray(outside.tokens))
+  assert _generate_program(model(), prompts) is _generate_jit  # concrete CPU inputs
 
 
 # ------------------------------------------------------------------------------ errors
