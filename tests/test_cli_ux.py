@@ -217,6 +217,13 @@ def test_a_lookum_k_sweep_is_one_family():
   assert [f.name for f in sampler_families(results)] == ["lookum"]
 
 
+def test_a_dus_block_sweep_is_one_family():
+  results = [_result(f"dus block={b}", SamplerConfig(
+      gen_length=32, block_length=b, steps=32, strategy=parse_strategy("dus", {})),
+      0.4, 32 // b * 4.0) for b in (32, 16, 8)]
+  assert [f.name for f in sampler_families(results)] == ["dus"]
+
+
 @pytest.mark.parametrize("count", [1, 9, 13, 20])
 def test_family_styles_are_distinct(count):
   styles = family_styles(count)
