@@ -102,21 +102,32 @@ def sudoku_line_up(gen: int, block: int, cache: str) -> list[tuple[str, SamplerC
 LINE_UPS = {"toy-chain": chain_line_up, "toy-sudoku": sudoku_line_up}
 
 
-def speed_table(results: dict[str, EvalResult], reference: str, gen: int) -> list[str]:
+def paired_cell(result: EvalResult, baseline: EvalResult) -> str:
+  """`result` - `baseline` in accuracy points over the same problems, with its 95% bootstrap
+  interval."""
+  diff, low, high = paired_bootstrap([x["correct"] for x in result.records],
+                                     [x["correct"] for x in baseline.records])
+  return f"{100 * diff:+.1f} [{100 * low:+.1f}, {100 * high:+.1f}]"
+
+
+def speed_table(results: dict[str, EvalResult], reference: str, gen: int,
+                against: str | None = None) -> list[str]:
   """Markdown rows: accuracy, paired difference against `reference` (points, 95% bootstrap
-  interval), NFE, forward tokens, wall and decode seconds, tokens/s and the speed-up."""
+  interval) and, if given, against the row `against`, NFE, forward tokens, wall and decode
+  seconds, tokens/s and the speed-up."""
   ref = results[reference]
-  ref_correct = [r["correct"] for r in ref.records]
 
   def tokens_per_s(r: EvalResult) -> float:
     return r.n * gen / max(r.wall_time_s - r.compile_time_s, 1e-9)
 
-  rows = ["| sampler | accuracy | vs reference (paired 95% CI) | NFE | forward tokens | "
+  extra = f" vs {against} |" if against else ""
+  rows = [f"| sampler | accuracy | vs reference (paired 95% CI) |{extra} NFE | forward tokens | "
           "wall s (compile s) | decode s | tokens/s | speed-up |",
-          "|---|---|---|---|---|---|---|---|---|"]
+          "|---|---|---|" + ("---|" if against else "") + "---|---|---|---|---|---|"]
   for label, r in results.items():
-    diff, low, high = paired_bootstrap([x["correct"] for x in r.records], ref_correct)
-    vs = "-" if label == reference else f"{100 * diff:+.1f} [{100 * low:+.1f}, {100 * high:+.1f}]"
+    vs = "-" if label == reference else paired_cell(r, ref)
+    if against:
+      vs += " | " + ("-" if label == against else paired_cell(r, results[against]))
     forward = np.mean([x["forward_tokens"] for x in r.records])
     decode = r.wall_time_s - r.compile_time_s
     rows.append(f"| {label} | {100 * r.accuracy:.1f}% | {vs} | {r.mean_nfe:.1f} | "
@@ -139,6 +150,8 @@ def main(argv: list[str] | None = None) -> int:
   parser.add_argument("--only", default=None,
                       help="a regular expression: run only the settings whose label matches "
                            "(the reference always runs); the tables cover what is stored")
+  parser.add_argument("--against", default=None,
+                      help="a row's label: add a column of paired differences against it")
   parser.add_argument("--out", required=True)
   args = parser.parse_args(argv)
   lab = open_task_model(args.model, limit=args.limit)
@@ -174,8 +187,8 @@ def main(argv: list[str] | None = None) -> int:
             f"named), cache {cache} (unless named). Paired differences are in points, "
             f"bootstrap over problems. Tokens/s = problems x gen_length / decode s (wall minus "
             f"compile). Load averages (1/5/15 min) per row: loads.json.\n\n")
-  (out / "results.md").write_text(header + "\n".join(speed_table(results, REFERENCE,
-                                                                  lab.gen_length)) + "\n")
+  (out / "results.md").write_text(header + "\n".join(
+      speed_table(results, REFERENCE, lab.gen_length, args.against)) + "\n")
   (out / "results.json").write_text(json.dumps(
       {label: {**r.summary(), "mean_forward_tokens": float(np.mean(
           [x["forward_tokens"] for x in r.records]))} for label, r in results.items()},
