@@ -65,6 +65,9 @@ def chain_line_up(gen: int, block: int, cache: str) -> list[tuple[str, SamplerCo
                                                            strategy=Threshold(tau=0.97))))
   rows += [(f"threshold tau={tau:g}", base.replace(strategy=Threshold(tau=tau)))
            for tau in (0.7, 0.99)]
+  rows += [(f"threshold tau=0.97 block=64{start}", base.replace(
+      block_length=64, block_start=start.strip() or "full", strategy=Threshold(tau=0.97)))
+      for start in ("", " vicinity")]
   rows += [(f"entropy_bounded gamma={g:g}", base.replace(strategy=EntropyBounded(gamma=g)))
            for g in (0.01, 0.1, 1.0)]
   rows += [(f"pc_sampler decay=0.25 {k}/step", base.replace(
