@@ -11,14 +11,16 @@ from typing import Any
 from lookum_jax.evaluation import EvalResult
 
 # What a family sweeps, by strategy: low_confidence at 1/2/4 tokens per step, the threshold
-# tau sweep, EB's gamma, LookUM's K. Results that agree on everything else are one family.
-# A strategy not listed sweeps nothing but its policy, so all its results are one family
-# (the learned policy at several NFE penalties alpha, say).
+# tau sweep, EB's gamma, LookUM's K, PC-Sampler's steps (one line per position decay), DUS's
+# base, first stride and block (it takes about log2(block) steps per block, so its front runs
+# over the block length). Results that agree on everything else are one family. A strategy
+# not listed sweeps nothing but its policy, so all its results are one family (the learned
+# policy at several NFE penalties alpha, say).
 SWEPT = {
     "low_confidence": ("steps",), "margin": ("steps",), "entropy": ("steps",),
     "random": ("steps",), "threshold": ("tau",), "entropy_bounded": ("gamma",),
     "lookum": ("paths", "steps"),
-    "pc_sampler": ("decay", "steps"), "dus": ("base", "skip"),
+    "pc_sampler": ("steps",), "dus": ("base", "skip", "block_length"),
 }
 _NOT_COMPARED = ("steps",)  # top-level sampler fields that only move a point along its line
 MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*", "h", "<", ">", "p")

@@ -217,6 +217,21 @@ def test_a_lookum_k_sweep_is_one_family():
   assert [f.name for f in sampler_families(results)] == ["lookum"]
 
 
+def test_pc_sampler_lines_are_one_per_decay():
+  results = [_result(f"pc_sampler decay={d} {k}/step", SamplerConfig(
+      gen_length=16, block_length=16, steps=16 // k,
+      strategy=parse_strategy("pc_sampler", {"decay": d})), 0.4, 16.0 / k)
+      for d in (0.0, 0.25) for k in (1, 2)]
+  assert [len(f.members) for f in sampler_families(results)] == [2, 2]
+
+
+def test_a_dus_block_sweep_is_one_family():
+  results = [_result(f"dus block={b}", SamplerConfig(
+      gen_length=32, block_length=b, steps=32, strategy=parse_strategy("dus", {})),
+      0.4, 32 // b * 4.0) for b in (32, 16, 8)]
+  assert [f.name for f in sampler_families(results)] == ["dus"]
+
+
 @pytest.mark.parametrize("count", [1, 9, 13, 20])
 def test_family_styles_are_distinct(count):
   styles = family_styles(count)
