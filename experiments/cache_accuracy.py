@@ -30,15 +30,8 @@ import numpy as np
 from lookum_jax.evaluation import evaluate
 from lookum_jax.parsing import parse_strategy
 from lookum_jax.sampling import SamplerConfig, Threshold
+from lookum_jax.studies import paired_bootstrap
 from lookum_jax.toylab import open_task_model
-
-
-def paired_ci(a: np.ndarray, b: np.ndarray, seed: int = 0, draws: int = 2000) -> tuple:
-  """Bootstrap 95% CI of mean(a - b) over problems (paired)."""
-  diff = a.astype(float) - b.astype(float)
-  rng = np.random.default_rng(seed)
-  means = diff[rng.integers(0, len(diff), (draws, len(diff)))].mean(axis=1)
-  return float(diff.mean()), float(np.quantile(means, 0.025)), float(np.quantile(means, 0.975))
 
 
 def main(argv=None) -> None:
@@ -90,7 +83,7 @@ def main(argv=None) -> None:
       correct = np.asarray([r["correct"] for r in result.records])
       if reference is None:
         reference = correct
-      mean, low, high = paired_ci(correct, reference)
+      mean, low, high = paired_bootstrap(correct, reference)
       rows.append(dict(sampler=label, cache=cache, accuracy=result.accuracy,
                        ci95=result.ci95, diff=mean, diff_ci95=(low, high),
                        mean_nfe=result.mean_nfe,
@@ -149,7 +142,7 @@ def refresh_sweep(args, lab, base: SamplerConfig) -> None:
   every, every_row = results["every step"]
   for name in schedules:
     correct, row = results[name]
-    mean, low, high = paired_ci(correct, every)
+    mean, low, high = paired_bootstrap(correct, every)
     rows.append(dict(refresh=name, diff=mean, diff_ci95=(low, high), **row))
     diff = "-" if name == "every step" else (
         f"{100 * mean:+.1f} [{100 * low:+.1f}, {100 * high:+.1f}]")

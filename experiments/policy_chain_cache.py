@@ -23,9 +23,9 @@ import time
 import jax
 import numpy as np
 
-from experiments.cache_accuracy import paired_ci
 from lookum_jax.evaluation import evaluate, wilson_interval
 from lookum_jax.sampling import SamplerConfig, Threshold
+from lookum_jax.studies import paired_bootstrap
 from lookum_jax.toylab import open_task_model
 
 SAMPLERS = ("threshold", "low_confidence")
@@ -56,7 +56,7 @@ def summarise(records: list[dict], labels) -> list[dict]:
     for cache in ("none", "prefix"):
       chosen = [by_cache[cache][i] for i in common]
       correct = np.asarray([r["correct"] for r in chosen])
-      mean, low, high = paired_ci(correct, reference)
+      mean, low, high = paired_bootstrap(correct, reference)
       k = int(correct.sum())
       rows.append(dict(sampler=label, cache=cache, n=len(common), accuracy=k / len(common),
                        ci95=wilson_interval(k, len(common)), diff=mean, diff_ci95=(low, high),
