@@ -244,7 +244,7 @@ class AdaptiveRefresh(Refresh):
       return window, cache
 
     window, cache = jax.lax.cond(jnp.any(due), refresh, lambda s: (s.window, s.cache), state)
-    cache = cache.replace(drift=jnp.full((1, rows), UNMEASURED, jnp.float32))
+    cache = unmeasured(cache)
     state = ctx.charge(state.replace(window=window, cache=cache), due,
                        state.tokens.shape[1])
     return state
