@@ -44,6 +44,10 @@ import numpy as np
 import policy_rl
 from lookum_jax.evaluation import evaluate, wilson_interval
 from lookum_jax.sampling import EntropyBounded, SamplerConfig, Threshold
+from lookum_jax.sampling.strategies.dus import DUS
+from lookum_jax.sampling.strategies.klass import KLASS
+from lookum_jax.sampling.strategies.pc_sampler import PCSampler
+from lookum_jax.sampling.strategies.prophet import Prophet
 from lookum_jax.studies import (
   cached_setting,
   directory_fingerprint,
@@ -59,7 +63,9 @@ TAUS = (0.5, 0.7, 0.8, 0.9, 0.95, 0.97, 0.99)
 GAMMAS = (0.01, 0.1, 1.0)
 TOKENS_PER_STEP = (4, 2, 1)
 BETAS = (0.5, 2.0)
-STYLE = {"threshold": ("C0", "o"), "entropy_bounded": ("C1", "s"), "greedy": ("C2", "^")}
+STYLE = {"threshold": ("C0", "o"), "entropy_bounded": ("C1", "s"), "greedy": ("C2", "^"),
+         "klass": ("C8", "D"), "pc_sampler": ("C9", "v"), "prophet": ("C7", "P"),
+         "dus": ("C5", "X")}
 
 
 def line_up(args: argparse.Namespace, gen_length: int, block_length: int
@@ -78,6 +84,21 @@ def line_up(args: argparse.Namespace, gen_length: int, block_length: int
   for k in args.tokens_per_step:
     points.append({"family": "greedy", "label": f"greedy {k}/step",
                    "config": base.replace(steps=gen_length // k), "seeds": [0]})
+  if args.new_samplers:  # issue 23: the field's newer samplers, each over its main parameter
+    for kl in (0.001, 0.01, 0.1):
+      points.append({"family": "klass", "label": f"klass conf=0.9 kl={kl:g}", "seeds": [0],
+                     "config": base.replace(strategy=KLASS(conf_threshold=0.9,
+                                                           kl_threshold=kl))})
+    for k in (2, 4, 8):
+      points.append({"family": "pc_sampler", "label": f"pc_sampler decay=0.25 {k}/step",
+                     "seeds": [0], "config": base.replace(steps=gen_length // k,
+                                                          strategy=PCSampler(decay=0.25))})
+    for scale in args.prophet_scales:  # the authors' staged gaps (7.5 / 5.0 / 2.5), scaled
+      points.append({"family": "prophet", "label": f"prophet min x{scale:g}", "seeds": [0],
+                     "config": base.replace(strategy=Prophet(
+                         early=7.5 * scale, mid=5.0 * scale, late=2.5 * scale))})
+    points.append({"family": "dus", "label": f"dus base=2 block={block_length}", "seeds": [0],
+                   "config": base.replace(strategy=DUS(base=2))})
   for item in args.policy:
     name, _, directory = item.partition("=")
     policy = policy_rl.load_policy(directory)
@@ -110,18 +131,22 @@ def run_point(lab, identity, point, out: Path, batch_size: int) -> dict[str, Any
                    jax.random.key(seed), batch_size=batch_size, label=point["label"],
                    progress=False)
       results.append({**r.summary(), "seed": seed,
-                      "records": [{"correct": x["correct"], "nfe": x["nfe"],
-                                   "steps": x["steps"]} for x in r.records]})
+                      "records": [{"correct": x["correct"], "nfe": x["nfe"], "steps": x["steps"],
+                                   "forward_tokens": x["forward_tokens"]}
+                                  for x in r.records]})
     return results
 
   stored = cached_setting(out / "settings" / f"{file_name(point['label'])}.json", key, run)
   correct = np.array([[x["correct"] for x in r["records"]] for r in stored], float)  # [S, N]
   nfe = np.array([[x["nfe"] for x in r["records"]] for r in stored], float)
   n = correct.size
+  forward = [x.get("forward_tokens") for r in stored for x in r["records"]]
   lo, hi = wilson_interval(int(correct.sum()), n)
   return {"family": point["family"], "label": point["label"], "seeds": point["seeds"], "n": n,
           "accuracy": float(correct.mean()), "ci95": [lo, hi], "mean_nfe": float(nfe.mean()),
           "wall_time_s": float(sum(r["wall_time_s"] for r in stored)),
+          "decode_s": float(sum(r["wall_time_s"] - r["compile_time_s"] for r in stored)),
+          "mean_forward_tokens": (float(np.mean(forward)) if None not in forward else None),
           "per_chain": correct.mean(axis=0)}
 
 
@@ -212,12 +237,14 @@ def plot(points: list[dict[str, Any]], path: Path, title: str) -> None:
 
 def markdown(points: list[dict[str, Any]], comparisons: list[dict[str, Any]], command: str
              ) -> str:
-  lines = [f"`{command}`", "", "| family | setting | n | accuracy | Wilson 95% | NFE | wall s |",
-           "|---|---|---|---|---|---|---|"]
+  lines = [f"`{command}`", "",
+           "| family | setting | n | accuracy | Wilson 95% | NFE | forward tokens | decode s |",
+           "|---|---|---|---|---|---|---|---|"]
   for p in sorted(points, key=lambda p: (p["family"], p["mean_nfe"])):
     lines.append(f"| {p['family']} | {p['label']} | {p['n']} | {100 * p['accuracy']:.1f} | "
                  f"[{100 * p['ci95'][0]:.1f}, {100 * p['ci95'][1]:.1f}] | {p['mean_nfe']:.1f} | "
-                 f"{p['wall_time_s']:.0f} |")
+                 f"{'-' if p['mean_forward_tokens'] is None else round(p['mean_forward_tokens'])}"
+                 f" | {p['decode_s']:.0f} |")
   if comparisons:
     lines += ["", "| policy point | accuracy | NFE | threshold front at this NFE | nearest-NFE "
               "threshold: diff [95% CI] | vs the cheapest threshold with >= NFE | above the "
@@ -250,6 +277,11 @@ def main(argv: list[str] | None = None) -> int:
   parser.add_argument("--taus", type=float, nargs="*", default=list(TAUS))
   parser.add_argument("--gammas", type=float, nargs="*", default=list(GAMMAS))
   parser.add_argument("--tokens-per-step", type=int, nargs="*", default=list(TOKENS_PER_STEP))
+  parser.add_argument("--new-samplers", action="store_true",
+                      help="also KLASS, PC-Sampler, Prophet and DUS (issue 23)")
+  parser.add_argument("--prophet-scales", type=float, nargs="*", default=[1.0],
+                      help="Prophet's gap thresholds, as multiples of the authors' (1 token a "
+                      "step: each point costs up to 128 NFE)")
   parser.add_argument("--only", nargs="*", default=None,
                       help="evaluate only these labels now (the report reads whatever is stored)")
   parser.add_argument("--check-keys", type=int, default=0, metavar="N")

@@ -297,6 +297,39 @@ def train(config: PolicyTrainConfig, out_dir: str | os.PathLike, *,
                            policy_dir=policy_dir)
 
 
+def export_checkpoint(config: PolicyTrainConfig, out_dir: str | os.PathLike,
+                      step: int | None = None,
+                      policy_dir: str | os.PathLike | None = None) -> Path:
+  """Exports the policy of checkpoint `step` (default: the latest) of the run in `out_dir`,
+  as a finished run exports its final one, to `policy_dir` (default:
+  `out_dir/policy-step<step>`). A run stopped before `config.num_steps` still gives a usable
+  policy, named by the steps it trained. Needs no dLLM.
+
+  Raises:
+    ValueError: when `out_dir` holds a run of another config, or no checkpoint `step`.
+  """
+  out_dir = Path(out_dir)
+  if not (out_dir / CONFIG_FILE).is_file():
+    raise ValueError(f"{out_dir} holds no policy run ({CONFIG_FILE} is missing); pass the "
+                     "--out directory of `lookum train policy`.")
+  runs.check_run_directory(out_dir, CONFIG_FILE, config.to_dict())
+  graphdef, params = nnx.split(init_policy(config.policy, seed=config.seed))
+  tx = make_optimizer(config.optim, config.num_steps, config.grpo.updates_per_batch)
+  like = PolicyTrainState(params=params, opt_state=tx.init(params),
+                          step=jnp.zeros((), jnp.int32))
+  manager = runs.checkpoint_manager(out_dir, config.keep_checkpoints)
+  try:
+    available = sorted(manager.all_steps())
+    step = available[-1] if step is None and available else step
+    if step not in available:
+      raise ValueError(f"{out_dir} has no checkpoint of step {step}; available: {available}.")
+    state = runs.restore(manager, step, like)
+  finally:
+    manager.close()
+  target = Path(policy_dir) if policy_dir is not None else out_dir / f"{POLICY_DIR}-step{step}"
+  return save_policy(nnx.merge(graphdef, state.params), target)
+
+
 def _run_steps(trainer: PolicyTrainer, state: PolicyTrainState, start: int, end: int,
                manager: ocp.CheckpointManager, metrics_path: Path,
                history: list[dict[str, Any]], progress: bool) -> PolicyTrainState:

@@ -33,6 +33,7 @@ from policy_rl.policy import PolicyConfig
 from policy_rl.strategy import PolicyParams
 from policy_rl.train import (
   PolicyTrainer,
+  export_checkpoint,
   load_dllm,
   rollout_keys,
   train,
@@ -288,6 +289,23 @@ def test_checkpoints_by_wall_time_resume_bit_identical(config, tmp_path):
     config.replace(checkpoint_interval_s=-1)
   with pytest.raises(ValueError, match="cache must be one of"):
     config.replace(cache="kv")
+
+
+def test_export_of_a_stopped_run_is_its_checkpoint(config, config_file, tmp_path, capsys):
+  """`lookum train policy --export-step N` writes checkpoint N's policy without a dLLM; a bad
+  step names the ones there are, and a directory with no run says so."""
+  run = tmp_path / "run"
+  stopped = train(config.replace(keep_checkpoints=3), run, stop_after=1, progress=False)
+  assert not stopped.completed and not (run / "policy").exists()
+  assert main(["train", "policy", "--config", str(config_file), "--out", str(run),
+               "--override", "keep_checkpoints=3", "--export-step", "1"]) == 0
+  assert str(run / "policy-step1") in capsys.readouterr().out
+  exported = policy_rl.load_policy(run / "policy-step1")
+  chex.assert_trees_all_equal(nnx.state(exported, nnx.Param), stopped.state.params)
+  with pytest.raises(ValueError, match=r"no checkpoint of step 7; available: \[1\]"):
+    export_checkpoint(config.replace(keep_checkpoints=3), run, step=7)
+  with pytest.raises(ValueError, match="holds no policy run"):
+    export_checkpoint(config, tmp_path / "elsewhere")
 
 
 def test_overrides_and_config_errors(config, config_file, capsys):

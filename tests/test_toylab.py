@@ -82,6 +82,26 @@ def test_demo_runs_end_to_end(tmp_path, monkeypatch):
   assert (out / "results.csv").read_text().count("\n") == len(results) + 1
 
 
+def test_demo_on_toy_chain_shows_its_shipped_policy(tmp_path, monkeypatch):
+  """toy-chain ships a learned policy (issue 22); the demo finds it in the model directory and
+  adds its row (decoding stubbed, as above), and the policy reads what the model gives it."""
+  from test_readme import _no_decoding
+
+  import policy_rl
+
+  policy_dir = lj.loading.resolve_path("toy-chain") / "policy"
+  policy = policy_rl.load_policy(policy_dir)
+  assert policy.config.features == ("confidence",)
+  monkeypatch.setattr("lookum_jax.decoding.generate", _no_decoding)
+  out = tmp_path / "demo"
+  assert main(["demo", "--model", "toy-chain", "--limit", "2", "--batch-size", "2",
+               "--no-progress", "--out-dir", str(out)]) == 0
+  results = json.loads((out / "results.json").read_text())
+  assert results[-1]["label"] == "learned policy"
+  assert results[-1]["provenance"]["policy"] == str(policy_dir)
+  assert results[-1]["sampler"]["params"]["mode"] == "deterministic"
+
+
 @pytest.mark.parametrize("k,n", [(0, 10), (10, 10), (37, 100)])
 def test_wilson_interval_brackets_the_estimate(k, n):
   low, high = wilson_interval(k, n)

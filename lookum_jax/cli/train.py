@@ -58,6 +58,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                   "OUT/metrics.jsonl, the final policy to OUT/policy.")
   _add_run_arguments(policy, "configs/policy_sudoku.py",
                      "num_steps=10, grpo.alpha=3, policy.width=64, task_options.max_digits=3")
+  policy.add_argument("--export-step", type=int, default=None,
+                      help="do not train: export checkpoint STEP of the run in --out to "
+                           "OUT/policy-stepSTEP (a run stopped before its last step)")
   policy.set_defaults(func=run_train_policy)
 
 
@@ -109,6 +112,11 @@ def run_train_policy(args: argparse.Namespace) -> int:
   from policy_rl.train import load_dllm, train
 
   config, out = _run_config(args, load_config, apply_overrides)
+  if args.export_step is not None:
+    from policy_rl.train import export_checkpoint
+
+    print(f"policy written to {os.fspath(export_checkpoint(config, out, args.export_step))}")
+    return 0
   model = load_dllm(config)
   print(f"run directory: {os.fspath(out)}\nconfig: {config}", flush=True)
   result = _train_interruptibly(
