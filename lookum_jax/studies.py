@@ -34,13 +34,15 @@ def file_name(label: str) -> str:
   return re.sub(r"[^a-zA-Z0-9.=_-]+", "_", label)
 
 
-def directory_fingerprint(path: str | os.PathLike) -> str:
+def directory_fingerprint(path: str | os.PathLike, exclude: Sequence[str] = ()) -> str:
   """A hash of every file under `path` but Markdown notes (relative names and bytes): a
   retrained or replaced model gets a new one; a copied one, or an edited model card, keeps
-  it."""
+  it. Top-level entries named in `exclude` are left out (a model directory's `policy/`)."""
   root = Path(path)
   digest = hashlib.sha256()
-  for file in sorted(p for p in root.rglob("*") if p.is_file() and p.suffix != ".md"):
+  files = (p for p in root.rglob("*") if p.is_file() and p.suffix != ".md"
+           and p.relative_to(root).parts[0] not in exclude)
+  for file in sorted(files):
     digest.update(file.relative_to(root).as_posix().encode() + b"\0")
     with open(file, "rb") as f:
       for chunk in iter(lambda: f.read(1 << 20), b""):
@@ -101,10 +103,13 @@ def cached_setting(path: str | os.PathLike, key: Mapping[str, Any],
 
 def lab_identity(lab: Any) -> dict[str, Any]:
   """The model and data parts of a toy-lab setting's key (`lookum_jax.toylab.TaskModel`):
-  the model directory's files, the task with its options and the problems themselves."""
+  the model directory's files, the task with its options and the problems themselves. The
+  learned policy a model directory may ship (`policy/`) is not the model: shipping or
+  retraining it leaves the model's stored settings valid (a policy's own settings carry its
+  directory's fingerprint)."""
   task = {"name": lab.task.name, **dataclasses.asdict(lab.task)}
   return {"model": {"dir": Path(lab.model_dir).name,
-                    "files": directory_fingerprint(lab.model_dir)},
+                    "files": directory_fingerprint(lab.model_dir, exclude=("policy",))},
           "data": {"task": task, "examples": fingerprint(lab.examples)}}
 
 

@@ -69,6 +69,11 @@ def test_model_files_and_problems_are_part_of_the_key(tmp_path):
   assert studies.lab_identity(lab) == before
   (model_dir / "MODEL_CARD.md").write_text("notes")  # documentation decides no result
   assert studies.lab_identity(lab) == before
+  (model_dir / "policy" / "params").mkdir(parents=True)  # a shipped policy is not the model
+  (model_dir / "policy" / "params" / "weights").write_bytes(b"\x02")
+  assert studies.lab_identity(lab) == before
+  assert studies.directory_fingerprint(model_dir) != studies.directory_fingerprint(
+      model_dir, exclude=("policy",))
   (model_dir / "params" / "weights").write_bytes(b"\x00" * 7 + b"\x01")
   retrained = studies.lab_identity(lab)
   assert retrained["model"] != before["model"] and retrained["data"] == before["data"]
