@@ -106,6 +106,16 @@ def line_up(args: argparse.Namespace, gen_length: int, block_length: int
     modes = [("deterministic", None, [0])]
     if not args.deterministic_only:
       modes += [("sample", None, args.seeds)] + [("scaled", b, args.seeds) for b in args.betas]
+    if args.policy_lookum:  # item 7: the policy proposes K = 2 sets, the verifier keeps one
+      for scope, pick in (("committed", 0.0), ("random pick", 1e6)):
+        strategy = policy_rl.PolicyLookUM.from_params(
+            {"paths": 2, "temperature": 1.0, "features": features,
+             "selection_temperature": pick, "verifier_scope": "committed"})
+        points.append({"family": f"policy_lookum {name}", "seeds": [0],
+                       "label": f"policy_lookum {name} K=2 T=1 {scope}",
+                       "config": base.replace(strategy=strategy), "policy": policy,
+                       "policy_files": directory_fingerprint(directory),
+                       "policy_dir": directory})
     for mode, beta, seeds in modes:
       strategy = policy_rl.Policy(mode=mode, features=features, **(
           {"beta": beta} if beta is not None else {}))
@@ -277,6 +287,9 @@ def main(argv: list[str] | None = None) -> int:
   parser.add_argument("--taus", type=float, nargs="*", default=list(TAUS))
   parser.add_argument("--gammas", type=float, nargs="*", default=list(GAMMAS))
   parser.add_argument("--tokens-per-step", type=int, nargs="*", default=list(TOKENS_PER_STEP))
+  parser.add_argument("--policy-lookum", action="store_true",
+                      help="also each policy inside LookUM (K = 2, draws at T = 1, committed "
+                      "scope) and its random-pick control")
   parser.add_argument("--new-samplers", action="store_true",
                       help="also KLASS, PC-Sampler, Prophet and DUS (issue 23)")
   parser.add_argument("--prophet-scales", type=float, nargs="*", default=[1.0],
