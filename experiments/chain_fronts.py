@@ -230,8 +230,9 @@ def plot(points: list[dict[str, Any]], path: Path, title: str) -> None:
     color, marker = STYLE.get(family) or (next(extra, "k"), "*")
     x = [p["mean_nfe"] for p in members]
     y = [100 * p["accuracy"] for p in members]
-    err = [[100 * (p["accuracy"] - p["ci95"][0]) for p in members],
-           [100 * (p["ci95"][1] - p["accuracy"]) for p in members]]
+    # Clipped at 0: at 0% accuracy the Wilson bound can lie a rounding error above it.
+    err = [[max(0.0, 100 * (p["accuracy"] - p["ci95"][0])) for p in members],
+           [max(0.0, 100 * (p["ci95"][1] - p["accuracy"])) for p in members]]
     ax.errorbar(x, y, yerr=err, fmt=marker + "-", color=color, capsize=2, lw=1,
                 ms=9 if marker == "*" else 5, label=family)
   ax.set_xscale("log")

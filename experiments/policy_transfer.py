@@ -16,10 +16,17 @@ Settings:
                   `lookum train mdm --config configs/addition.py --override gen_length=16`),
                   decoded at gen_length 16: a longer response the model can produce, for
                   policies trained at gen_length 8 (addition) or 16 (sudoku).
+  chain-on-sudoku    the toy-chain policy (`--chain-policy`, trained on 128-token chains under
+                     full diffusion) on the toy-sudoku held-out set; the sudoku policy is the
+                     in-domain reference.
+  chain-on-addition  the toy-chain policy on the toy-addition held-out set; the addition
+                     policy is the in-domain reference.
 
     python experiments/policy_transfer.py --settings addition seed1 addition-gen16 gen16-model \
         --addition-policy runs/policy/addition/alpha1/policy \
         --out experiments/results/policy_transfer
+    python experiments/policy_transfer.py --settings chain-on-sudoku chain-on-addition \
+        --chain-policy lookum_jax/assets/toy-chain/policy --out experiments/results/policy_transfer
 """
 
 from __future__ import annotations
@@ -37,7 +44,8 @@ from lookum_jax.toylab import open_task_model
 from lookum_jax.training.data import step_seed
 
 ASSETS = Path(__file__).resolve().parents[1] / "lookum_jax" / "assets"
-SETTINGS = ("seed1", "addition", "addition-gen16", "gen16-model")
+SETTINGS = ("seed1", "addition", "addition-gen16", "gen16-model", "chain-on-sudoku",
+            "chain-on-addition")
 
 
 def setting_args(name: str, args: argparse.Namespace) -> list[str]:
@@ -46,8 +54,10 @@ def setting_args(name: str, args: argparse.Namespace) -> list[str]:
     return ["--model", args.seed1_model, "--task", "sudoku", "--task-option", "size=4",
             "--task-option", "num_blanks=10",
             "--data", str(ASSETS / "toy-sudoku" / "heldout.jsonl")]
-  if name == "addition":
+  if name in ("addition", "chain-on-addition"):
     return ["--model", "toy-addition"]
+  if name == "chain-on-sudoku":
+    return ["--model", "toy-sudoku"]
   if name == "addition-gen16":
     return ["--model", "toy-addition", "--gen-length", "16"]
   if name == "gen16-model":
@@ -55,6 +65,21 @@ def setting_args(name: str, args: argparse.Namespace) -> list[str]:
             "--task-option", "max_digits=4", "--gen-length", "16",
             "--data", str(ASSETS / "toy-addition" / "heldout.jsonl")]
   raise ValueError(f"unknown setting {name!r}; choose from {SETTINGS}")
+
+
+def setting_policies(name: str, args: argparse.Namespace) -> list[str]:
+  """policy_pareto.py --policy arguments of one setting: the transferred policy first, then the
+  in-domain reference where there is one."""
+  if name.startswith("chain-on-"):
+    if not Path(args.chain_policy).is_dir():
+      raise SystemExit(f"{name}: no chain policy at {args.chain_policy} (--chain-policy DIR).")
+    own = args.sudoku_policy if name == "chain-on-sudoku" else args.addition_policy
+    return ["--policy", f"chain={args.chain_policy}", "--policy",
+            f"{name.removeprefix('chain-on-')}={own}"]
+  policies = ["--policy", f"sudoku={args.sudoku_policy}"]
+  if name != "seed1" and Path(args.addition_policy).is_dir():
+    policies += ["--policy", f"addition={args.addition_policy}"]
+  return policies
 
 
 def training_overlap(train_run: Path, model: str, data: str | None, limit: int) -> dict:
@@ -100,6 +125,8 @@ def main(argv: list[str] | None = None) -> int:
   parser.add_argument("--sudoku-policy", default=str(ASSETS / "toy-sudoku" / "policy"))
   parser.add_argument("--addition-policy", default=str(ASSETS / "toy-addition" / "policy"),
                       help="in-domain reference on toy-addition (skipped if absent)")
+  parser.add_argument("--chain-policy", default=str(ASSETS / "toy-chain" / "policy"),
+                      help="the toy-chain policy, for the chain-on-* settings")
   parser.add_argument("--seed1-model", default="runs/pilot/sudoku4_seed1/model",
                       help="toy-sudoku retrained with seed 1 (lookum train mdm --override seed=1)")
   parser.add_argument("--gen16-model", default="runs/addition_gen16/model-step2000",
@@ -118,10 +145,7 @@ def main(argv: list[str] | None = None) -> int:
   out.mkdir(parents=True, exist_ok=True)
   extra = {}
   for name in args.settings:
-    policies = ["--policy", f"sudoku={args.sudoku_policy}"]
-    if name != "seed1" and Path(args.addition_policy).is_dir():
-      policies += ["--policy", f"addition={args.addition_policy}"]
-    argv_setting = setting_args(name, args) + policies + [
+    argv_setting = setting_args(name, args) + setting_policies(name, args) + [
         "--limit", str(args.limit), "--gammas", "--modes", *args.modes,
         "--betas", *map(str, args.betas), "--out", str(out / name)]
     print(f"== {name}: policy_pareto.py {' '.join(argv_setting)}", flush=True)
