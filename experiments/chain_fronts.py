@@ -20,7 +20,8 @@ bootstrapped over chains. "Above the front" (the issue's test) is either of
   - higher accuracy at no more NFE: paired against the threshold point with the least NFE
     that is >= the policy's, the difference's 95% interval above 0;
   - <= 0.8x the NFE at accuracy within 1 point: a threshold point with NFE >= 1.25x the
-    policy's whose accuracy is at most 1 point above the policy's.
+    policy's whose accuracy is at most 1 point above the policy's (only for a policy more
+    than 1 point above the front's least accurate point: below that it is off the front).
 Every setting is stored in OUT/settings/<label>.json under its fingerprint (sampler, model
 files, policy files, problems, seeds): a rerun evaluates only what is missing or changed.
 
@@ -204,7 +205,10 @@ def compare(policy: dict[str, Any], threshold: list[dict[str, Any]]) -> dict[str
     d, lo, hi = paired_bootstrap(policy["per_chain"], p["per_chain"])
     out["higher_at_no_more_nfe"] = {"against": p["label"], "mean_nfe": p["mean_nfe"],
                                     "diff": d, "ci95": [lo, hi], "holds": lo > 0}
-  cheaper = [p for p in front if p["mean_nfe"] >= 1.25 * policy["mean_nfe"]
+  # Only inside the front's accuracy range: a point no better than the front's worst (e.g. 0%
+  # at 1 NFE against 0.4% at 9 NFE) is not "as accurate at fewer NFE", it is off the front.
+  in_range = policy["accuracy"] > min(p["accuracy"] for p in front) + 0.01
+  cheaper = [p for p in front if in_range and p["mean_nfe"] >= 1.25 * policy["mean_nfe"]
              and p["accuracy"] <= policy["accuracy"] + 0.01]
   out["fewer_nfe_at_accuracy"] = (
       {"against": cheaper[-1]["label"], "mean_nfe": cheaper[-1]["mean_nfe"],
