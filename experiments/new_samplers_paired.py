@@ -61,8 +61,9 @@ def chain_line_up(gen: int, block: int, cache: str) -> list[tuple[str, SamplerCo
   rows += [(f"threshold tau={tau:g} prefix", base.replace(cache="prefix",
                                                           strategy=Threshold(tau=tau)))
            for tau in (0.9, 0.97)]
-  rows.append(("threshold tau=0.97 vicinity", base.replace(block_start="vicinity",
-                                                           strategy=Threshold(tau=0.97))))
+  rows += [(f"threshold tau={tau:g} vicinity", base.replace(block_start="vicinity",
+                                                           strategy=Threshold(tau=tau)))
+           for tau in (0.97, 0.99)]
   rows += [(f"threshold tau={tau:g}", base.replace(strategy=Threshold(tau=tau)))
            for tau in (0.7, 0.99)]
   rows += [(f"threshold tau=0.97 block=64{start}", base.replace(
