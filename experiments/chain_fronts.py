@@ -302,6 +302,10 @@ def main(argv: list[str] | None = None) -> int:
                       "step: each point costs up to 128 NFE)")
   parser.add_argument("--only", nargs="*", default=None,
                       help="evaluate only these labels now (the report reads whatever is stored)")
+  parser.add_argument("--report", default=None, metavar="NAME",
+                      help="write the tables and plot as OUT/NAME.{md,json,csv,png} (default: "
+                      "results.{md,json,csv} and accuracy_vs_nfe.png), e.g. one report per "
+                      "question from the same stored settings")
   parser.add_argument("--check-keys", type=int, default=0, metavar="N")
   parser.add_argument("--batch-size", type=int, default=250)
   parser.add_argument("--out", required=True)
@@ -341,12 +345,13 @@ def main(argv: list[str] | None = None) -> int:
   where = ("full diffusion (block 128), prefix cache" if args.setting == "full"
            else "blocks of 32, dual cache")
   title = f"{args.model}, {len(lab.examples)} held-out chains, {where}"
-  plot(results, out / "accuracy_vs_nfe.png", title)
-  (out / "results.md").write_text(markdown(results, comparisons, command))
+  name = args.report or "results"
+  plot(results, out / (f"{args.report}.png" if args.report else "accuracy_vs_nfe.png"), title)
+  (out / f"{name}.md").write_text(markdown(results, comparisons, command))
   public = [{k: v for k, v in r.items() if k != "per_chain"} for r in results]
-  (out / "results.json").write_text(json.dumps(
+  (out / f"{name}.json").write_text(json.dumps(
       {"command": command, "points": public, "comparisons": comparisons}, indent=1) + "\n")
-  with open(out / "results.csv", "w") as f:
+  with open(out / f"{name}.csv", "w") as f:
     f.write("family,label,n,accuracy,ci_low,ci_high,mean_nfe\n")
     for r in public:
       f.write(f"{r['family']},{r['label']},{r['n']},{r['accuracy']:.4f},{r['ci95'][0]:.4f},"
@@ -356,7 +361,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{c['label']}: {100 * near['diff']:+.1f} [{100 * near['ci95'][0]:+.1f}, "
           f"{100 * near['ci95'][1]:+.1f}] vs {near['label']}; above the front: "
           f"{c['above_front']}")
-  print(f"wrote {out}/results.md, results.json, results.csv, accuracy_vs_nfe.png")
+  print(f"wrote {out}/{name}.md, .json, .csv and the plot")
   return 0
 
 
