@@ -261,7 +261,7 @@ def markdown(points: list[dict[str, Any]], comparisons: list[dict[str, Any]], co
                  f"{'-' if p['mean_forward_tokens'] is None else round(p['mean_forward_tokens'])}"
                  f" | {p['decode_s']:.0f} |")
   if comparisons:
-    lines += ["", "| policy point | accuracy | NFE | threshold front at this NFE | nearest-NFE "
+    lines += ["", "| point | accuracy | NFE | threshold front at this NFE | nearest-NFE "
               "threshold: diff [95% CI] | vs the cheapest threshold with >= NFE | above the "
               "front? |", "|---|---|---|---|---|---|---|"]
     for c in comparisons:
@@ -339,7 +339,7 @@ def main(argv: list[str] | None = None) -> int:
 
   threshold = [r for r in results if r["family"] == "threshold"]
   comparisons = [compare(r, threshold) for r in results
-                 if r["family"].startswith("policy") and len(threshold) >= 2]
+                 if r["family"] != "threshold" and len(threshold) >= 2]
   command = "python experiments/chain_fronts.py " + " ".join(argv if argv is not None
                                                              else sys.argv[1:])
   where = ("full diffusion (block 128), prefix cache" if args.setting == "full"

@@ -122,7 +122,7 @@ def _cpu_flags() -> set[str]:
 # Found on 2026-12-07: on an AVX2-only CPU (AMD EPYC, no AVX-512) XLA:CPU's dense dots round a
 # row differently at 8 x 20 rows than at 1 x 20 (up to 7.6e-6 in the logits, 4.8e-6 in the
 # keys) under every batch-related compiler option jaxlib 0.10.2 accepts (YNN, XNN and oneDNN
-# fusions off, single-threaded Eigen, strict dot math; `experiments/batch_invariance_probe.py`).
+# fusions off, single-threaded Eigen, strict dot math; each tried on this test's forwards).
 # The earlier session's machine, where the fix was measured and CI passed, held it; its CPU
 # flags were not recorded, so AVX-512 is our guess at the difference. An open bug, reported in
 # the issue notes, not a skip: where the CPU has AVX-512 the test must pass.
