@@ -317,15 +317,7 @@ def export_checkpoint(config: PolicyTrainConfig, out_dir: str | os.PathLike,
   tx = make_optimizer(config.optim, config.num_steps, config.grpo.updates_per_batch)
   like = PolicyTrainState(params=params, opt_state=tx.init(params),
                           step=jnp.zeros((), jnp.int32))
-  manager = runs.checkpoint_manager(out_dir, config.keep_checkpoints)
-  try:
-    available = sorted(manager.all_steps())
-    step = available[-1] if step is None and available else step
-    if step not in available:
-      raise ValueError(f"{out_dir} has no checkpoint of step {step}; available: {available}.")
-    state = runs.restore(manager, step, like)
-  finally:
-    manager.close()
+  step, state = runs.restore_step(out_dir, config.keep_checkpoints, step, like)
   target = Path(policy_dir) if policy_dir is not None else out_dir / f"{POLICY_DIR}-step{step}"
   return save_policy(nnx.merge(graphdef, state.params), target)
 

@@ -238,15 +238,7 @@ def export_checkpoint(out_dir: str | Path, step: int | None = None,
   out_dir = Path(out_dir)
   config = read_run_config(out_dir)
   graphdef, state = init_train_state(config, make_optimizer(config))
-  manager = runs.checkpoint_manager(out_dir, config.keep_checkpoints)
-  try:
-    available = sorted(manager.all_steps())
-    step = available[-1] if step is None and available else step
-    if step not in available:
-      raise ValueError(f"{out_dir} has no checkpoint of step {step}; available: {available}")
-    state = runs.restore(manager, step, state)
-  finally:
-    manager.close()
+  step, state = runs.restore_step(out_dir, config.keep_checkpoints, step, state)
   target = Path(model_dir) if model_dir is not None else out_dir / f"{MODEL_DIR}-step{step}"
   return export_model(nnx.merge(graphdef, state.params), target)
 

@@ -70,6 +70,24 @@ def restore(manager: ocp.CheckpointManager, step: int, like: State) -> State:
   return manager.restore(step, args=ocp.args.StandardRestore(abstract))
 
 
+def restore_step(out_dir: Path, keep: int, step: int | None, like: State) -> tuple[int, State]:
+  """Checkpoint `step` (default: the latest) of the run in `out_dir`, restored like `like`,
+  with its step; for exporting a checkpoint after the fact.
+
+  Raises:
+    ValueError: when there is no checkpoint `step`, naming the ones there are.
+  """
+  manager = checkpoint_manager(out_dir, keep)
+  try:
+    available = sorted(manager.all_steps())
+    step = available[-1] if step is None and available else step
+    if step not in available:
+      raise ValueError(f"{out_dir} has no checkpoint of step {step}; available: {available}")
+    return step, restore(manager, step, like)
+  finally:
+    manager.close()
+
+
 class Resumed(NamedTuple):
   """Where a (re)started run stands: its state, the steps `[start, end)` still to run, and
   the metrics logged up to `start`."""
