@@ -41,6 +41,7 @@ from typing import Any
 
 import jax
 import numpy as np
+from policy_pareto import upper_envelope
 
 import policy_rl
 from lookum_jax.evaluation import evaluate, wilson_interval
@@ -188,8 +189,7 @@ def check_keys(lab, points, count: int, batch_size: int) -> None:
 def compare(policy: dict[str, Any], threshold: list[dict[str, Any]]) -> dict[str, Any]:
   """The policy point against the threshold front (see the module docstring)."""
   front = sorted(threshold, key=lambda p: p["mean_nfe"])
-  nfe = np.array([p["mean_nfe"] for p in front])
-  acc = np.maximum.accumulate(np.array([p["accuracy"] for p in front]))
+  nfe, acc = upper_envelope(front)
   out: dict[str, Any] = {"label": policy["label"], "accuracy": policy["accuracy"],
                          "mean_nfe": policy["mean_nfe"], "front_acc_at_nfe": None}
   if nfe[0] <= policy["mean_nfe"] <= nfe[-1]:
