@@ -22,6 +22,8 @@ bootstrapped over chains. "Above the front" (the issue's test) is either of
   - <= 0.8x the NFE at accuracy within 1 point: a threshold point with NFE >= 1.25x the
     policy's whose accuracy is at most 1 point above the policy's (only for a policy more
     than 1 point above the front's least accurate point: below that it is off the front).
+`--contrast A B` pairs any two points on the same chains (accuracy and NFE, a - b, bootstrapped
+over chains), e.g. two policies' deterministic modes (the mixture-correction ablation).
 Every setting is stored in OUT/settings/<label>.json under its fingerprint (sampler, model
 files, policy files, problems, seeds): a rerun evaluates only what is missing or changed.
 
@@ -159,7 +161,7 @@ def run_point(lab, identity, point, out: Path, batch_size: int) -> dict[str, Any
           "wall_time_s": float(sum(r["wall_time_s"] for r in stored)),
           "decode_s": float(sum(r["wall_time_s"] - r["compile_time_s"] for r in stored)),
           "mean_forward_tokens": (float(np.mean(forward)) if None not in forward else None),
-          "per_chain": correct.mean(axis=0)}
+          "per_chain": correct.mean(axis=0), "per_chain_nfe": nfe.mean(axis=0)}
 
 
 def check_keys(lab, points, count: int, batch_size: int) -> None:
@@ -218,6 +220,16 @@ def compare(policy: dict[str, Any], threshold: list[dict[str, Any]]) -> dict[str
   return out
 
 
+def contrast(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
+  """Two points on the same chains, paired: accuracy and NFE differences (a - b), each with a
+  bootstrap interval over chains (per-chain means over each point's seeds)."""
+  acc = paired_bootstrap(a["per_chain"], b["per_chain"])
+  nfe = paired_bootstrap(a["per_chain_nfe"], b["per_chain_nfe"])
+  return {"a": a["label"], "b": b["label"], "accuracy": [a["accuracy"], b["accuracy"]],
+          "mean_nfe": [a["mean_nfe"], b["mean_nfe"]], "accuracy_diff": acc[0],
+          "accuracy_ci95": list(acc[1:]), "nfe_diff": nfe[0], "nfe_ci95": list(nfe[1:])}
+
+
 def plot(points: list[dict[str, Any]], path: Path, title: str) -> None:
   import matplotlib
 
@@ -250,8 +262,8 @@ def plot(points: list[dict[str, Any]], path: Path, title: str) -> None:
   plt.close(fig)
 
 
-def markdown(points: list[dict[str, Any]], comparisons: list[dict[str, Any]], command: str
-             ) -> str:
+def markdown(points: list[dict[str, Any]], comparisons: list[dict[str, Any]], command: str,
+             contrasts: list[dict[str, Any]] = ()) -> str:
   lines = [f"`{command}`", "",
            "| family | setting | n | accuracy | Wilson 95% | NFE | forward tokens | decode s |",
            "|---|---|---|---|---|---|---|---|"]
@@ -276,6 +288,15 @@ def markdown(points: list[dict[str, Any]], comparisons: list[dict[str, Any]], co
           f"{100 * near['diff']:+.1f} [{100 * near['ci95'][0]:+.1f}, {100 * near['ci95'][1]:+.1f}]"
           f" vs {near['label']} (NFE {near['mean_nfe']:.1f}) | {more_text} | "
           f"{'yes' if c['above_front'] else 'no'} |")
+  if contrasts:
+    lines += ["", "| a | b | accuracy a / b | a - b [95% CI] | NFE a / b | NFE a - b [95% CI] |",
+              "|---|---|---|---|---|---|"]
+    for c in contrasts:
+      lines.append(
+          f"| {c['a']} | {c['b']} | {100 * c['accuracy'][0]:.1f} / {100 * c['accuracy'][1]:.1f}"
+          f" | {100 * c['accuracy_diff']:+.1f} [{100 * c['accuracy_ci95'][0]:+.1f}, "
+          f"{100 * c['accuracy_ci95'][1]:+.1f}] | {c['mean_nfe'][0]:.1f} / {c['mean_nfe'][1]:.1f}"
+          f" | {c['nfe_diff']:+.1f} [{c['nfe_ci95'][0]:+.1f}, {c['nfe_ci95'][1]:+.1f}] |")
   return "\n".join(lines) + "\n"
 
 
@@ -306,6 +327,9 @@ def main(argv: list[str] | None = None) -> int:
                       help="write the tables and plot as OUT/NAME.{md,json,csv,png} (default: "
                       "results.{md,json,csv} and accuracy_vs_nfe.png), e.g. one report per "
                       "question from the same stored settings")
+  parser.add_argument("--contrast", nargs=2, action="append", default=[], metavar="LABEL",
+                      help="pair two evaluated points on the same chains (accuracy and NFE, "
+                      "a - b), e.g. two policies' deterministic modes; repeatable")
   parser.add_argument("--check-keys", type=int, default=0, metavar="N")
   parser.add_argument("--batch-size", type=int, default=250)
   parser.add_argument("--out", required=True)
@@ -321,6 +345,12 @@ def main(argv: list[str] | None = None) -> int:
   block_length = SETTINGS[args.setting][0] or gen_length
   identity = lab_identity(lab)
   points = line_up(args, gen_length, block_length)
+  labels = [p["label"] for p in points]
+  for pair in args.contrast:
+    for label in pair:
+      if label not in labels:
+        parser.error(f"--contrast {label!r}: not a point of this line-up; its points are "
+                     f"{labels}.")
   if args.check_keys:
     check_keys(lab, points, args.check_keys, args.batch_size)
 
@@ -340,6 +370,11 @@ def main(argv: list[str] | None = None) -> int:
   threshold = [r for r in results if r["family"] == "threshold"]
   comparisons = [compare(r, threshold) for r in results
                  if r["family"] != "threshold" and len(threshold) >= 2]
+  by_label = {r["label"]: r for r in results}
+  missing = [label for pair in args.contrast for label in pair if label not in by_label]
+  if missing:
+    raise SystemExit(f"--contrast: {missing} not evaluated or stored; drop them from --only.")
+  contrasts = [contrast(by_label[a], by_label[b]) for a, b in args.contrast]
   command = "python experiments/chain_fronts.py " + " ".join(argv if argv is not None
                                                              else sys.argv[1:])
   where = ("full diffusion (block 128), prefix cache" if args.setting == "full"
@@ -347,10 +382,11 @@ def main(argv: list[str] | None = None) -> int:
   title = f"{args.model}, {len(lab.examples)} held-out chains, {where}"
   name = args.report or "results"
   plot(results, out / (f"{args.report}.png" if args.report else "accuracy_vs_nfe.png"), title)
-  (out / f"{name}.md").write_text(markdown(results, comparisons, command))
-  public = [{k: v for k, v in r.items() if k != "per_chain"} for r in results]
+  (out / f"{name}.md").write_text(markdown(results, comparisons, command, contrasts))
+  public = [{k: v for k, v in r.items() if not k.startswith("per_chain")} for r in results]
   (out / f"{name}.json").write_text(json.dumps(
-      {"command": command, "points": public, "comparisons": comparisons}, indent=1) + "\n")
+      {"command": command, "points": public, "comparisons": comparisons,
+       "contrasts": contrasts}, indent=1) + "\n")
   with open(out / f"{name}.csv", "w") as f:
     f.write("family,label,n,accuracy,ci_low,ci_high,mean_nfe\n")
     for r in public:
@@ -361,6 +397,10 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{c['label']}: {100 * near['diff']:+.1f} [{100 * near['ci95'][0]:+.1f}, "
           f"{100 * near['ci95'][1]:+.1f}] vs {near['label']}; above the front: "
           f"{c['above_front']}")
+  for c in contrasts:
+    print(f"{c['a']} - {c['b']}: accuracy {100 * c['accuracy_diff']:+.1f} "
+          f"[{100 * c['accuracy_ci95'][0]:+.1f}, {100 * c['accuracy_ci95'][1]:+.1f}], NFE "
+          f"{c['nfe_diff']:+.1f} [{c['nfe_ci95'][0]:+.1f}, {c['nfe_ci95'][1]:+.1f}]")
   print(f"wrote {out}/{name}.md, .json, .csv and the plot")
   return 0
 
