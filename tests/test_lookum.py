@@ -28,6 +28,7 @@ from lookum_jax.sampling import (
   Verifier,
   decode,
 )
+from lookum_jax.sampling.strategies.pc_sampler import PCSampler
 from lookum_jax.testing import random_model
 
 GEN, BLOCK, STEPS = 16, 8, 8
@@ -342,12 +343,36 @@ def test_the_papers_setting_is_a_named_option():
            verifier=Verifier("margin", "masked", entropy_cost=0.5), branch_every=2),
     LookUM(base=Margin(), proposal=Proposal(pool=AboveThreshold(threshold=0.3))),
     SMC(paths=3, temperature=0.1, resample_threshold=1.0, greedy_particle=False),
+    LookUM(base=PCSampler(decay=0.25)),  # a rule with no flat name nests
+    SMC(paths=2, base=PCSampler(decay=0.0, clip=5.0)),
 ])
 def test_a_value_reads_its_own_json_form(value):
   """The flat JSON form (today's parameter names) round-trips every composition."""
   flat = json.loads(json.dumps(value.to_dict()))
   assert LookUM.from_params(flat) == value
   assert parse_strategy("lookum", flat) == value
+
+
+def test_a_base_with_no_flat_name_nests_in_the_json_form():
+  """Any commit rule is a base; one with no flat name (PCSampler) is written as
+  `{"strategy": name, **params}`, so an evaluation's record of it cannot fail after decoding."""
+  value = LookUM(base=PCSampler(decay=0.25))
+  assert value.to_dict()["base"] == {"strategy": "pc_sampler", "decay": 0.25, "clip": 10.0,
+                                     "prior": None}
+  assert value.label() == "lookum(base=pc_sampler(decay=0.25, clip=10.0, prior=None))"
+  assert parse_strategy("lookum", {"base": "pc_sampler", "base.decay": "0.25"}) == value
+  assert LookUM.from_params({"base": {"strategy": "threshold", "tau": 0.7}}).base == Threshold(
+      tau=0.7)  # the nested form's own numbers, not the flat tau's default
+
+
+@pytest.mark.parametrize("base, message", [
+    ({"decay": 0.2}, "needs its strategy's name under 'strategy'"),
+    ({"strategy": "klass"}, "base 'klass' is not a commit rule LookUM can branch on"),
+    ({"strategy": "pc_sampler", "decay": -1}, "pc_sampler decay must be >= 0"),
+])
+def test_a_nested_base_that_is_not_a_rule_raises(base, message):
+  with pytest.raises(ValueError, match=message):
+    LookUM.from_params({"base": base})
 
 
 def test_lookum_reads_as_it_is_written():

@@ -351,8 +351,10 @@ class FlatForm:
 
   @classmethod
   def param_types(cls) -> dict[str, Any]:
+    # `base` is a name (`"threshold"` with the flat `tau`) or a rule: a value, or its nested
+    # form `{"strategy": "pc_sampler", "decay": 0.25}` (parsed by lookum_jax.parsing).
     return {**{name: type(value) for name, value in FLAT_DEFAULTS.items()}, "gamma": float,
-            "search_below": float | None}
+            "search_below": float | None, "base": str | Rule}
 
   def to_dict(self) -> dict[str, Any]:
     return to_params(self)
@@ -360,8 +362,16 @@ class FlatForm:
   def label(self) -> str:
     """`lookum(paths=3, base=threshold)`: the flat parameters that differ from LookUM()'s."""
     defaults = {**FLAT_DEFAULTS, "gamma": EntropyBounded.gamma}
-    changed = [f"{k}={v}" for k, v in to_params(self).items() if v != defaults.get(k)]
+    changed = [f"{k}={_short(v)}" for k, v in to_params(self).items() if v != defaults.get(k)]
     return self.name + (f"({', '.join(changed)})" if changed else "")
+
+
+def _short(value: Any) -> str:
+  """A flat parameter as a label shows it (a nested base as `pc_sampler(decay=0.25, ...)`)."""
+  if isinstance(value, dict) and "strategy" in value:
+    params = ", ".join(f"{k}={v}" for k, v in value.items() if k != "strategy")
+    return f"{value['strategy']}({params})"
+  return str(value)
 
 
 @pytree_dataclass
@@ -697,6 +707,17 @@ SELECTIONS = tuple(_SELECTIONS)
 def _base_from(name_or_rule: Any, params: dict[str, Any]) -> Rule:
   """The base rule of a name or a value; `params` (the flat `tau`, `gamma` that were given)
   set the rule's fields of those names."""
+  if isinstance(name_or_rule, dict):  # the nested JSON form of a rule with no flat name
+    from lookum_jax.parsing import parse_strategy  # the parser imports this module
+    spec = dict(name_or_rule)
+    name = spec.pop("strategy", None)
+    if not isinstance(name, str):
+      raise ValueError(f"a base given as a dict needs its strategy's name under 'strategy' "
+                       f"(e.g. {{'strategy': 'pc_sampler', 'decay': 0.25}}), got {name_or_rule!r}")
+    name_or_rule = parse_strategy(name, spec, what="base")
+    if not isinstance(name_or_rule, Rule):
+      raise ValueError(f"base {name!r} is not a commit rule LookUM can branch on; use one of "
+                       f"{BASE_NAMES} or a Rule value such as PCSampler()")
   if isinstance(name_or_rule, Rule):
     fields = {f.name for f in dataclasses.fields(name_or_rule)}
     changes = {k: v for k, v in params.items() if k in fields}
@@ -724,7 +745,7 @@ def from_params(params: dict[str, Any]) -> Strategy:
       if flat[name] < 1:
         raise ValueError(f"{name} must be >= 1, got {flat[name]}")
     base = _base_from(flat["base"], {k: params[k] for k in ("tau", "gamma") if k in params}
-                      if isinstance(flat["base"], Rule) else
+                      if isinstance(flat["base"], Rule | dict) else
                       {"tau": flat["tau"], "gamma": flat["gamma"]})
     check_unit_interval("tau", "", flat["tau"])
     if isinstance(flat.get("verifier"), Verifier):
@@ -754,9 +775,10 @@ def to_params(value: LookUM | SMC) -> dict[str, Any]:
   flat = dict(FLAT_DEFAULTS)
   base = value.base
   base_name = next((name for name, cls in BASES.items() if type(base) is cls), None)
-  if base_name is None:
-    raise ValueError(f"a LookUM base {base!r} has no JSON form; use one of {BASE_NAMES}.")
-  flat.update(base=base_name, **base.to_dict())
+  if base_name is None:  # any other rule (PCSampler) nests: {"strategy": name, **params}
+    flat.update(base={"strategy": base.name, **base.to_dict()})
+  else:
+    flat.update(base=base_name, **base.to_dict())
   pool = getattr(value.proposal, "pool", None)
   if isinstance(value.proposal, Defer):
     flat.update(pool="defer", defer_below=value.proposal.below)
