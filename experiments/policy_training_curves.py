@@ -49,14 +49,19 @@ def main(argv: list[str] | None = None) -> int:
   matplotlib.use("Agg")
   import matplotlib.pyplot as plt
 
+  # The label is everything before the last "=", so a label may hold one ("alpha = 1=DIR").
+  runs = [item.rpartition("=")[::2] for item in args.run]
+  for item, (label, run_dir) in zip(args.run, runs, strict=True):
+    if not label or not (Path(run_dir) / "metrics.jsonl").is_file():
+      parser.error(f"--run {item!r}: give LABEL=DIR, DIR a policy run directory holding "
+                   f"metrics.jsonl.")
   out = Path(args.out)
   out.mkdir(parents=True, exist_ok=True)
   fig, axes = plt.subplots(1, len(args.metrics), figsize=(4.2 * len(args.metrics), 3.6),
                            dpi=120)
   axes = np.atleast_1d(axes)
   rows = []
-  for i, item in enumerate(args.run):
-    label, _, run_dir = item.partition("=")
+  for i, (label, run_dir) in enumerate(runs):
     records = read_metrics(run_dir)
     steps = np.array([r["step"] for r in records])
     for ax, key in zip(axes, args.metrics, strict=True):
