@@ -369,8 +369,9 @@ class FlatForm:
 def _short(value: Any) -> str:
   """A flat parameter as a label shows it (a nested base as `pc_sampler(decay=0.25, ...)`)."""
   if isinstance(value, dict) and "strategy" in value:
-    params = ", ".join(f"{k}={v}" for k, v in value.items() if k != "strategy")
-    return f"{value['strategy']}({params})"
+    params = dict(value)
+    name = params.pop("strategy")
+    return f"{name}({', '.join(f'{k}={v}' for k, v in params.items())})"
   return str(value)
 
 
