@@ -31,6 +31,7 @@ import jax
 import jax.numpy as jnp
 
 from lookum_jax.sampling import scores
+from lookum_jax.sampling.config import strategy_summary
 from lookum_jax.sampling.strategies import (
   StepView,
   Strategy,
@@ -777,7 +778,7 @@ def to_params(value: LookUM | SMC) -> dict[str, Any]:
   base = value.base
   base_name = next((name for name, cls in BASES.items() if type(base) is cls), None)
   if base_name is None:  # any other rule (PCSampler) nests: {"strategy": name, **params}
-    flat.update(base={"strategy": base.name, **base.to_dict()})
+    flat.update(base=strategy_summary(base))
   else:
     flat.update(base=base_name, **base.to_dict())
   pool = getattr(value.proposal, "pool", None)
