@@ -10,6 +10,8 @@ moving average, and writes one PNG with a column per metric plus a CSV of the sm
 from __future__ import annotations
 
 import argparse
+import csv
+import io
 import json
 import sys
 from pathlib import Path
@@ -70,7 +72,7 @@ def main(argv: list[str] | None = None) -> int:
       values = smooth(np.array([r[key] for r in records], float), args.window)
       ax.plot(steps, values, color=f"C{i}", label=label)
       for step, value in zip(steps, values, strict=True):
-        rows.append(f"{label},{key},{step},{value:.5f}")
+        rows.append((label, key, int(step), f"{value:.5f}"))
   for ax, key in zip(axes, args.metrics, strict=True):
     ax.set_xlabel("train step")
     ax.set_title(f"{key} (moving average of {args.window})", fontsize=9)
@@ -81,7 +83,11 @@ def main(argv: list[str] | None = None) -> int:
   fig.tight_layout()
   fig.savefig(out / "training_curves.png")
   plt.close(fig)
-  (out / "training_curves.csv").write_text("run,metric,step,value\n" + "\n".join(rows) + "\n")
+  table = io.StringIO()  # csv quotes a label holding a comma
+  writer = csv.writer(table, lineterminator="\n")
+  writer.writerow(("run", "metric", "step", "value"))
+  writer.writerows(rows)
+  (out / "training_curves.csv").write_text(table.getvalue())
   print(f"wrote {out}/training_curves.png and training_curves.csv")
   return 0
 
