@@ -46,7 +46,7 @@ def test_csv_reads_back_with_commas_and_equals_in_labels(tmp_path):
   assert {r["run"] for r in rows} == set(runs)
   assert len(rows) == 2 * 5 + 2 * 3
   for label, directory in runs.items():
-    records = [json.loads(line) for line in (directory / "metrics.jsonl").read_text().splitlines()]
+    records = curves.read_metrics(directory)
     for metric in ("reward", "nfe"):
       got = [float(r["value"]) for r in rows if r["run"] == label and r["metric"] == metric]
       want = _moving_average([rec[metric] for rec in records], 2)
